@@ -1,0 +1,40 @@
+"""The one exception family of ibsearch.
+
+Every error a user can cause derives from :class:`IbsearchError`. The message says what happened,
+names the offending file or value, and says what to do next. The CLI turns these into
+``Error: ...`` with exit code 1 in one place; library code never exits or prints.
+"""
+
+from __future__ import annotations
+
+
+class IbsearchError(Exception):
+    """Base class for every error that ibsearch reports to a user."""
+
+
+class MediaError(IbsearchError):
+    """A file (or in-memory input) could not be decoded or preprocessed.
+
+    ``path`` names the input (a path string, or a short description such as ``"<bytes>"``).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot read {path!r}: {reason}")
+
+
+class ModelError(IbsearchError):
+    """A model config, model card or checkpoint is missing, malformed or does not match."""
+
+
+class DownloadError(ModelError):
+    """A checkpoint could not be downloaded or failed verification."""
+
+
+class LibraryError(IbsearchError):
+    """The library (database + indexes) is missing, inconsistent, or built with another model."""
+
+
+class UsageError(IbsearchError):
+    """A value given by the user (an option, a modality name, a query term) is invalid."""
