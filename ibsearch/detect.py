@@ -1,0 +1,120 @@
+"""What kind of media a file holds, decided by its first bytes and only then by its name.
+
+One table maps a file's signature to a media kind; each kind names the modalities it is indexed
+under. A file whose extension promises media but whose bytes disagree is a bad file (reported),
+while a file that is neither media by content nor by name is simply not ours (skipped).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .modality import AUDIO, TEXT, VISION
+
+IMAGE = "image"
+SOUND = "audio"
+VIDEO = "video"
+DOCUMENT = "text"
+
+#: Modalities each media kind is indexed under (a video's picture is vision, its sound track audio).
+KIND_MODALITIES: dict[str, tuple[str, ...]] = {
+    IMAGE: (VISION,),
+    SOUND: (AUDIO,),
+    VIDEO: (VISION, AUDIO),
+    DOCUMENT: (TEXT,),
+}
+
+EXTENSIONS: dict[str, str] = {
+    **dict.fromkeys(
+        [".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"], IMAGE
+    ),
+    **dict.fromkeys(
+        [".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"],
+        SOUND,
+    ),
+    **dict.fromkeys([".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv"], VIDEO),
+    **dict.fromkeys([".txt", ".md", ".markdown"], DOCUMENT),
+}
+
+_AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ")
+
+HEAD_BYTES = 64
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The outcome for one file: a media kind, or ``kind=None`` with a reason (bad) or without (not media)."""
+
+    kind: str | None
+    reason: str | None = None
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return KIND_MODALITIES[self.kind] if self.kind else ()
+
+
+def sniff(head: bytes) -> str | None:
+    """The media kind that the first bytes of a file announce, or None if they announce none."""
+    if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return IMAGE
+    if head[:6] in (b"GIF87a", b"GIF89a") or head.startswith(b"BM"):
+        return IMAGE
+    if head[:4] in (b"II*\x00", b"MM\x00*") or head[:2] in (b"P5", b"P6"):
+        return IMAGE
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return IMAGE
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return SOUND
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return VIDEO
+    if head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3":
+        return SOUND
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return SOUND
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and head[1] != 0xFF:
+        return SOUND  # MPEG audio / ADTS AAC frame sync (JPEG's FF D8 was matched above)
+    if head[4:8] == b"ftyp":
+        return SOUND if head[8:12] in _AUDIO_BRANDS else VIDEO
+    if head[:4] == b"\x1a\x45\xdf\xa3" or head[:4] == b"\x00\x00\x01\xba":
+        return VIDEO
+    return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        # The 64-byte window may cut a multi-byte character at its end.
+        return exc.start >= len(head) - 3
+
+
+def detect(path: str, size: int | None = None) -> Detection:
+    """Decide what ``path`` holds from its first bytes and its extension (one small read)."""
+    ext = os.path.splitext(path)[1].lower()
+    by_name = EXTENSIONS.get(ext)
+    if size == 0:
+        return Detection(None, "empty file (0 bytes)") if by_name else Detection(None)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError as exc:
+        return Detection(None, f"cannot open: {exc.strerror or exc}")
+    if not head:
+        return Detection(None, "empty file (0 bytes)") if by_name else Detection(None)
+    by_content = sniff(head)
+    if by_name == DOCUMENT:
+        if by_content is None and _looks_like_text(head):
+            return Detection(DOCUMENT)
+        return Detection(None, "named like a text file but its content is not UTF-8 text")
+    if by_content is not None:
+        # The bytes decide how a file decodes, so they win over a wrong extension (a PNG named .mp3).
+        return Detection(by_content)
+    if by_name is None:
+        return Detection(None)
+    if _looks_like_text(head):
+        return Detection(None, f"named like {by_name} ({ext}) but its content is text")
+    return Detection(None, f"named like {by_name} ({ext}) but its content is not a known {by_name} format")
