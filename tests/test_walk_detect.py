@@ -1,0 +1,97 @@
+import os
+import threading
+
+from ibsearch.detect import DOCUMENT, IMAGE, SOUND, VIDEO, detect, sniff
+from ibsearch.walk import WalkOptions, walk
+
+PNG_HEAD = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
+
+
+def _paths(found):
+    return [os.path.relpath(f.path) for f in found]
+
+
+def test_walk_finds_regular_files_recursively_in_sorted_order(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "deep").mkdir()
+    for rel in ["a.txt", "b/c.txt", "b/deep/d.txt"]:
+        (tmp_path / rel).write_text("x")
+    found = list(walk([str(tmp_path)]))
+    assert [os.path.relpath(f.path, tmp_path) for f in found] == ["a.txt", "b/c.txt", "b/deep/d.txt"]
+    assert all(f.st.st_size == 1 for f in found)
+
+
+def test_walk_survives_a_symlink_loop_and_skips_a_fifo_without_hanging(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "f.txt").write_text("x")
+    os.symlink(tmp_path, tmp_path / "sub" / "loop")
+    os.mkfifo(tmp_path / "pipe")
+    result = []
+    t = threading.Thread(target=lambda: result.extend(walk([str(tmp_path)])), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "walk hung"
+    assert [os.path.relpath(f.path, tmp_path) for f in result] == ["sub/f.txt"]
+
+
+def test_walk_skips_hidden_files_unless_asked_and_honours_excludes(tmp_path):
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "x.txt").write_text("x")
+    (tmp_path / ".dot.txt").write_text("x")
+    (tmp_path / "keep.txt").write_text("x")
+    (tmp_path / "skip.tmp").write_text("x")
+    assert [os.path.basename(f.path) for f in walk([str(tmp_path)], WalkOptions(exclude=["*.tmp"]))] == [
+        "keep.txt"
+    ]
+    names = sorted(os.path.basename(f.path) for f in walk([str(tmp_path)], WalkOptions(hidden=True)))
+    assert names == [".dot.txt", "keep.txt", "skip.tmp", "x.txt"]
+
+
+def test_walk_yields_non_utf8_names_that_reopen(tmp_path):
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9.txt"
+    with open(raw, "wb") as fh:
+        fh.write(b"hello")
+    (found,) = list(walk([str(tmp_path)]))
+    with open(found.path, "rb") as fh:
+        assert fh.read() == b"hello"
+    assert os.fsencode(found.path) == raw
+
+
+def test_walk_recurses_into_a_directory_named_like_a_file(tmp_path):
+    (tmp_path / "photo.jpg").mkdir()
+    (tmp_path / "photo.jpg" / "inner.txt").write_text("x")
+    assert [os.path.relpath(f.path, tmp_path) for f in walk([str(tmp_path)])] == ["photo.jpg/inner.txt"]
+
+
+def test_sniff_recognises_common_signatures():
+    assert sniff(b"\xff\xd8\xff\xe0" + b"\x00" * 8) == IMAGE
+    assert sniff(PNG_HEAD) == IMAGE
+    assert sniff(b"GIF89a" + b"\x00" * 8) == IMAGE
+    assert sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ") == SOUND
+    assert sniff(b"fLaC\x00\x00") == SOUND
+    assert sniff(b"ID3\x04\x00") == SOUND
+    assert sniff(b"OggS\x00\x02") == SOUND
+    assert sniff(b"\x00\x00\x00\x20ftypM4A \x00") == SOUND
+    assert sniff(b"\x00\x00\x00\x20ftypisom\x00") == VIDEO
+    assert sniff(b"\x1a\x45\xdf\xa3\x00") == VIDEO
+    assert sniff(b"hello world") is None
+
+
+def test_detect_trusts_content_and_reports_liars(tmp_path):
+    (tmp_path / "notes.md").write_text("# a dog barking in the park\n")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("this is not a picture")
+    (tmp_path / "noise.wav").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "real.mp3").write_bytes(PNG_HEAD)
+    (tmp_path / "binary.txt").write_bytes(b"\x00\x01\x02\xff")
+    (tmp_path / "other.xyz").write_bytes(b"\x00\x01")
+    assert detect(str(tmp_path / "notes.md")).kind == DOCUMENT
+    assert detect(str(tmp_path / "notes.md")).modalities == ("text",)
+    assert "empty" in (detect(str(tmp_path / "empty.jpg"), size=0).reason or "")
+    assert "content is text" in (detect(str(tmp_path / "text.jpg")).reason or "")
+    assert "not a known audio format" in (detect(str(tmp_path / "noise.wav")).reason or "")
+    assert detect(str(tmp_path / "real.mp3")).kind == IMAGE
+    assert detect(str(tmp_path / "binary.txt")).kind is None
+    assert detect(str(tmp_path / "binary.txt")).reason is not None
+    unrelated = detect(str(tmp_path / "other.xyz"))
+    assert unrelated.kind is None and unrelated.reason is None
