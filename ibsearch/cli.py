@@ -1,0 +1,337 @@
+"""The ``ibsearch`` command line: parse options, make one call into the engine, format the result.
+
+This is the only module that imports click; it never touches SQL, FAISS or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from .errors import IbsearchError
+
+
+def _common(fn: Any) -> Any:
+    """Options shared by every command that opens a library."""
+    fn = click.option(
+        "--library",
+        envvar="IBSEARCH_LIBRARY",
+        type=click.Path(file_okay=False),
+        help="Library directory (default: the platform data directory).",
+    )(fn)
+    fn = click.option(
+        "--model",
+        envvar="IBSEARCH_MODEL",
+        default=None,
+        help="Registered model name (default imagebind_huge) or path to a JSON model card.",
+    )(fn)
+    fn = click.option(
+        "--checkpoint",
+        envvar="IBSEARCH_CHECKPOINT",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="Use this local checkpoint file instead of downloading the model's weights.",
+    )(fn)
+    fn = click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help="Where the model runs.",
+    )(fn)
+    return fn
+
+
+def _open(common: dict[str, Any], **kw: Any) -> Any:
+    from .engine import Library
+
+    return Library.open(
+        common["library"],
+        model=common["model"],
+        checkpoint=common["checkpoint"],
+        device=common["device"],
+        **kw,
+    )
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=None))
+
+
+class _Group(click.Group):
+    """Turns every ibsearch error into click's ``Error: ...`` with exit code 1, in this one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IbsearchError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ibsearch")
+def cli() -> None:
+    """Search photos, videos, recordings and notes by meaning, from any modality to any other.
+
+    \b
+    Example:
+      ibsearch ingest ~/Pictures ~/Music
+      ibsearch query --text "a dog barking" --target vision --k 10
+    """
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@_common
+@click.option(
+    "--hidden", is_flag=True, help="Also ingest hidden files and folders (names starting with '.')."
+)
+@click.option(
+    "--exclude", multiple=True, metavar="GLOB", help="Skip files or folders matching GLOB (repeatable)."
+)
+@click.option("--workers", type=int, default=None, help="Decoding worker processes (default: CPU count).")
+@click.option(
+    "--batch-size", type=int, default=None, help="Items per model call (default depends on device)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def ingest(
+    paths: Sequence[str],
+    hidden: bool,
+    exclude: Sequence[str],
+    workers: int | None,
+    batch_size: int | None,
+    as_json: bool,
+    **common: Any,
+) -> None:
+    """Add or update PATHS (files or folders, recursively) in the library.
+
+    Unchanged files cost one stat; changed files are re-embedded; deleted files are dropped; renamed or
+    copied files reuse their stored vectors. Bad files are reported and skipped.
+
+    \b
+    Example:
+      ibsearch ingest ./media --exclude '*.tmp' --json
+    """
+    lib = _open(common, create=True)
+    with lib:
+        summary = lib.ingest(
+            list(paths),
+            hidden=hidden,
+            exclude=list(exclude),
+            workers=workers,
+            batch_size=batch_size,
+            progress=sys.stderr.isatty() and not as_json,
+        )
+    data = summary.to_dict()
+    if as_json:
+        _echo_json(data)
+        return
+    click.echo(
+        "added {added}, updated {updated}, unchanged {unchanged}, removed {removed}, "
+        "failed {nfailed}, encoded {encoded}".format(nfailed=len(data["failed"]), **data)
+    )
+    for bad in data["failed"]:
+        click.echo(f"  failed: {bad['path']}: {bad['reason']}", err=True)
+
+
+def _format_meta(meta: dict[str, Any]) -> str:
+    parts = []
+    if meta.get("width") and meta.get("height"):
+        parts.append(f"{meta['width']}x{meta['height']}")
+    if meta.get("duration") is not None:
+        parts.append(f"{float(meta['duration']):.1f}s")
+    return " ".join(parts)
+
+
+def _mmss(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+@cli.command()
+@_common
+@click.option("--text", "texts", multiple=True, metavar="[W=]TEXT", help="A text query term (repeatable).")
+@click.option("--image", "images", multiple=True, metavar="[W=]PATH", help="An image query term.")
+@click.option("--audio", "audios", multiple=True, metavar="[W=]PATH", help="An audio query term.")
+@click.option(
+    "--like", "likes", multiple=True, metavar="[W=]PATH", help="An ingested file: reuse its vector."
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    help="Modality to search: vision/image, text, audio, depth, thermal, imu; repeatable (default: all).",
+)
+@click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Number of hits.")
+@click.option("--path-glob", default=None, metavar="GLOB", help="Only files whose path matches GLOB.")
+@click.option("--path-prefix", default=None, metavar="DIR", help="Only files under DIR.")
+@click.option("--min-duration", type=float, default=None, help="Only media at least this many seconds long.")
+@click.option("--max-duration", type=float, default=None, help="Only media at most this many seconds long.")
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON list.")
+def query(
+    texts: Sequence[str],
+    images: Sequence[str],
+    audios: Sequence[str],
+    likes: Sequence[str],
+    targets: Sequence[str],
+    k: int,
+    path_glob: str | None,
+    path_prefix: str | None,
+    min_duration: float | None,
+    max_duration: float | None,
+    as_json: bool,
+    **common: Any,
+) -> None:
+    """Find the files nearest to a query made of any mix of text, images, audio and ingested files.
+
+    Every term is embedded, L2-normalized, multiplied by its weight, summed and renormalized. Give a
+    weight as a prefix WEIGHT= (negative weights subtract a concept).
+
+    \b
+    Examples:
+      ibsearch query --text "a dog barking" --target vision --k 10
+      ibsearch query --image park.jpg --audio 0.5=bark.wav --text "-1=people" --target image
+      ibsearch query --like ~/Pictures/cat.jpg --path-prefix ~/Pictures/2024 --json
+    """
+    from .query import parse_term
+
+    terms = (
+        [parse_term("text", t) for t in texts]
+        + [parse_term("vision", t) for t in images]
+        + [parse_term("audio", t) for t in audios]
+        + [parse_term("like", t) for t in likes]
+    )
+    lib = _open(common)
+    with lib:
+        hits = lib.searcher().search(
+            terms,
+            targets=list(targets) or None,
+            k=k,
+            path_glob=path_glob,
+            path_prefix=os.path.abspath(path_prefix) if path_prefix else None,
+            min_duration=min_duration,
+            max_duration=max_duration,
+        )
+    if as_json:
+        _echo_json([h.to_dict() for h in hits])
+        return
+    if not hits:
+        click.echo("no matches", err=True)
+        return
+    for rank, hit in enumerate(hits, 1):
+        where = (
+            f" [{_mmss(hit.start)}-{_mmss(hit.end)}]" if hit.start is not None and hit.end is not None else ""
+        )
+        meta = _format_meta(hit.metadata)
+        click.echo(f"{rank:3d}  {hit.score:7.4f}  {hit.modality:<7}  {hit.path}{where}  {meta}".rstrip())
+
+
+@cli.command()
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print as one JSON object.")
+def info(as_json: bool, **common: Any) -> None:
+    """Show what the library holds: counts per modality, model, size on disk and recent errors.
+
+    \b
+    Example:
+      ibsearch info --json
+    """
+    lib = _open(common)
+    with lib:
+        data = lib.info()
+    if as_json:
+        _echo_json(data)
+        return
+    click.echo(f"library   {data['library']}")
+    click.echo(f"model     {data['model']}")
+    click.echo(f"files     {data['files']}")
+    click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB")
+    for modality, count in data["vectors"].items():
+        click.echo(f"  {modality:<8} {count}")
+    for note in data.get("notes", []):
+        click.echo(f"note      {note}")
+    if data["recent_errors"]:
+        click.echo("recent errors:")
+        for err in data["recent_errors"]:
+            click.echo(f"  {err['path']}: {err['reason']}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def remove(
+    paths: Sequence[str],
+    as_json: bool,
+    **common: Any,
+) -> None:
+    """Remove PATHS (files, or folders with everything under them) from the library; the files stay on disk.
+
+    \b
+    Example:
+      ibsearch remove ~/Pictures/old
+    """
+    lib = _open(common)
+    with lib:
+        removed = lib.remove([os.path.abspath(p) for p in paths])
+    if as_json:
+        _echo_json({"removed": removed})
+    else:
+        click.echo(f"removed {removed} file(s)")
+
+
+@cli.command()
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def reindex(
+    as_json: bool,
+    **common: Any,
+) -> None:
+    """Rebuild every FAISS index from the vectors stored in the database.
+
+    \b
+    Example:
+      ibsearch reindex
+    """
+    lib = _open(common)
+    with lib:
+        counts = lib.reindex()
+    if as_json:
+        _echo_json(counts)
+    else:
+        click.echo(", ".join(f"{m}: {n}" for m, n in counts.items()) or "empty library")
+
+
+@cli.command()
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(as_json: bool, **common: Any) -> None:
+    """Check that the database and the indexes agree; exit code 1 if they do not.
+
+    \b
+    Example:
+      ibsearch check && echo consistent
+    """
+    lib = _open(common, sync=False)
+    with lib:
+        report = lib.check()
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.ok:
+        sys.exit(1)
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="ibsearch")
+
+
+__all__ = ["cli", "main"]
