@@ -1,0 +1,251 @@
+"""Read-side queries of the library database: files, vectors, filters and id summaries.
+
+A mixin of :class:`~ibsearch.store.db.Store`, kept apart so each module stays readable; it uses only
+the connection and the library's model and dimension.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+from .records import (
+    CHECKSUM_SQL,
+    FileRecord,
+    FileStat,
+    IdSetSummary,
+    PathLike,
+    StoredVector,
+    VectorRow,
+    decode_vectors,
+    id_set_summary,
+    key_to_path,
+    path_key,
+)
+
+FILE_COLS = "id, path_key, size, mtime_ns, hash, modality, info, added, updated"
+_FILE_COLS_F = ", ".join("f." + c.strip() for c in FILE_COLS.split(","))
+_INFO_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def file_record(row: Sequence[Any]) -> FileRecord:
+    """A :class:`FileRecord` from a row selected with :data:`FILE_COLS`."""
+    fid, key, size, mtime_ns, content_hash, modality, info, added, updated = row
+    return FileRecord(
+        fid, key_to_path(key), size, mtime_ns, content_hash, modality, json.loads(info), added, updated
+    )
+
+
+def prefix_clause(column: str, prefix: PathLike) -> tuple[str, list[bytes]]:
+    """SQL matching ``column`` (path keys) equal to ``prefix`` or inside it as a directory.
+
+    Uses a BLOB range rather than LIKE, so it is exact for any bytes and can use the unique index.
+    """
+    key = path_key(prefix)
+    sep = os.fsencode(os.sep)
+    if not key:
+        return "1", []
+    lo = key if key.endswith(sep) else key + sep
+    hi = lo[:-1] + bytes([lo[-1] + 1])  # the first key after every key starting with `lo`
+    if key.endswith(sep):
+        return f"({column} >= ? AND {column} < ?)", [lo, hi]
+    return f"({column} = ? OR ({column} >= ? AND {column} < ?))", [key, lo, hi]
+
+
+class StoreReads:
+    """Queries that only read; mixed into :class:`~ibsearch.store.db.Store`."""
+
+    _conn: sqlite3.Connection
+
+    @property
+    def model_id(self) -> str | None:  # provided by Store
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int | None:  # provided by Store
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ files: reads
+
+    def get_file(self, path: PathLike) -> FileRecord | None:
+        """The stored record of ``path``, or None."""
+        row = self._conn.execute(f"SELECT {FILE_COLS} FROM files WHERE path_key = ?", (path_key(path),))
+        found = row.fetchone()
+        return None if found is None else file_record(found)
+
+    def files_under(self, prefix: PathLike) -> dict[str, FileStat]:
+        """Every stored path equal to ``prefix`` or inside it as a directory, with size, mtime and hash.
+
+        An empty ``prefix`` means the whole library. Paths are ``os.fsdecode`` strings.
+        """
+        clause, params = prefix_clause("path_key", prefix)
+        rows = self._conn.execute(f"SELECT path_key, size, mtime_ns, hash FROM files WHERE {clause}", params)
+        return {key_to_path(r[0]): FileStat(r[1], r[2], r[3]) for r in rows}
+
+    def paths_under(self, prefix: PathLike) -> list[str]:
+        """The stored paths under ``prefix`` (see :meth:`files_under`), sorted by their bytes."""
+        clause, params = prefix_clause("path_key", prefix)
+        rows = self._conn.execute(f"SELECT path_key FROM files WHERE {clause} ORDER BY path_key", params)
+        return [key_to_path(r[0]) for r in rows]
+
+    def file_count(self) -> int:
+        """Number of files in the library."""
+        return int(self._conn.execute("SELECT count(*) FROM files").fetchone()[0])
+
+    # ------------------------------------------------------------------ vectors: reads
+
+    def _stored_vectors(self, where: str, params: Sequence[Any]) -> list[StoredVector]:
+        dim = self.dim or 0
+        rows = self._conn.execute(
+            "SELECT id, file_id, modality, model_id, preprocess_version, seg_start, seg_end, vector"
+            f" FROM vectors WHERE {where} ORDER BY id",
+            params,
+        ).fetchall()
+        vecs = decode_vectors([r[7] for r in rows], dim)
+        return [StoredVector(*r[:7], vector=v) for r, v in zip(rows, vecs, strict=True)]
+
+    def file_vectors(self, path: PathLike) -> list[StoredVector]:
+        """The vectors stored for ``path`` (empty if it is not in the library), by id."""
+        return self._stored_vectors("file_id = (SELECT id FROM files WHERE path_key = ?)", (path_key(path),))
+
+    def find_by_hash(
+        self, content_hash: str, *, modality: str | None = None
+    ) -> tuple[FileRecord, list[StoredVector]] | None:
+        """A stored file with this content hash and its vectors, for reuse after a rename or copy.
+
+        Only files with vectors of the library's current model count (and of ``modality`` when given);
+        the most recently updated one is returned. None when there is none.
+        """
+        params: list[Any] = [content_hash, self.model_id]
+        extra = ""
+        if modality is not None:
+            extra, params = " AND v.modality = ?", params + [modality]
+        row = self._conn.execute(
+            f"SELECT {_FILE_COLS_F} FROM files f"
+            " WHERE f.hash = ? AND EXISTS (SELECT 1 FROM vectors v WHERE v.file_id = f.id"
+            f" AND v.model_id = ?{extra}) ORDER BY f.updated DESC, f.id DESC LIMIT 1",
+            params,
+        ).fetchone()
+        if row is None:
+            return None
+        record = file_record(row)
+        vectors = self._stored_vectors("file_id = ? AND model_id = ?", (record.id, self.model_id))
+        return record, vectors
+
+    def iter_vectors(
+        self, modality: str, *, chunk_size: int = 16384
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(ids (n,) int64, vectors (n, dim) float32)`` chunks of ``modality`` in id order.
+
+        For index rebuilds; wrap the loop in :meth:`snapshot` to read one consistent state.
+        """
+        dim = self.dim or 0
+        last = -1
+        while True:
+            rows = self._conn.execute(
+                "SELECT id, vector FROM vectors WHERE modality = ? AND id > ? ORDER BY id LIMIT ?",
+                (modality, last, int(chunk_size)),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, decode_vectors([r[1] for r in rows], dim)
+            last = int(ids[-1])
+
+    def vector_ids(self, modality: str) -> np.ndarray:
+        """All vector ids of ``modality``, sorted, as int64."""
+        rows = self._conn.execute("SELECT id FROM vectors WHERE modality = ? ORDER BY id", (modality,))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def rows_for_vectors(self, ids: Iterable[int]) -> dict[int, VectorRow]:
+        """File, modality, media info and segment of each vector id (ids not stored are left out)."""
+        wanted = json.dumps([int(i) for i in ids])
+        rows = self._conn.execute(
+            "SELECT v.id, v.file_id, f.path_key, v.modality, f.info, v.seg_start, v.seg_end, f.size,"
+            " f.mtime_ns, f.hash FROM vectors v JOIN files f ON f.id = v.file_id"
+            " WHERE v.id IN (SELECT value FROM json_each(?))",
+            (wanted,),
+        )
+        return {
+            r[0]: VectorRow(
+                r[0], r[1], key_to_path(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], r[9]
+            )
+            for r in rows
+        }
+
+    def select_vector_ids(
+        self,
+        modality: str,
+        *,
+        under: PathLike | None = None,
+        glob: str | None = None,
+        ranges: Mapping[str, tuple[float | None, float | None]] | None = None,
+    ) -> np.ndarray:
+        """Ids (int64, sorted) of ``modality`` vectors whose file passes every given filter.
+
+        ``under``: the path or a directory containing it. ``glob``: SQLite GLOB on the readable path
+        (``*``, ``?``, ``[abc]``, ``[^abc]``; case-sensitive; ``*`` also crosses ``/``). ``ranges``: media
+        info key -> inclusive ``(low, high)`` (None = open end); files without the key are excluded.
+        """
+        where, params = ["v.modality = ?"], [modality]
+        if under is not None:
+            clause, extra = prefix_clause("f.path_key", under)
+            where.append(clause)
+            params += extra
+        if glob is not None:
+            where.append("f.path GLOB ?")
+            params.append(glob)
+        for key, (low, high) in (ranges or {}).items():
+            if not _INFO_KEY.match(key):
+                raise UsageError(f"invalid media info key {key!r} in a filter; use names like 'duration'")
+            if low is not None:
+                where.append("json_extract(f.info, ?) >= ?")
+                params += [f"$.{key}", low]
+            if high is not None:
+                where.append("json_extract(f.info, ?) <= ?")
+                params += [f"$.{key}", high]
+            if low is None and high is None:
+                where.append("json_extract(f.info, ?) IS NOT NULL")
+                params.append(f"$.{key}")
+        rows = self._conn.execute(
+            "SELECT v.id FROM vectors v JOIN files f ON f.id = v.file_id WHERE "
+            + " AND ".join(where)
+            + " ORDER BY v.id",
+            params,
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        """Number of vectors per modality (modalities without vectors are absent)."""
+        rows = self._conn.execute(
+            "SELECT modality, count(*) FROM vectors GROUP BY modality ORDER BY modality"
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    def file_counts(self) -> dict[str, int]:
+        """Number of files per modality."""
+        rows = self._conn.execute("SELECT modality, count(*) FROM files GROUP BY modality ORDER BY modality")
+        return {r[0]: int(r[1]) for r in rows}
+
+    def vector_count(self) -> int:
+        """Number of vectors in the library."""
+        return int(self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0])
+
+    def id_summary(self, modality: str) -> IdSetSummary:
+        """Count, max id and checksum of the vector ids of ``modality``: what its index must hold."""
+        row = self._conn.execute(
+            f"SELECT count(*), max(id), sum(id), {CHECKSUM_SQL} FROM vectors WHERE modality = ?", (modality,)
+        ).fetchone()
+        return id_set_summary(*row)
+
+    def integrity_errors(self) -> list[str]:
+        """SQLite's ``quick_check`` findings (empty when the file is sound)."""
+        rows = [r[0] for r in self._conn.execute("PRAGMA quick_check")]
+        return [] if rows == ["ok"] else rows

@@ -1,0 +1,188 @@
+"""Plain values the store hands out, and the encodings it uses on disk.
+
+Paths: SQLite text must be valid UTF-8, but POSIX file names are arbitrary bytes. Each path is kept
+twice: ``path_key`` (BLOB, unique) holds ``os.fsencode(path)`` exactly, and is what every lookup
+uses; ``path`` (TEXT) is a readable form for people and for GLOB filters, equal to the real path
+whenever the name is valid UTF-8 (otherwise undecodable bytes appear as ``\\xNN``). Paths leave the
+store as ``os.fsdecode(path_key)``: a ``str`` with surrogate escapes that opens the same file.
+
+Vectors: little-endian float32 bytes, ``dim * 4`` long.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import IbsearchError
+
+PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+# Constants of the id-set checksum. The index package computes the same function over the ids it holds
+# (tests check that both agree), so the two can be compared without importing each other.
+_CHECK_P = 4294967291  # largest prime below 2**32
+_CHECK_A = 1640531527  # odd multiplier below 2**31, so (id % P) * A stays below 2**63 in SQLite
+_CHECK_MOD = (1 << 61) - 1
+
+
+class VectorError(IbsearchError, ValueError):
+    """A vector handed to the store has the wrong shape or holds NaN/Inf; nothing was written."""
+
+
+class IdSetSummary(NamedTuple):
+    """What a set of vector ids looks like, cheap to compute on both sides (database and index).
+
+    Two summaries are equal (plain tuple equality, also across packages) when the sets are the same,
+    up to checksum collisions, which need a deliberately crafted id set.
+    """
+
+    count: int  # number of ids
+    max_id: int  # largest id, -1 when empty
+    checksum: int  # order-independent hash of the ids, 0 when empty
+
+
+def id_set_summary(count: int, max_id: int | None, id_sum: int | None, id_mix: int | None) -> IdSetSummary:
+    """Build an :class:`IdSetSummary` from ``count``, ``max``, ``sum(id)`` and ``sum((id % P) * A % P)``."""
+    if not count:
+        return IdSetSummary(0, -1, 0)
+    checksum = (int(id_sum or 0) * 0x9E3779B1 + int(id_mix or 0)) % _CHECK_MOD
+    return IdSetSummary(int(count), int(max_id if max_id is not None else -1), checksum)
+
+
+CHECKSUM_SQL = f"sum(((id % {_CHECK_P}) * {_CHECK_A}) % {_CHECK_P})"
+
+
+def path_key(path: PathLike) -> bytes:
+    """The exact bytes of ``path`` as the OS sees it (``os.fsencode``); the lookup key of the files table."""
+    return os.fsencode(os.fspath(path))
+
+
+def display_path(key: bytes) -> str:
+    """A readable, valid-UTF-8 form of a path key (undecodable bytes shown as ``\\xNN``)."""
+    return key.decode("utf-8", "backslashreplace")
+
+
+def key_to_path(key: bytes) -> str:
+    """The path as a ``str`` that opens the same file (``os.fsdecode``: surrogate escapes for odd bytes)."""
+    return os.fsdecode(bytes(key))
+
+
+def hash_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
+    """Content hash stored in ``files.hash``: BLAKE2b with a 32-byte digest, as 64 hex characters."""
+    digest = hashlib.blake2b(digest_size=32)
+    with open(os.fspath(path), "rb") as fh:
+        while block := fh.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encode_vectors(vectors: np.ndarray, dim: int, what: str) -> list[bytes]:
+    """Validate ``vectors`` (``(n, dim)`` or ``(dim,)``, any float dtype) and return one blob per row.
+
+    Raises :class:`VectorError` for a wrong shape or any NaN/Inf, naming ``what`` (usually the path).
+    """
+    arr = np.asarray(vectors)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise VectorError(
+            f"vectors for {what!r} have shape {tuple(np.shape(vectors))}; this library stores "
+            f"(n, {dim}) vectors (was the library built with another model?)"
+        )
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise VectorError(f"vectors for {what!r} have dtype {arr.dtype}; expected floating point")
+    arr = np.ascontiguousarray(arr, dtype="<f4")
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite).tolist()
+        raise VectorError(
+            f"refusing to store non-finite vectors for {what!r} (rows {bad[:5]} contain NaN or Inf); "
+            "the input is probably silent, empty or corrupt"
+        )
+    return [row.tobytes() for row in arr]
+
+
+def decode_vectors(blobs: list[bytes], dim: int) -> np.ndarray:
+    """Turn blobs read back from the ``vectors`` table into a ``(n, dim)`` float32 array."""
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One row of the files table."""
+
+    id: int
+    path: str  # os.fsdecode form: opens the same file, even for non-UTF-8 names
+    size: int
+    mtime_ns: int
+    content_hash: str
+    modality: str
+    info: dict[str, Any] = field(default_factory=dict)  # media info: width, height, duration, ...
+    added: float = 0.0  # unix time of the first insert
+    updated: float = 0.0  # unix time of the last change
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What an incremental walk compares against: size, mtime and content hash of a stored file."""
+
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class StoredVector:
+    """A stored vector with its provenance; ``vector`` is ``(dim,)`` float32."""
+
+    id: int
+    file_id: int
+    modality: str
+    model_id: str
+    preprocess_version: str
+    start: float | None  # segment start in seconds (None: the whole file)
+    end: float | None
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class VectorRow:
+    """What a query result needs about one vector id: its file and the segment it covers."""
+
+    id: int
+    file_id: int
+    path: str
+    modality: str
+    info: dict[str, Any]
+    start: float | None
+    end: float | None
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Upserted:
+    """Outcome of :meth:`Store.upsert_file`: the new vector ids, and the ids it replaced."""
+
+    file_id: int
+    vector_ids: list[int]
+    removed_ids: list[int]
+    created: bool  # True when the path was not in the library before
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """A file that could not be ingested, with the reason and the stat it had then."""
+
+    path: str
+    reason: str
+    time: float
+    size: int | None
+    mtime_ns: int | None
