@@ -1,0 +1,192 @@
+"""ImageBindModel: the official checkpoint layout, strict loading, and parity with the reference code.
+
+The parity fixtures come from running the reference implementation (scripts/gen_fixtures.py):
+random weights for the ``imagebind_tiny`` config in the official key layout, and the reference
+forward outputs for inputs of every tower.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ibsearch.encoder.config import get_config
+from ibsearch.encoder.keymap import modality_of
+from ibsearch.encoder.model import ImageBindModel, reference_key_shapes
+from ibsearch.errors import ModelError, UsageError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = get_config("imagebind_tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_state() -> dict[str, torch.Tensor]:
+    return load_file(FIXTURES / "model_tiny_weights.safetensors")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_state: dict[str, torch.Tensor]) -> ImageBindModel:
+    return ImageBindModel.from_reference(tiny_state, TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_io() -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / "model_tiny_io.npz") as data:
+        return {name: data[name] for name in data.files}
+
+
+def _input(array: np.ndarray) -> torch.Tensor:
+    tensor = torch.from_numpy(array)
+    return tensor.float() if tensor.is_floating_point() else tensor
+
+
+def test_huge_layout_is_exactly_the_official_checkpoint_keys_and_shapes() -> None:
+    reference = json.loads((FIXTURES / "reference_keys_huge.json").read_text())
+    ours = reference_key_shapes(get_config("imagebind_huge"))
+    assert [[key, list(shape)] for key, shape in ours.items()] == reference
+
+
+def test_huge_layout_has_the_documented_key_and_element_counts() -> None:
+    shapes = reference_key_shapes(get_config("imagebind_huge"))
+    per_tower = Counter(modality_of(key) for key in shapes)
+    assert per_tower == {"vision": 392, "text": 295, "audio": 177, "depth": 177, "thermal": 177, "imu": 93}
+    assert sum(math.prod(shape) for shape in shapes.values()) == 1_200_786_990
+    assert shapes["modality_preprocessors.imu.imu_stem.proj.weight"] == (512, 48)
+    assert shapes["modality_postprocessors.text.1.log_logit_scale"] == ()
+
+
+def test_huge_model_builds_on_the_meta_device_with_only_the_requested_towers() -> None:
+    with torch.device("meta"):
+        model = ImageBindModel(get_config("imagebind_huge"), ["text", "image"])
+    assert model.modalities == ["vision", "text"]
+    assert all(p.is_meta for p in model.parameters())
+    assert set(reference_key_shapes(get_config("imagebind_huge"), ["imu"])) == {
+        key for key in reference_key_shapes(get_config("imagebind_huge")) if modality_of(key) == "imu"
+    }
+
+
+def test_tiny_fixture_weights_have_the_layout_we_expect(tiny_state: dict[str, torch.Tensor]) -> None:
+    expected = reference_key_shapes(TINY)
+    assert {key: tuple(t.shape) for key, t in tiny_state.items()} == expected
+
+
+def test_a_missing_key_is_named_in_the_error(tiny_state: dict[str, torch.Tensor]) -> None:
+    state = dict(tiny_state)
+    del state["modality_trunks.audio.blocks.1.attn.bias_v"]
+    with pytest.raises(ModelError, match=r"missing keys: modality_trunks\.audio\.blocks\.1\.attn\.bias_v"):
+        ImageBindModel.from_reference(state, TINY)
+
+
+def test_an_unexpected_key_is_named_in_the_error(tiny_state: dict[str, torch.Tensor]) -> None:
+    state = dict(tiny_state)
+    state["modality_trunks.text.blocks.0.attn.bias_k"] = torch.zeros(1, 1, TINY.text_embed_dim)
+    with pytest.raises(ModelError, match=r"unexpected keys: modality_trunks\.text\.blocks\.0\.attn\.bias_k"):
+        ImageBindModel.from_reference(state, TINY)
+
+
+def test_a_wrongly_shaped_tensor_is_named_with_both_shapes(tiny_state: dict[str, torch.Tensor]) -> None:
+    state = dict(tiny_state)
+    state["modality_heads.imu.3.weight"] = torch.zeros(1024, TINY.imu_embed_dim + 1)
+    with pytest.raises(
+        ModelError, match=r"modality_heads\.imu\.3\.weight \(1024, 17\) \(expected \(1024, 16\)\)"
+    ):
+        ImageBindModel.from_reference(state, TINY)
+
+
+def test_a_checkpoint_for_another_config_is_refused(tiny_state: dict[str, torch.Tensor]) -> None:
+    with pytest.raises(ModelError, match="wrong shapes"):
+        ImageBindModel.from_reference(tiny_state, get_config("imagebind_small"), ["depth"])
+
+
+def test_a_text_mask_that_is_not_causal_is_refused(tiny_state: dict[str, torch.Tensor]) -> None:
+    state = dict(tiny_state)
+    state["modality_preprocessors.text.mask"] = torch.zeros(77, 77)
+    with pytest.raises(ModelError, match="modality_preprocessors.text.mask"):
+        ImageBindModel.from_reference(state, TINY, ["text"])
+
+
+def test_loading_one_tower_skips_the_other_towers_keys(
+    tiny_state: dict[str, torch.Tensor], tiny_model: ImageBindModel
+) -> None:
+    text_only = ImageBindModel.from_reference(tiny_state, TINY, ["text"])
+    assert text_only.modalities == ["text"]
+    ids = torch.zeros(2, 77, dtype=torch.long)
+    ids[:, 0], ids[:, 1], ids[:, 2] = 49406, 320, 49407
+    assert torch.equal(text_only({"text": ids})["text"], tiny_model({"text": ids})["text"])
+    just_its_keys = {k: v for k, v in tiny_state.items() if modality_of(k) == "text"}
+    assert ImageBindModel.from_reference(just_its_keys, TINY, "text").modalities == ["text"]
+
+
+PARITY_CASES = [
+    "vision.image",
+    "vision.clips",
+    "vision.video",
+    "text.ids",
+    "audio.clips",
+    "depth.image",
+    "depth.clips",
+    "thermal.image",
+    "imu.series",
+]
+
+
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_forward_matches_the_reference_implementation(
+    case: str, tiny_model: ImageBindModel, tiny_io: dict[str, np.ndarray]
+) -> None:
+    modality = case.split(".")[0]
+    expected = torch.from_numpy(tiny_io[f"{case}.output"]).float()
+    with torch.no_grad():
+        ours = tiny_model({modality: _input(tiny_io[f"{case}.input"])})[modality]
+    assert ours.dtype == torch.float32 and ours.shape == expected.shape
+    tolerance = 1e-5 * expected.norm(dim=-1, keepdim=True)
+    assert torch.all((ours - expected).abs() <= tolerance), f"max diff {(ours - expected).abs().max():.3g}"
+
+
+def test_every_fixture_case_is_checked(tiny_io: dict[str, np.ndarray]) -> None:
+    cases = {name.rsplit(".", 1)[0] for name in tiny_io}
+    assert cases == set(PARITY_CASES)
+
+
+def test_embed_returns_float32_unit_vectors(
+    tiny_model: ImageBindModel, tiny_io: dict[str, np.ndarray]
+) -> None:
+    for case in ("vision.video", "text.ids", "audio.clips", "imu.series"):
+        modality = case.split(".")[0]
+        with torch.no_grad():
+            vectors = tiny_model.embed({modality: _input(tiny_io[f"{case}.input"])})[modality]
+        assert vectors.dtype == torch.float32
+        assert torch.allclose(vectors.norm(dim=-1), torch.ones(len(vectors)), atol=1e-6)
+
+
+def test_outputs_are_scaled_per_modality_as_in_the_reference(tiny_model: ImageBindModel) -> None:
+    inputs = {"depth": torch.randn(2, 1, 224, 224), "thermal": torch.randn(2, 1, 224, 224)}
+    with torch.no_grad():
+        outputs = tiny_model(inputs)
+    assert torch.allclose(outputs["depth"].norm(dim=-1), torch.full((2,), 5.0))
+    assert torch.allclose(outputs["thermal"].norm(dim=-1), torch.full((2,), 10.0))
+
+
+def test_a_lone_video_clip_must_be_wrapped_as_a_clip_list(tiny_model: ImageBindModel) -> None:
+    with pytest.raises(UsageError, match=r"\(B, 1, 3, T, H, W\)"):
+        tiny_model({"vision": torch.zeros(1, 3, 2, 224, 224)})
+
+
+def test_wrong_input_shapes_and_dtypes_are_usage_errors(tiny_model: ImageBindModel) -> None:
+    with pytest.raises(UsageError, match=r"expected \(B, 6, 2000\)"):
+        tiny_model({"imu": torch.zeros(1, 2000, 6)})
+    with pytest.raises(UsageError, match="integer token ids"):
+        tiny_model({"text": torch.zeros(1, 77)})
+
+
+def test_a_tower_that_was_not_built_cannot_be_used() -> None:
+    model = ImageBindModel(TINY, ["audio"])
+    with pytest.raises(UsageError, match="the vision tower is not loaded"):
+        model({"image": torch.zeros(1, 3, 224, 224)})
