@@ -1,0 +1,217 @@
+"""Run ImageBind towers for search: preprocessed batches in, float32 unit vectors out.
+
+:class:`Encoder` loads a tower the first time its modality is encoded (only that tower's weights
+are read), picks the device and the compute precision, and runs under ``torch.inference_mode``.
+On CPUs with bf16 matrix units (AVX512-BF16 / AMX) and on GPUs it computes in bf16/fp16 through
+autocast; ``precision="fp32"`` gives results equal to :meth:`ImageBindModel.embed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from ..modality import canonical
+from .model import ImageBindModel, resolve_modalities
+
+if TYPE_CHECKING:
+    from .cards import ModelCard
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags from /proc/cpuinfo (empty where that file does not exist)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 pays off."""
+    return any(flag in cpu_flags() for flag in _CPU_BF16_FLAGS)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """ "auto" -> cuda when available, else cpu; an explicit cuda without a GPU is a UsageError."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} was asked for but no CUDA GPU is available; use --device cpu")
+    return resolved
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """ "auto" -> bf16 on GPUs that support it (else fp16), bf16 on CPUs with AVX512-BF16/AMX, else fp32."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def _store_matmul_weights_in(model: nn.Module, dtype: torch.dtype) -> None:
+    # Autocast would cast these weights on every call; casting them once gives the same bits and
+    # halves their memory. Embeddings, norms and [CLS]/position tensors stay fp32, as autocast
+    # leaves them.
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv3d)):
+            module.to(dtype)
+
+
+class Encoder:
+    """Encode preprocessed batches of one modality into float32 unit vectors (N, dim).
+
+    ``card`` names the model (a :class:`~ibsearch.encoder.cards.ModelCard`); towers are loaded on
+    first use through ``ibsearch.encoder.weights.load_tower_state``. ``device`` is "auto", "cpu"
+    or "cuda"; ``precision`` is "auto", "fp32", "bf16" or "fp16". ``batch_size`` bounds how many
+    items go through a tower at once.
+    """
+
+    def __init__(
+        self,
+        card: ModelCard,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        batch_size: int = 16,
+    ) -> None:
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+        self.card: ModelCard | None = card
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.batch_size = batch_size
+        self._config = card.config
+        self._model_id: str = getattr(card, "model_id", card.name)
+        self._towers: dict[str, ImageBindModel] = {}
+
+    @classmethod
+    def from_model(
+        cls,
+        model: ImageBindModel,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        batch_size: int = 16,
+        model_id: str = "in-memory",
+    ) -> Encoder:
+        """An Encoder over the towers of an already built ``model`` (tests, benchmarks).
+
+        The Encoder takes the model over: it moves it to the device and, for bf16/fp16, stores its
+        matrix weights in that precision. Pass a copy if the original must stay as it is. Only the
+        model's towers can be encoded.
+        """
+        self = cls.__new__(cls)
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+        self.card = None
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.batch_size = batch_size
+        self._config = model.config
+        self._model_id = model_id
+        self._towers = {}
+        self._adopt(model)
+        return self
+
+    @property
+    def dim(self) -> int:
+        """Width of the vectors this encoder returns."""
+        return self._config.out_embed_dim
+
+    @property
+    def model_id(self) -> str:
+        """Identifier of the model (stored with a library so it is not searched with another one)."""
+        return self._model_id
+
+    @property
+    def loaded_modalities(self) -> list[str]:
+        """Modalities whose towers are in memory, in ImageBind's order."""
+        return resolve_modalities(self._towers) if self._towers else []
+
+    def _adopt(self, model: ImageBindModel) -> None:
+        model.eval().requires_grad_(False).to(self.device)
+        if self.precision in _DTYPES:
+            _store_matmul_weights_in(model, _DTYPES[self.precision])
+        for modality in model.modalities:
+            self._towers[modality] = model
+
+    def load(self, modalities: Iterable[str] | str) -> None:
+        """Load the towers of ``modalities`` now (reading only their weights); loaded ones are skipped."""
+        wanted = [m for m in resolve_modalities(modalities) if m not in self._towers]
+        if not wanted:
+            return
+        if self.card is None:
+            raise UsageError(
+                f"this encoder was built from an in-memory model without the {', '.join(wanted)} tower(s)"
+            )
+        from . import weights  # imported late: it pulls in download and checkpoint machinery
+
+        started = time.perf_counter()
+        state = weights.load_tower_state(self.card, wanted)
+        model = ImageBindModel.from_reference(state, self.card.config, wanted)
+        del state
+        self._adopt(model)
+        elapsed = time.perf_counter() - started
+        log.info("loaded %s tower(s) of %s in %.1f s", ", ".join(wanted), self.model_id, elapsed)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.precision in _DTYPES:
+            return torch.autocast(device_type=self.device.type, dtype=_DTYPES[self.precision])
+        return contextlib.nullcontext()
+
+    def _chunks(self, batch: torch.Tensor) -> Iterator[torch.Tensor]:
+        for start in range(0, batch.shape[0], self.batch_size):
+            yield batch[start : start + self.batch_size]
+
+    def encode(self, modality: str, batch: torch.Tensor) -> np.ndarray:
+        """Encode one preprocessed batch: (N, ...) as from ``preprocess`` -> (N, dim) float32 unit rows.
+
+        Shapes per item: vision (3, 224, 224) or clips (S, 3, 2, 224, 224); text (77,) int64; audio
+        (S, 1, 128, 204); depth and thermal (1, 224, 224); imu (6, 2000). Clip outputs are
+        averaged and re-normalized.
+        """
+        modality = canonical(modality)
+        if not isinstance(batch, torch.Tensor):
+            raise UsageError(f"encode() takes a torch.Tensor batch, got {type(batch).__name__}")
+        if modality not in self._towers:
+            self.load([modality])
+        model = self._towers[modality]
+        if batch.shape[0] == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = []
+        with torch.inference_mode(), self._autocast():
+            for chunk in self._chunks(batch):
+                chunk = chunk.to(self.device, non_blocking=True)
+                parts.append(model.embed({modality: chunk})[modality].float().cpu())
+        return torch.cat(parts).numpy()
+
+
+__all__ = ["Encoder", "cpu_flags", "cpu_has_fast_bf16", "resolve_device", "resolve_precision"]
