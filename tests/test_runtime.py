@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from ibsearch.encoder.cache import ENV_CACHE
+from ibsearch.encoder.cards import ModelCard
 from ibsearch.encoder.config import get_config
 from ibsearch.encoder.model import ImageBindModel
 from ibsearch.encoder.runtime import Encoder, cpu_has_fast_bf16, resolve_device, resolve_precision
+from ibsearch.encoder.weights import write_random_checkpoint
 from ibsearch.errors import UsageError
 
 TINY = get_config("imagebind_tiny")
@@ -106,3 +110,22 @@ def test_auto_precision_follows_the_cpu_and_bad_values_are_refused() -> None:
         with pytest.raises(UsageError, match="no CUDA GPU"):
             resolve_device("cuda")
         assert resolve_device("auto").type == "cpu"
+
+
+def test_towers_load_lazily_from_a_model_card_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path / "cache"))
+    path = write_random_checkpoint(TINY, tmp_path / "tiny.pth", seed=3)
+    encoder = Encoder(
+        ModelCard("tiny-random", TINY, str(path)), device="cpu", precision="fp32", progress=False
+    )
+    assert encoder.loaded_modalities == [] and encoder.model_id == "tiny-random"
+    ids = _inputs(2)["text"]
+    vectors = encoder.encode("text", ids)
+    assert encoder.loaded_modalities == ["text"]
+    reference = ImageBindModel.from_reference(torch.load(path, weights_only=True), TINY, ["text"])
+    with torch.no_grad():
+        np.testing.assert_array_equal(vectors, reference.embed({"text": ids})["text"].numpy())
+    encoder.load(["audio", "text"])
+    assert encoder.loaded_modalities == ["text", "audio"]

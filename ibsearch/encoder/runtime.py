@@ -12,7 +12,8 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -93,7 +94,9 @@ class Encoder:
     ``card`` names the model (a :class:`~ibsearch.encoder.cards.ModelCard`); towers are loaded on
     first use through ``ibsearch.encoder.weights.load_tower_state``. ``device`` is "auto", "cpu"
     or "cuda"; ``precision`` is "auto", "fp32", "bf16" or "fp16". ``batch_size`` bounds how many
-    items go through a tower at once.
+    items go through a tower at once. ``checkpoint`` (a local file) replaces the card's checkpoint;
+    ``progress`` is passed to the weights loader (True: a progress bar on stderr for a download or
+    the one-time split; a callable ``(done, total)``; False: silent).
     """
 
     def __init__(
@@ -102,6 +105,8 @@ class Encoder:
         device: str | torch.device = "auto",
         precision: str = "auto",
         batch_size: int = 16,
+        checkpoint: str | Path | None = None,
+        progress: bool | Callable[[int, int | None], None] = True,
     ) -> None:
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
@@ -112,6 +117,8 @@ class Encoder:
         self._config = card.config
         self._model_id: str = getattr(card, "model_id", card.name)
         self._towers: dict[str, ImageBindModel] = {}
+        self._checkpoint = checkpoint
+        self._progress = progress
 
     @classmethod
     def from_model(
@@ -138,6 +145,7 @@ class Encoder:
         self._config = model.config
         self._model_id = model_id
         self._towers = {}
+        self._checkpoint, self._progress = None, False
         self._adopt(model)
         return self
 
@@ -175,7 +183,7 @@ class Encoder:
         from . import weights  # imported late: it pulls in download and checkpoint machinery
 
         started = time.perf_counter()
-        state = weights.load_tower_state(self.card, wanted)
+        state = weights.load_tower_state(self.card, wanted, self._checkpoint, self._progress)
         model = ImageBindModel.from_reference(state, self.card.config, wanted)
         del state
         self._adopt(model)
