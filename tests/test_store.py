@@ -247,7 +247,7 @@ def test_id_summary_changes_with_the_id_set(store):
     assert store.id_summary("vision") == (0, -1, 0)
     a = add(store, "/m/a.jpg", n=2)
     before = store.id_summary("vision")
-    assert before.count == 2 and before.max_id == max(a.vector_ids)
+    assert before.size == 2 and before.max_id == max(a.vector_ids)
     add(store, "/m/a.jpg", n=2)  # same count, new ids
     assert store.id_summary("vision") != before
 
@@ -348,4 +348,4 @@ def test_a_writer_killed_at_any_point_leaves_a_database_that_opens_with_whole_ba
         files, vectors = s.file_count(), s.vector_count()
         assert files >= 60 and files % 20 == 0  # only whole batches
         assert vectors == 2 * files
-        assert s.id_summary("vision").count == vectors
+        assert s.id_summary("vision").size == vectors

@@ -31,6 +31,10 @@ from .idset import IdSetSummary, Selector, as_ids, summarize_ids
 BLAS_THRESHOLD = 20
 faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
 
+# faiss's bundled stubs lack the keyword constructors of SearchParameters* and the callback I/O
+# classes; those calls go through this untyped alias.
+_faiss: Any = faiss
+
 EXACT = "Flat"
 SIDECAR_FORMAT = 1
 # With any IDSelector, FAISS's exact search leaves BLAS for its scalar loop (whatever the threshold).
@@ -138,7 +142,7 @@ class FaissIndex:
         self.model_id = model_id
         self.read_only = False
         if spec == EXACT:
-            self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         else:
             try:
                 self._index = faiss.index_factory(self.dim, spec, faiss.METRIC_INNER_PRODUCT)
@@ -154,7 +158,7 @@ class FaissIndex:
             )
 
     @classmethod
-    def _wrap(cls, index: faiss.Index, meta: IndexMeta, read_only: bool, nprobe: int) -> FaissIndex:
+    def _wrap(cls, index: Any, meta: IndexMeta, read_only: bool, nprobe: int) -> FaissIndex:
         self = cls.__new__(cls)
         self.dim, self.spec, self.nprobe, self.model_id = meta.dim, meta.spec, nprobe, meta.model_id
         self._index, self.read_only = index, read_only
@@ -179,7 +183,7 @@ class FaissIndex:
         if self.spec == EXACT:
             return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
         ivf = faiss.extract_index_ivf(self._index)
-        lists = ivf.invlists
+        lists: Any = ivf.invlists
         parts = [
             faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
             for i in range(ivf.nlist)
@@ -198,7 +202,7 @@ class FaissIndex:
         """
         if self.spec != EXACT:
             raise UsageError("vectors_view() needs an exact ('Flat') index")
-        flat = faiss.downcast_index(self._index.index)
+        flat: Any = faiss.downcast_index(self._index.index)
         n = self.ntotal
         if n == 0:
             return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
@@ -265,13 +269,13 @@ class FaissIndex:
         if kk == 0 or nq == 0:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
         if sel is None:
-            params = faiss.SearchParametersIVF(nprobe=self.nprobe) if self.spec != EXACT else None
+            params = _faiss.SearchParametersIVF(nprobe=self.nprobe) if self.spec != EXACT else None
         elif self.spec == EXACT and nq >= FILTERED_BLAS_MIN_QUERIES:
             return trim_results(*self._search_gathered(q, kk, sel))
         elif self.spec == EXACT:
-            params = faiss.SearchParameters(sel=sel.sel)
+            params = _faiss.SearchParameters(sel=sel.sel)
         else:
-            params = faiss.SearchParametersIVF(sel=sel.sel, nprobe=self.nprobe)
+            params = _faiss.SearchParametersIVF(sel=sel.sel, nprobe=self.nprobe)
         scores, ids = self._index.search(q, kk, params=params)
         return trim_results(scores, ids)
 
@@ -308,7 +312,7 @@ class FaissIndex:
         meta = self.meta()
 
         def write_index(fh: Any) -> None:
-            writer = faiss.PyCallbackIOWriter(fh.write)
+            writer = _faiss.PyCallbackIOWriter(fh.write)
             faiss.write_index(self._index, writer)
             del writer
 
@@ -346,7 +350,7 @@ class FaissIndex:
                 index = faiss.read_index(target, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
             else:
                 with open(target, "rb") as fh:
-                    reader = faiss.PyCallbackIOReader(fh.read)
+                    reader = _faiss.PyCallbackIOReader(fh.read)
                     index = faiss.read_index(reader)
                     del reader
         except (OSError, RuntimeError, UnicodeError) as exc:

@@ -20,7 +20,7 @@ class IdSetSummary(NamedTuple):
     whether an index file still matches the database without either package importing the other.
     """
 
-    count: int  # number of ids
+    size: int  # number of ids
     max_id: int  # largest id, -1 when empty
     checksum: int  # order-independent hash of the ids, 0 when empty
 

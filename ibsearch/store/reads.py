@@ -109,7 +109,10 @@ class StoreReads:
             params,
         ).fetchall()
         vecs = decode_vectors([r[7] for r in rows], dim)
-        return [StoredVector(*r[:7], vector=v) for r, v in zip(rows, vecs, strict=True)]
+        return [
+            StoredVector(r[0], r[1], r[2], r[3], r[4], r[5], r[6], vector=v)
+            for r, v in zip(rows, vecs, strict=True)
+        ]
 
     def file_vectors(self, path: PathLike) -> list[StoredVector]:
         """The vectors stored for ``path`` (empty if it is not in the library), by id."""
@@ -194,7 +197,8 @@ class StoreReads:
         (``*``, ``?``, ``[abc]``, ``[^abc]``; case-sensitive; ``*`` also crosses ``/``). ``ranges``: media
         info key -> inclusive ``(low, high)`` (None = open end); files without the key are excluded.
         """
-        where, params = ["v.modality = ?"], [modality]
+        where: list[str] = ["v.modality = ?"]
+        params: list[Any] = [modality]
         if under is not None:
             clause, extra = prefix_clause("f.path_key", under)
             where.append(clause)

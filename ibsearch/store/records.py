@@ -40,7 +40,7 @@ class IdSetSummary(NamedTuple):
     up to checksum collisions, which need a deliberately crafted id set.
     """
 
-    count: int  # number of ids
+    size: int  # number of ids
     max_id: int  # largest id, -1 when empty
     checksum: int  # order-independent hash of the ids, 0 when empty
 
