@@ -167,6 +167,18 @@ def test_a_progress_callback_sees_the_bytes_arrive(server, cache):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
+def test_no_progress_bar_is_drawn_when_stderr_is_not_a_terminal(server, cache, capsys):
+    download(server.url("weights.pth"), cache / "w.pth", progress=True)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_cache_folder_that_cannot_be_written_is_a_download_error_saying_what_to_do(server, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DownloadError, match=f"cannot write .* set {ENV_CACHE}"):
+        download(server.url("weights.pth"), blocker / "cache" / "w.pth", progress=False)
+
+
 def test_the_cache_folder_follows_IBSEARCH_CACHE_and_defaults_to_the_user_cache(tmp_path, monkeypatch):
     import platformdirs
 

@@ -243,3 +243,11 @@ def test_a_missing_tower_or_a_file_that_is_not_a_checkpoint_is_a_model_error(tmp
         load_tower_state(_card(junk), "text", progress=False)
     with pytest.raises(ModelError, match="does not exist"):
         load_tower_state(_card(tmp_path / "gone.pth"), "text", progress=False)
+
+
+def test_an_unwritable_cache_makes_the_split_a_model_error_saying_what_to_do(tiny_pth, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(ENV_CACHE, str(blocker / "cache"))
+    with pytest.raises(ModelError, match=f"cannot split checkpoint .* set {ENV_CACHE}"):
+        load_tower_state(_card(tiny_pth), "text", progress=False)

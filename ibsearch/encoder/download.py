@@ -106,40 +106,52 @@ def download(
     with the URL, the path to place the file at by hand, and the environment variable to use instead.
     """
     dest = Path(dest).absolute()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(dest):
-        if dest.exists():
-            verify_file(dest, sha256, source=url)
-            return dest
-        part = dest.with_name(dest.name + ".part")
-        attempt = 0
-        while True:
-            before = part.stat().st_size if part.exists() else 0
-            try:
-                digest = _fetch(url, part, dest, progress=progress, timeout=timeout)
-                break
-            except _Interrupted as exc:
-                now = part.stat().st_size if part.exists() else 0
-                attempt += 1
-                if attempt > retries:
-                    raise DownloadError(
-                        f"download of {url} was interrupted ({exc}) after {now} bytes; the partial file "
-                        f"{part} is kept: run the command again to resume. {_manual_hint(url, dest)}"
-                    ) from None
-                log.warning("download of %s interrupted (%s); resuming from byte %d", url, exc, now)
-                if now <= before:
-                    time.sleep(min(2.0**attempt, 10.0))  # no progress: back off before asking again
-        if sha256 is not None and digest != sha256:
-            aside = _move_aside(part, dest.with_name(dest.name + ".corrupt"))
-            raise DownloadError(
-                f"checksum mismatch for {url}: downloaded sha256 {digest}, the model card expects {sha256}. "
-                f"The download was moved to {aside} and not used; run the command again to retry, or fix "
-                "the card's sha256 if the published file changed."
-            )
-        os.replace(part, dest)
-        record_sha256(dest, digest)
-        log.info("downloaded %s to %s (sha256 %s)", url, dest, digest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(dest):
+            return _download_locked(url, dest, sha256, progress, timeout, retries)
+    except OSError as exc:  # network failures became DownloadError inside; what is left is the disk
+        raise DownloadError(
+            f"cannot write the download of {url} into {dest.parent}: {exc.strerror or exc}. "
+            f"Free some space there or set {ENV_CACHE} to another folder."
+        ) from None
+
+
+def _download_locked(
+    url: str, dest: Path, sha256: str | None, progress: Progress, timeout: float, retries: int
+) -> Path:
+    if dest.exists():
+        verify_file(dest, sha256, source=url)
         return dest
+    part = dest.with_name(dest.name + ".part")
+    attempt = 0
+    while True:
+        before = part.stat().st_size if part.exists() else 0
+        try:
+            digest = _fetch(url, part, dest, progress=progress, timeout=timeout)
+            break
+        except _Interrupted as exc:
+            now = part.stat().st_size if part.exists() else 0
+            attempt += 1
+            if attempt > retries:
+                raise DownloadError(
+                    f"download of {url} was interrupted ({exc}) after {now} bytes; the partial file "
+                    f"{part} is kept: run the command again to resume. {_manual_hint(url, dest)}"
+                ) from None
+            log.warning("download of %s interrupted (%s); resuming from byte %d", url, exc, now)
+            if now <= before:
+                time.sleep(min(2.0**attempt, 10.0))  # no progress: back off before asking again
+    if sha256 is not None and digest != sha256:
+        aside = _move_aside(part, dest.with_name(dest.name + ".corrupt"))
+        raise DownloadError(
+            f"checksum mismatch for {url}: downloaded sha256 {digest}, the model card expects {sha256}. "
+            f"The download was moved to {aside} and not used; run the command again to retry, or fix "
+            "the card's sha256 if the published file changed."
+        )
+    os.replace(part, dest)
+    record_sha256(dest, digest)
+    log.info("downloaded %s to %s (sha256 %s)", url, dest, digest)
+    return dest
 
 
 class _Interrupted(Exception):
@@ -203,13 +215,17 @@ def _fetch_once(url: str, part: Path, dest: Path, *, progress: Progress, timeout
         done = offset
         with open(part, mode) as out, progress_bar(progress, total, part.name[:-5], done) as report:
             try:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
+                while True:
+                    try:
+                        chunk = response.read(CHUNK)
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise _Interrupted(_reason(exc)) from None
+                    if not chunk:
+                        break
+                    out.write(chunk)  # an OSError here is the disk's, reported by download()
                     digest.update(chunk)
                     done += len(chunk)
                     report(done)
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Interrupted(_reason(exc)) from None
             finally:
                 out.flush()
                 os.fsync(out.fileno())

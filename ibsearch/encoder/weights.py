@@ -26,7 +26,16 @@ from safetensors.torch import save_file
 
 from ..errors import ModelError, UsageError
 from ..modality import MODALITIES, canonical
-from .cache import ENV_CHECKPOINT, Progress, cache_dir, file_lock, known_sha256, progress_bar
+from .cache import (
+    ENV_CACHE,
+    ENV_CHECKPOINT,
+    Progress,
+    atomic_write_text,
+    cache_dir,
+    file_lock,
+    known_sha256,
+    progress_bar,
+)
 from .cards import ModelCard, is_url
 from .config import ImageBindConfig
 from .download import download
@@ -165,54 +174,63 @@ def split_checkpoint(path: Path, folder: Path, progress: Progress = True) -> dic
     at a time. Files are written to temporaries and renamed; the index file ``towers.json`` comes
     last and marks the split as complete.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    with file_lock(folder / "split"):
-        index = _split_index(folder)
-        if index is not None and all(_tower_file_ok(folder, index, m) for m in index["towers"]):
-            return index  # another process finished it while we waited
-        log.info("splitting %s into per-tower files in %s (once per checkpoint)", path, folder)
-        state = _load_pth(path)
-        groups: dict[str, list[str]] = {}
-        ignored = []
-        for key in state:
-            modality = tower_of(key)
-            if modality is None:
-                ignored.append(key)
-            else:
-                groups.setdefault(modality, []).append(key)
-        total = sum(t.numel() * t.element_size() for t in state.values())
-        del state
-        if not groups:
-            raise ModelError(
-                f"checkpoint {path} holds no ImageBind tower weights (no key under {SECTIONS[1]}.*)"
-            )
-        if ignored:
-            log.warning(
-                "checkpoint %s: ignoring %d keys outside the towers, e.g. %s", path, len(ignored), ignored[0]
-            )
-        towers: dict[str, Any] = {}
-        done = 0
-        with progress_bar(progress, total, "splitting checkpoint") as report:
-            for modality in (m for m in MODALITIES if m in groups):
-                state = _load_pth(path)
-                tensors = {key: _standalone(state[key]) for key in groups[modality]}
-                final = folder / f"{modality}.safetensors"
-                tmp = folder / f".{modality}.{os.getpid()}.tmp"
-                save_file(tensors, tmp, metadata={"format": "pt"})
-                os.replace(tmp, final)
-                done += sum(t.numel() * t.element_size() for t in tensors.values())
-                del tensors, state  # drops the mapping, so the next tower starts from zero resident pages
-                report(done)
-                towers[modality] = {
-                    "file": final.name,
-                    "keys": groups[modality],
-                    "bytes": final.stat().st_size,
-                }
-        index = {"format": _SPLIT_FORMAT, "source": str(path), "towers": towers, "ignored": ignored}
-        tmp = folder / f".{_MARKER}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(index), encoding="utf-8")
-        os.replace(tmp, folder / _MARKER)
-        return index
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with file_lock(folder / "split"):
+            index = _split_index(folder)
+            if index is not None and all(_tower_file_ok(folder, index, m) for m in index["towers"]):
+                return index  # another process finished it while we waited
+            return _split_locked(path, folder, progress)
+    except (OSError, SafetensorError) as exc:
+        for leftover in folder.glob(f".*.{os.getpid()}.tmp"):
+            leftover.unlink(missing_ok=True)
+        raise ModelError(
+            f"cannot split checkpoint {path} into per-tower files in {folder}: {exc}. The split needs "
+            f"as much free space as the checkpoint ({path.stat().st_size} bytes); free some space or set "
+            f"{ENV_CACHE} to another folder."
+        ) from None
+
+
+def _split_locked(path: Path, folder: Path, progress: Progress) -> dict[str, Any]:
+    log.info("splitting %s into per-tower files in %s (once per checkpoint)", path, folder)
+    state = _load_pth(path)
+    groups: dict[str, list[str]] = {}
+    ignored = []
+    for key in state:
+        modality = tower_of(key)
+        if modality is None:
+            ignored.append(key)
+        else:
+            groups.setdefault(modality, []).append(key)
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    del state
+    if not groups:
+        raise ModelError(f"checkpoint {path} holds no ImageBind tower weights (no key under {SECTIONS[1]}.*)")
+    if ignored:
+        log.warning(
+            "checkpoint %s: ignoring %d keys outside the towers, e.g. %s", path, len(ignored), ignored[0]
+        )
+    towers: dict[str, Any] = {}
+    done = 0
+    with progress_bar(progress, total, "splitting checkpoint") as report:
+        for modality in (m for m in MODALITIES if m in groups):
+            state = _load_pth(path)
+            tensors = {key: _standalone(state[key]) for key in groups[modality]}
+            final = folder / f"{modality}.safetensors"
+            tmp = folder / f".{modality}.{os.getpid()}.tmp"
+            save_file(tensors, tmp, metadata={"format": "pt"})
+            os.replace(tmp, final)
+            done += sum(t.numel() * t.element_size() for t in tensors.values())
+            del tensors, state  # drops the mapping, so the next tower starts from zero resident pages
+            report(done)
+            towers[modality] = {
+                "file": final.name,
+                "keys": groups[modality],
+                "bytes": final.stat().st_size,
+            }
+    index = {"format": _SPLIT_FORMAT, "source": str(path), "towers": towers, "ignored": ignored}
+    atomic_write_text(folder / _MARKER, json.dumps(index))
+    return index
 
 
 def _split_index(folder: Path) -> dict[str, Any] | None:
