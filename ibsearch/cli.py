@@ -198,7 +198,7 @@ def query(
       ibsearch query --image park.jpg --audio 0.5=bark.wav --text "-1=people" --target image
       ibsearch query --like ~/Pictures/cat.jpg --path-prefix ~/Pictures/2024 --json
     """
-    from .query import parse_term
+    from .terms import parse_term
 
     terms = (
         [parse_term("text", t) for t in texts]
@@ -317,7 +317,7 @@ def check(as_json: bool, **common: Any) -> None:
     Example:
       ibsearch check && echo consistent
     """
-    lib = _open(common, sync=False)
+    lib = _open(common)
     with lib:
         report = lib.check()
     if as_json:

@@ -1,0 +1,388 @@
+"""``ibsearch ingest``: walk, skip the unchanged, reuse the renamed, encode the rest, commit in batches.
+
+Order of work for each run:
+
+1. walk the given paths; a file whose size and mtime match the database costs that one stat;
+2. a changed or new file is hashed; same content as a stored file (a rename, a copy, a touched file)
+   reuses the stored vectors without running the model;
+3. everything else is decoded in worker processes and encoded in model batches, tower by tower;
+4. finished files are committed to SQLite in batches (each file with all its vectors atomically), then
+   added to the in-memory FAISS indexes, which are saved when the run ends. A killed run loses at most
+   the uncommitted batch; the next open brings the index files up to date from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .detect import VIDEO, detect
+from .errors import IbsearchError, MediaError
+from .modality import TEXT
+from .store import hash_file
+from .walk import FoundFile, WalkOptions, walk
+
+if TYPE_CHECKING:
+    from .engine import Library
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever preprocessing changes what a vector means; vectors of an older version are not reused.
+PREPROCESS_VERSION = "ref-53680b0.1"
+COMMIT_EVERY = 32  # files per database transaction
+COMMIT_SECONDS = 5.0  # ...or this often, whichever comes first
+PARALLEL_MIN_ITEMS = 24  # below this many files to decode, worker start-up costs more than it saves
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest did. ``encoded`` counts vectors the model computed in this run."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0  # files that are not media ibsearch reads (e.g. .py, .DS_Store)
+    encoded: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "failed": list(self.failed),
+            "encoded": self.encoded,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass
+class _Job:
+    """A file to encode, and what has been computed for it so far."""
+
+    path: str
+    st: os.stat_result
+    kind: str
+    modalities: tuple[str, ...]
+    content_hash: str
+    existed: bool
+    info: dict[str, Any] = field(default_factory=dict)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or all(m in self.vectors for m in self.modalities)
+
+
+def _modalities_for(kind: str) -> tuple[str, ...]:
+    from .detect import KIND_MODALITIES
+    from .encoder import preprocess
+
+    mods = KIND_MODALITIES[kind]
+    if kind == VIDEO and not hasattr(preprocess, "video"):
+        mods = tuple(m for m in mods if m != "vision")  # picture vectors need the video loader
+    return mods
+
+
+class _Committer:
+    """Buffers finished files and writes them in batches: one transaction, then the indexes."""
+
+    def __init__(self, lib: Library, summary: IngestSummary) -> None:
+        self.lib = lib
+        self.summary = summary
+        self.buffer: list[_Job] = []
+        self.last = time.monotonic()
+
+    def add(self, job: _Job) -> None:
+        self.buffer.append(job)
+        if len(self.buffer) >= COMMIT_EVERY or time.monotonic() - self.last > COMMIT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        store = self.lib.store
+        added: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        removed: list[int] = []
+        with store.transaction():
+            for job in self.buffer:
+                if job.error is not None:
+                    store.record_error(job.path, job.error, size=job.st.st_size, mtime_ns=job.st.st_mtime_ns)
+                    continue
+                mods = [m for m in job.modalities if m in job.vectors]
+                vectors = np.concatenate([job.vectors[m] for m in mods])
+                rows = [m for m in mods for _ in range(len(job.vectors[m]))]
+                result = store.upsert_file(
+                    job.path,
+                    size=job.st.st_size,
+                    mtime_ns=job.st.st_mtime_ns,
+                    content_hash=job.content_hash,
+                    modality=job.modalities[0],
+                    vectors=vectors,
+                    vector_modalities=rows,
+                    info=job.info,
+                    preprocess_version=PREPROCESS_VERSION,
+                )
+                removed += result.removed_ids
+                for vid, m, vec in zip(result.vector_ids, rows, vectors, strict=True):
+                    ids, vecs = added.setdefault(m, ([], []))
+                    ids.append(vid)
+                    vecs.append(vec)
+                if job.existed:
+                    self.summary.updated += 1
+                else:
+                    self.summary.added += 1
+        self.lib.remove_vectors(removed)
+        for m, (ids, vecs) in added.items():
+            self.lib.add_vectors(m, ids, np.stack(vecs))
+        for job in self.buffer:
+            if job.error is not None:
+                self.summary.failed.append({"path": job.path, "reason": job.error})
+        self.buffer.clear()
+        self.last = time.monotonic()
+
+
+def _read_text(path: str) -> str:
+    """A text file's content for the text tower (only its first 77 tokens count; see README)."""
+    with open(path, "rb") as fh:
+        raw = fh.read(64 * 1024)  # far more than 77 tokens
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(raw) - 3:
+            raise MediaError(path, f"not UTF-8 text (byte {exc.start})") from None
+        text = raw[: exc.start].decode("utf-8-sig")
+    if not text.strip():
+        raise MediaError(path, "the text file is empty")
+    return text
+
+
+def ingest(
+    lib: Library,
+    paths: Iterable[str],
+    *,
+    hidden: bool = False,
+    exclude: Iterable[str] = (),
+    workers: int | None = None,
+    batch_size: int | None = None,
+    progress: bool | Callable[[int, int], None] = False,
+) -> IngestSummary:
+    """Bring the library up to date with ``paths`` (files or folders); see the module docs.
+
+    ``workers``: decoding processes (None: automatic, 0: in this process). ``batch_size``: items per
+    model call. ``progress``: True for a bar on stderr, or a callable ``(done, total)``.
+    Bad files are recorded and listed in ``failed``; they never raise.
+    """
+    summary = IngestSummary()
+    roots = [os.path.abspath(os.fsdecode(p)) for p in paths]
+    lib.bind_model()
+    store = lib.store
+    known = {}
+    for root in roots:
+        known.update(store.files_under(root))
+    bad_before = {e.path: e for e in store.errors()}
+    options = WalkOptions(hidden=hidden, exclude=list(exclude))
+    committer = _Committer(lib, summary)
+    jobs: list[_Job] = []
+    seen: set[str] = set()
+
+    def fail(found: FoundFile, reason: str) -> None:
+        committer.add(_Job(found.path, found.st, "", (), "", found.path in known, error=reason))
+
+    for found in walk(roots, options):
+        path, st = found.path, found.st
+        seen.add(path)
+        rec = known.get(path)
+        if rec is not None and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
+            summary.unchanged += 1
+            continue
+        old_error = bad_before.get(path)
+        if old_error is not None and (old_error.size, old_error.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            summary.failed.append({"path": path, "reason": old_error.reason})  # known bad, not retried
+            continue
+        detection = detect(path, st.st_size)
+        if detection.kind is None:
+            if detection.reason:
+                fail(found, detection.reason)
+            else:
+                summary.skipped += 1
+            continue
+        modalities = _modalities_for(detection.kind)
+        if not modalities:
+            fail(found, f"{detection.kind} files cannot be indexed yet")
+            continue
+        try:
+            content_hash = hash_file(path)
+        except OSError as exc:
+            fail(found, f"cannot read: {exc.strerror or exc}")
+            continue
+        if rec is not None and rec.content_hash == content_hash:
+            store.update_stat(path, size=st.st_size, mtime_ns=st.st_mtime_ns)  # touched, not changed
+            summary.unchanged += 1
+            continue
+        job = _Job(path, st, detection.kind, modalities, content_hash, existed=rec is not None)
+        if _reuse(store, job):
+            committer.add(job)
+            continue
+        jobs.append(job)
+
+    gone = [p for p in known if p not in seen]
+    if gone:
+        lib.remove_vectors(store.delete_files(gone))
+        summary.removed = len(gone)
+
+    _encode_jobs(lib, jobs, committer, summary, workers=workers, batch_size=batch_size, progress=progress)
+    committer.flush()
+    return summary
+
+
+def _reuse(store: Any, job: _Job) -> bool:
+    """Take the vectors of a stored file with the same content (rename or copy): no model run."""
+    found = store.find_by_hash(job.content_hash)
+    if found is None:
+        return False
+    record, vectors = found
+    if any(v.preprocess_version != PREPROCESS_VERSION for v in vectors):
+        return False
+    by_mod: dict[str, list[np.ndarray]] = {}
+    for v in vectors:
+        if v.start is None:  # file-level vectors; segments are recomputed with them (#4)
+            by_mod.setdefault(v.modality, []).append(v.vector)
+    if set(by_mod) != set(job.modalities):
+        return False
+    job.vectors = {m: np.stack(vs) for m, vs in by_mod.items()}
+    job.info = dict(record.info)
+    return True
+
+
+def _encode_jobs(
+    lib: Library,
+    jobs: list[_Job],
+    committer: _Committer,
+    summary: IngestSummary,
+    *,
+    workers: int | None,
+    batch_size: int | None,
+    progress: bool | Callable[[int, int], None],
+) -> None:
+    if not jobs:
+        return
+    from .encoder import preprocess
+    from .encoder.probe import probe
+
+    total = len(jobs)
+    bar = _progress(progress, total)
+    finished = 0
+
+    def finish(job: _Job) -> None:
+        nonlocal finished
+        committer.add(job)
+        finished += 1
+        bar(finished)
+
+    encoder = lib.encoder(batch_size)
+    order = sorted({m for job in jobs for m in job.modalities}, key=_tower_order)
+    for job in jobs:
+        job.info = probe(job.path, job.kind)
+    for modality in order:
+        todo = [job for job in jobs if modality in job.modalities and job.error is None]
+        if not todo:
+            continue
+        if modality == TEXT:
+            _encode_text(encoder, todo, summary)
+            for job in todo:
+                if job.done:
+                    finish(job)
+            continue
+        n_workers = workers
+        if n_workers is None:
+            n_workers = 0 if len(todo) < PARALLEL_MIN_ITEMS else min(os.cpu_count() or 1, 8)
+        batch: list[tuple[_Job, Any]] = []
+        size = encoder.batch_size
+        results = preprocess.load_parallel(modality, [job.path for job in todo], workers=n_workers)
+        for index, result in results:
+            job = todo[index]
+            if isinstance(result, IbsearchError):
+                job.error = result.reason if isinstance(result, MediaError) else str(result)
+                finish(job)
+                continue
+            batch.append((job, result))
+            if len(batch) >= size:
+                _run_batch(encoder, modality, batch, summary, finish)
+                batch = []
+        if batch:
+            _run_batch(encoder, modality, batch, summary, finish)
+
+
+def _tower_order(modality: str) -> int:
+    from .modality import MODALITIES
+
+    return MODALITIES.index(modality)
+
+
+def _run_batch(
+    encoder: Any,
+    modality: str,
+    batch: list[tuple[_Job, Any]],
+    summary: IngestSummary,
+    finish: Callable[[_Job], None],
+) -> None:
+    import torch
+
+    vectors = encoder.encode(modality, torch.stack([tensor for _, tensor in batch]))
+    summary.encoded += len(vectors)
+    for (job, _), vec in zip(batch, vectors, strict=True):
+        if not np.isfinite(vec).all():
+            job.error = f"the model produced a non-finite {modality} vector (silent or corrupt input?)"
+        else:
+            job.vectors[modality] = vec[None, :]
+        if job.done:
+            finish(job)
+
+
+def _encode_text(encoder: Any, todo: list[_Job], summary: IngestSummary) -> None:
+    from .encoder import preprocess
+
+    texts: list[str] = []
+    ok: list[_Job] = []
+    for job in todo:
+        try:
+            texts.append(_read_text(job.path))
+            ok.append(job)
+        except MediaError as exc:
+            job.error = exc.reason
+        except OSError as exc:
+            job.error = f"cannot read: {exc.strerror or exc}"
+    if not ok:
+        return
+    vectors = encoder.encode(TEXT, preprocess.text(texts))
+    summary.encoded += len(vectors)
+    for job, vec in zip(ok, vectors, strict=True):
+        job.vectors[TEXT] = vec[None, :]
+
+
+def _progress(progress: bool | Callable[[int, int], None], total: int) -> Callable[[int], None]:
+    if callable(progress):
+        report = progress
+        return lambda done: report(done, total)
+    if not progress:
+        return lambda done: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="file", desc="ingest", dynamic_ncols=True, leave=True)
+
+    def update(done: int) -> None:
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
