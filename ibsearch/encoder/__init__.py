@@ -9,6 +9,13 @@ _LAZY = {
     "ImageBindModel": "model",
     "reference_key_shapes": "model",
     "Encoder": "runtime",
+    "ModelCard": "cards",
+    "resolve_model": "cards",
+    "cache_dir": "cache",
+    "download": "download",
+    "checkpoint_path": "weights",
+    "load_tower_state": "weights",
+    "write_random_checkpoint": "weights",
 }
 
 
