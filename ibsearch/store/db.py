@@ -194,14 +194,17 @@ class Store(StoreReads):
         info: Mapping[str, Any] | None = None,
         preprocess_version: str = "",
         segments: Sequence[tuple[float | None, float | None]] | None = None,
+        vector_modalities: Sequence[str] | None = None,
     ) -> Upserted:
         """Insert or replace ``path`` with its vectors, in one transaction.
 
         ``vectors`` is ``(n, dim)`` (or ``(dim,)``) float, all of ``modality``, tagged with the library's
         model (call :meth:`bind_model` first). ``segments`` optionally gives ``(start, end)`` seconds per
-        row. The file's old vectors are deleted; their ids come back in ``removed_ids`` so the caller can
-        drop them from its index. A recorded error for the path is cleared. Raises
-        :class:`~ibsearch.store.records.VectorError` (nothing written) for NaN/Inf or a wrong shape.
+        row, and ``vector_modalities`` a modality per row (a video has picture and sound vectors; default:
+        every row is ``modality``). The file's old vectors are deleted; their ids come back in
+        ``removed_ids`` so the caller can drop them from its index. A recorded error for the path is
+        cleared. Raises :class:`~ibsearch.store.records.VectorError` (nothing written) for NaN/Inf
+        or a wrong shape.
         """
         model_id, dim = self.model_id, self.dim
         if model_id is None or dim is None:
@@ -211,6 +214,11 @@ class Store(StoreReads):
         if segments is not None and len(segments) != len(blobs):
             raise UsageError(f"{len(segments)} segments given for {len(blobs)} vectors of {path!r}")
         segs = list(segments) if segments is not None else [(None, None)] * len(blobs)
+        if vector_modalities is not None and len(vector_modalities) != len(blobs):
+            raise UsageError(
+                f"{len(vector_modalities)} modalities given for {len(blobs)} vectors of {path!r}"
+            )
+        mods = list(vector_modalities) if vector_modalities is not None else [modality] * len(blobs)
         info_json = json.dumps(dict(info or {}), sort_keys=True)
         now = time.time()
         conn = self._conn
@@ -234,11 +242,11 @@ class Store(StoreReads):
                     (size, mtime_ns, content_hash, modality, info_json, now, file_id),
                 )
             new_ids = []
-            for blob, (start, end) in zip(blobs, segs, strict=True):
+            for blob, (start, end), row_modality in zip(blobs, segs, mods, strict=True):
                 cur = conn.execute(
                     "INSERT INTO vectors (file_id, modality, model_id, preprocess_version, seg_start,"
                     " seg_end, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (file_id, modality, model_id, preprocess_version, start, end, blob),
+                    (file_id, row_modality, model_id, preprocess_version, start, end, blob),
                 )
                 new_ids.append(int(cur.lastrowid or 0))
             conn.execute("DELETE FROM errors WHERE path_key = ?", (key,))

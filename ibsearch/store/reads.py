@@ -162,6 +162,16 @@ class StoreReads:
             yield ids, decode_vectors([r[1] for r in rows], dim)
             last = int(ids[-1])
 
+    def vectors_by_id(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids (n,) int64, vectors (n, dim) float32)`` for the given ids that are stored, in id order."""
+        wanted = json.dumps([int(i) for i in ids])
+        rows = self._conn.execute(
+            "SELECT id, vector FROM vectors WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (wanted,),
+        ).fetchall()
+        found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return found, decode_vectors([r[1] for r in rows], self.dim or 0)
+
     def vector_ids(self, modality: str) -> np.ndarray:
         """All vector ids of ``modality``, sorted, as int64."""
         rows = self._conn.execute("SELECT id FROM vectors WHERE modality = ? ORDER BY id", (modality,))
