@@ -108,7 +108,7 @@ class Tokenizer:
         while len(parts) > 1:
             best_rank = None
             best: tuple[str, str] | None = None
-            for pair in zip(parts, parts[1:]):
+            for pair in zip(parts[:-1], parts[1:], strict=True):
                 rank = ranks.get(pair)
                 if rank is not None and (best_rank is None or rank < best_rank):
                     best_rank, best = rank, pair
