@@ -349,3 +349,20 @@ def test_a_writer_killed_at_any_point_leaves_a_database_that_opens_with_whole_ba
         assert files >= 60 and files % 20 == 0  # only whole batches
         assert vectors == 2 * files
         assert s.id_summary("vision").size == vectors
+
+
+def test_a_snapshot_reads_one_consistent_state_while_another_connection_commits(store):
+    add(store, "/m/a.jpg")
+    with Store(store.path) as other:
+        with store.snapshot():
+            add(other, "/m/b.jpg")
+            assert store.file_count() == 1 and store.id_summary("vision").size == 1
+        assert store.file_count() == 2
+
+
+def test_update_stat_records_a_touch_without_touching_vectors(store):
+    up = add(store, "/m/a.jpg", mtime_ns=1)
+    assert store.update_stat("/m/a.jpg", size=10, mtime_ns=99)
+    assert not store.update_stat("/m/missing.jpg", size=1, mtime_ns=1)
+    assert store.get_file("/m/a.jpg").mtime_ns == 99
+    assert [v.id for v in store.file_vectors("/m/a.jpg")] == up.vector_ids

@@ -141,6 +141,7 @@ class FaissIndex:
         self.nprobe = int(nprobe)
         self.model_id = model_id
         self.read_only = False
+        self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES  # see the constant; benchmarks vary it
         if spec == EXACT:
             self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         else:
@@ -162,6 +163,7 @@ class FaissIndex:
         self = cls.__new__(cls)
         self.dim, self.spec, self.nprobe, self.model_id = meta.dim, meta.spec, nprobe, meta.model_id
         self._index, self.read_only = index, read_only
+        self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES
         if self.spec != EXACT:
             self._check_ivf()
         return self
@@ -270,7 +272,7 @@ class FaissIndex:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
         if sel is None:
             params = _faiss.SearchParametersIVF(nprobe=self.nprobe) if self.spec != EXACT else None
-        elif self.spec == EXACT and nq >= FILTERED_BLAS_MIN_QUERIES:
+        elif self.spec == EXACT and nq >= self.filtered_blas_min_queries:
             return trim_results(*self._search_gathered(q, kk, sel))
         elif self.spec == EXACT:
             params = _faiss.SearchParameters(sel=sel.sel)
