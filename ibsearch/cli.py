@@ -44,6 +44,13 @@ def _common(fn: Any) -> Any:
         show_default=True,
         help="Where the model runs.",
     )(fn)
+    fn = click.option(
+        "--precision",
+        type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+        default="auto",
+        show_default=True,
+        help="Compute precision (auto: bf16 on GPUs and on CPUs with bf16 units, else fp32).",
+    )(fn)
     return fn
 
 
@@ -55,6 +62,7 @@ def _open(common: dict[str, Any], **kw: Any) -> Any:
         model=common["model"],
         checkpoint=common["checkpoint"],
         device=common["device"],
+        precision=common["precision"],
         **kw,
     )
 
