@@ -195,7 +195,9 @@ def _make_stem(spec: TowerSpec) -> nn.Module:
     if spec.stem == "image_conv":
         return nn.Conv2d(spec.in_channels, d, (k[0], k[1]), stride=(s[0], s[1]), bias=False)
     if spec.stem == "token_embedding":
-        return nn.Embedding(spec.in_channels, d)
+        # Given storage, Embedding skips its own normal_ init, which on the meta device would import
+        # torch._dynamo (seconds); Tower.reset_parameters fills it on real devices.
+        return nn.Embedding(spec.in_channels, d, _weight=torch.empty(spec.in_channels, d))
     if spec.stem == "series_linear":
         return nn.Linear(spec.in_channels * spec.kernel[0], d, bias=False)
     raise ValueError(f"unknown stem kind {spec.stem!r}")
@@ -230,7 +232,11 @@ class Tower(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Random initialisation for tests and benchmarks (real use loads a checkpoint)."""
+        if self.pos_embed.is_meta:
+            return  # nothing to fill, and normal_ on meta tensors would import torch._dynamo (~3 s)
         scale = self.spec.width**-0.5
+        if isinstance(self.stem, nn.Embedding):
+            nn.init.normal_(self.stem.weight, std=0.02)
         nn.init.normal_(self.pos_embed, std=scale)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=scale)
