@@ -241,7 +241,7 @@ class Library:
         path = self.index_path(modality)
         expected = self.store.id_summary(modality)
         if not path.exists():
-            if expected.count:
+            if expected.size:
                 log.info("%s index missing; building it from the database", modality)
                 self._dirty.add(modality)
                 return self._build_index(modality)
@@ -337,7 +337,7 @@ class Library:
             counts = {}
             for modality in MODALITIES:
                 path = self.index_path(modality)
-                if not self.store.id_summary(modality).count and not path.exists():
+                if not self.store.id_summary(modality).size and not path.exists():
                     continue
                 self._indexes[modality] = self._build_index(modality)
                 self._dirty.add(modality)
@@ -357,7 +357,7 @@ class Library:
         try:
             with self.writing():
                 for modality in MODALITIES:
-                    if self.store.id_summary(modality).count or self.index_path(modality).exists():
+                    if self.store.id_summary(modality).size or self.index_path(modality).exists():
                         self.index(modality)
                 repaired = sorted(self._dirty)
         except LibraryError as exc:
@@ -367,9 +367,9 @@ class Library:
         for modality in MODALITIES:
             path = self.index_path(modality)
             expected = self.store.id_summary(modality)
-            if not expected.count and not path.exists():
+            if not expected.size and not path.exists():
                 continue
-            report.counts[modality] = expected.count
+            report.counts[modality] = expected.size
             try:
                 index = FaissIndex.load(path)
             except StaleIndexError as exc:
@@ -379,7 +379,7 @@ class Library:
                 report.problems.append(f"{modality}: index dimension {index.dim}, library {self.dim}")
             if tuple(index.summary()) != tuple(expected):
                 report.problems.append(
-                    f"{modality}: index holds {index.ntotal} vectors, database {expected.count} "
+                    f"{modality}: index holds {index.ntotal} vectors, database {expected.size} "
                     "(or different ids); run 'ibsearch reindex'"
                 )
         report.ok = not report.problems

@@ -113,6 +113,10 @@ class _Committer:
         store = self.lib.store
         added: dict[str, tuple[list[int], list[np.ndarray]]] = {}
         removed: list[int] = []
+        # Load (or build) the indexes before committing: an index first built from the database
+        # after the commit would already hold this batch, and adding it again would duplicate it.
+        for m in {m for job in self.buffer for m in job.vectors}:
+            self.lib.index(m)
         with store.transaction():
             for job in self.buffer:
                 if job.error is not None:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from ibsearch.cli import cli
 from ibsearch.engine import Library
 
-from .conftest import media_files
+from conftest import media_files
 
 
 def run(*args: str, ok: bool = True) -> str:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from ibsearch.cli import cli
 
-from .conftest import DATA
+from conftest import DATA
 
 
 def run_json(*args: object) -> object:

@@ -20,7 +20,7 @@ from PIL import Image
 from ibsearch.cli import cli
 from ibsearch.engine import Library
 
-from .conftest import DATA
+from conftest import DATA
 
 
 def run_json(*args: object) -> object:

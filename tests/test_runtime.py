@@ -84,6 +84,8 @@ def test_batches_larger_than_batch_size_are_split_without_changing_results(model
     split = Encoder.from_model(copy.deepcopy(model), device="cpu", precision="fp32", batch_size=2)
     batch = _inputs(5)["imu"]
     np.testing.assert_allclose(split.encode("imu", batch), whole.encode("imu", batch), atol=1e-6)
+    clips = _inputs(3)["audio"]  # 3 clips per item: batch_size 2 means one item per step
+    np.testing.assert_allclose(split.encode("audio", clips), whole.encode("audio", clips), atol=1e-6)
     assert split.encode("imu", batch[:0]).shape == (0, TINY.out_embed_dim)
 
 
