@@ -145,11 +145,12 @@ def test_queries_from_another_process_succeed_during_an_ingest(tmp_path, lib_arg
     run_json("ingest", media_dir, *lib_args)
     many_images(tmp_path / "more", 60)
     proc = ingest_process(tmp_path / "more", lib_args)
-    like = media_dir / "photos" / "photo_640x480.jpg"
+    like = media_dir / "sounds" / "mix_16000_mono_s16_5p3s.wav"
     answered = 0
     try:
         while proc.poll() is None and answered < 20:
-            query = [sys.executable, "-m", "ibsearch", "query", "--like", str(like), *lib_args, "--json"]
+            query = [sys.executable, "-m", "ibsearch", "query", "--like", str(like), "--target", "audio"]
+            query += [*lib_args, "--json"]
             done = subprocess.run(query, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
             assert done.returncode == 0, done.stderr.decode()
             hits = json.loads(done.stdout)
