@@ -39,6 +39,11 @@ def source_name(src: Source) -> str:
     return str(getattr(src, "name", "<stream>"))
 
 
+def _why(exc: BaseException) -> str:
+    """FFmpeg's own words for an error, without the errno and file name PyAV adds."""
+    return str(getattr(exc, "strerror", None) or exc)
+
+
 def _open(src: Source, name: str) -> av.container.InputContainer:
     try:
         if isinstance(src, (bytes, bytearray, memoryview)):
@@ -56,7 +61,7 @@ def _open(src: Source, name: str) -> av.container.InputContainer:
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(name, f"not a readable audio or video file ({exc})") from exc
+        raise MediaError(name, f"not a readable audio or video file ({_why(exc)})") from exc
 
 
 def _frame_samples(frame: av.AudioFrame) -> np.ndarray:
@@ -113,7 +118,7 @@ def decode_audio(src: Source, *, name: str | None = None) -> tuple[np.ndarray, i
                     )
                 chunks.append(samples)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise MediaError(name, f"audio stream is corrupt ({exc})") from exc
+            raise MediaError(name, f"the audio stream is damaged ({_why(exc)})") from exc
     if not chunks:
         raise MediaError(name, "no audio samples could be decoded (empty or truncated stream)")
     waveform = np.ascontiguousarray(np.concatenate(chunks, axis=1))
