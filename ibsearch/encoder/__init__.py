@@ -16,6 +16,10 @@ _LAZY = {
     "checkpoint_path": "weights",
     "load_tower_state": "weights",
     "write_random_checkpoint": "weights",
+    "tokenize": "tokenizer",
+    "decode_audio": "decode",
+    "load_image": "images",
+    "load_parallel": "preprocess",
 }
 
 
