@@ -14,6 +14,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import numpy as np
 import torch
@@ -95,13 +96,13 @@ def _open(src: Source, name: str) -> Image.Image:
             raise MediaError(name, "no such file" if not path.exists() else "not a regular file")
         if path.stat().st_size == 0:
             raise MediaError(name, "empty file (0 bytes)")
-        fh: io.IOBase | object = path.open("rb")
+        fh: BinaryIO = path.open("rb")
     elif isinstance(src, (bytes, bytearray, memoryview)):
         if len(src) == 0:
             raise MediaError(name, "empty input (0 bytes)")
         fh = io.BytesIO(bytes(src))
     else:
-        fh = src
+        fh = cast(BinaryIO, src)
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit; treat both the same.
@@ -115,7 +116,7 @@ def _open(src: Source, name: str) -> Image.Image:
     except Exception as exc:  # Pillow plugins raise many types for damaged data
         raise MediaError(name, f"image data is truncated or corrupt ({exc})") from exc
     finally:
-        if fh is not src and hasattr(fh, "close"):
+        if fh is not src:
             fh.close()
     return img
 

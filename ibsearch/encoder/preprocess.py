@@ -131,11 +131,11 @@ def _init_worker() -> None:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
+    ctx: multiprocessing.context.BaseContext
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = server = multiprocessing.get_context("forkserver")
         # Forked from a server that already imported torch, PIL and PyAV: fast worker starts.
-        ctx.set_forkserver_preload([__name__])
+        server.set_forkserver_preload([__name__])
     else:
         ctx = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
