@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ibsearch.encoder.decode import decode_audio
-from ibsearch.errors import MediaError
+from ibsearch.errors import MediaError, UsageError
 
 DATA = Path(__file__).parent / "data"
 SOURCE_WAV = DATA / "audio" / "mix_16000_mono_s16_5p3s.wav"
@@ -142,3 +142,8 @@ def test_unreadable_inputs_raise_media_error_with_the_name() -> None:
         decode_audio(DATA)
     with pytest.raises(MediaError, match="no audio stream"):
         decode_audio(DATA / "encoded" / "video_only_160x120_2s.mp4")
+
+
+def test_a_value_that_is_not_a_source_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="path, bytes or a binary file"):
+        decode_audio(42)  # type: ignore[arg-type]

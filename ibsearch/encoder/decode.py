@@ -16,7 +16,7 @@ from typing import BinaryIO, Union
 import av
 import numpy as np
 
-from ..errors import MediaError
+from ..errors import MediaError, UsageError
 
 #: What the decoders accept: a path, the file's bytes, or an open binary file.
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
@@ -31,11 +31,16 @@ _INT_SCALE: dict[str, tuple[float, float]] = {
 
 
 def source_name(src: Source) -> str:
-    """A short human-readable name for ``src`` to put in error messages."""
+    """A short human-readable name for ``src`` to put in error messages.
+
+    Raises :class:`UsageError` if ``src`` is neither a path, bytes, nor a readable binary file.
+    """
     if isinstance(src, (str, os.PathLike)):
         return os.fspath(src)
     if isinstance(src, (bytes, bytearray, memoryview)):
         return "<bytes>"
+    if not hasattr(src, "read"):
+        raise UsageError(f"expected a path, bytes or a binary file, got {type(src).__name__}")
     return str(getattr(src, "name", "<stream>"))
 
 
