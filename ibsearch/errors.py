@@ -23,6 +23,10 @@ class MediaError(IbsearchError):
         self.reason = reason
         super().__init__(f"cannot read {path!r}: {reason}")
 
+    def __reduce__(self) -> tuple[type[MediaError], tuple[str, str]]:
+        # Rebuilt from (path, reason) when it crosses a process boundary (worker pools).
+        return (type(self), (self.path, self.reason))
+
 
 class ModelError(IbsearchError):
     """A model config, model card or checkpoint is missing, malformed or does not match."""
