@@ -202,7 +202,7 @@ def clip_spans(
 # ------------------------------------------------------------------------------------ the pipeline
 
 
-def _clip_features(clip: torch.Tensor) -> torch.Tensor:
+def clip_features(clip: torch.Tensor) -> torch.Tensor:
     """``(C, n)`` 16 kHz clip -> normalized ``(1, 128, 204)`` features; subtracts the mean IN PLACE."""
     # The reference subtracts the mean over all channels from a view of the shared waveform, so
     # later overlapping clips see the already-shifted samples; reproduce that on purpose.
@@ -238,4 +238,4 @@ def audio_features(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
     n = waveform.shape[1]
     if n < MIN_SAMPLES:
         raise ValueError(f"waveform gives {n} samples at 16 kHz, need at least {MIN_SAMPLES}")
-    return torch.stack([_clip_features(waveform[:, a:b]) for a, b in clip_spans(n)])
+    return torch.stack([clip_features(waveform[:, a:b]) for a, b in clip_spans(n)])
