@@ -166,6 +166,10 @@ def _mmss(seconds: float) -> str:
 @click.option("--text", "texts", multiple=True, metavar="[W=]TEXT", help="A text query term (repeatable).")
 @click.option("--image", "images", multiple=True, metavar="[W=]PATH", help="An image query term.")
 @click.option("--audio", "audios", multiple=True, metavar="[W=]PATH", help="An audio query term.")
+@click.option("--video", "videos", multiple=True, metavar="[W=]PATH", help="A video term (its picture).")
+@click.option("--depth", "depths", multiple=True, metavar="[W=]PATH", help="A depth map (.png/.tif/.npy).")
+@click.option("--thermal", "thermals", multiple=True, metavar="[W=]PATH", help="A thermal image term.")
+@click.option("--imu", "imus", multiple=True, metavar="[W=]PATH", help="An IMU recording (.npy/.csv).")
 @click.option(
     "--like", "likes", multiple=True, metavar="[W=]PATH", help="An ingested file: reuse its vector."
 )
@@ -180,11 +184,18 @@ def _mmss(seconds: float) -> str:
 @click.option("--path-prefix", default=None, metavar="DIR", help="Only files under DIR.")
 @click.option("--min-duration", type=float, default=None, help="Only media at least this many seconds long.")
 @click.option("--max-duration", type=float, default=None, help="Only media at most this many seconds long.")
+@click.option(
+    "--segments", is_flag=True, help="Return timestamped segments of long media (best per file), not files."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON list.")
 def query(
     texts: Sequence[str],
     images: Sequence[str],
     audios: Sequence[str],
+    videos: Sequence[str],
+    depths: Sequence[str],
+    thermals: Sequence[str],
+    imus: Sequence[str],
     likes: Sequence[str],
     targets: Sequence[str],
     k: int,
@@ -192,6 +203,7 @@ def query(
     path_prefix: str | None,
     min_duration: float | None,
     max_duration: float | None,
+    segments: bool,
     as_json: bool,
     **common: Any,
 ) -> None:
@@ -205,6 +217,7 @@ def query(
       ibsearch query --text "a dog barking" --target vision --k 10
       ibsearch query --image park.jpg --audio 0.5=bark.wav --text "-1=people" --target image
       ibsearch query --like ~/Pictures/cat.jpg --path-prefix ~/Pictures/2024 --json
+      ibsearch query --audio bark.wav --target audio --segments
     """
     from .terms import parse_term
 
@@ -212,6 +225,10 @@ def query(
         [parse_term("text", t) for t in texts]
         + [parse_term("vision", t) for t in images]
         + [parse_term("audio", t) for t in audios]
+        + [parse_term("video", t) for t in videos]
+        + [parse_term("depth", t) for t in depths]
+        + [parse_term("thermal", t) for t in thermals]
+        + [parse_term("imu", t) for t in imus]
         + [parse_term("like", t) for t in likes]
     )
     lib = _open(common)
@@ -224,6 +241,7 @@ def query(
             path_prefix=os.path.abspath(path_prefix) if path_prefix else None,
             min_duration=min_duration,
             max_duration=max_duration,
+            segments=segments,
         )
     if as_json:
         _echo_json([h.to_dict() for h in hits])

@@ -23,7 +23,7 @@ import platformdirs
 
 from .errors import IbsearchError, LibraryError
 from .index import FaissIndex, StaleIndexError
-from .modality import MODALITIES, canonical
+from .modality import INDEX_KEYS, MODALITIES, canonical
 from .store import Store
 
 if TYPE_CHECKING:
@@ -231,8 +231,10 @@ class Library:
         return self.root / f"{modality}.faiss"
 
     def index(self, modality: str) -> FaissIndex:
-        """The index of ``modality``, loaded and checked against the database on first use."""
-        modality = canonical(modality)
+        """The index of ``modality`` (or of a segments key such as ``audio.segments``), loaded and
+        checked against the database on first use."""
+        if modality not in INDEX_KEYS:
+            modality = canonical(modality)
         if modality not in self._indexes:
             self._indexes[modality] = self._load_index(modality)
         return self._indexes[modality]
@@ -289,7 +291,7 @@ class Library:
         if not ids:
             return
         arr = np.asarray(ids, dtype=np.int64)
-        for modality in MODALITIES:
+        for modality in INDEX_KEYS:
             if modality in self._indexes or self.index_path(modality).exists():
                 if self.index(modality).remove(arr):
                     self._dirty.add(modality)
@@ -335,7 +337,7 @@ class Library:
         """Rebuild every index from the database; returns vectors per modality."""
         with self.writing():
             counts = {}
-            for modality in MODALITIES:
+            for modality in INDEX_KEYS:
                 path = self.index_path(modality)
                 if not self.store.id_summary(modality).size and not path.exists():
                     continue
@@ -356,7 +358,7 @@ class Library:
             report.problems.append(f"database: {problem}")
         try:
             with self.writing():
-                for modality in MODALITIES:
+                for modality in INDEX_KEYS:
                     if self.store.id_summary(modality).size or self.index_path(modality).exists():
                         self.index(modality)
                 repaired = sorted(self._dirty)
@@ -364,7 +366,7 @@ class Library:
             repaired = []
             report.problems.append(f"not repaired: {exc}")
         report.repaired = [f"{m} index brought up to date from the database" for m in repaired]
-        for modality in MODALITIES:
+        for modality in INDEX_KEYS:
             path = self.index_path(modality)
             expected = self.store.id_summary(modality)
             if not expected.size and not path.exists():

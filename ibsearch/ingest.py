@@ -24,7 +24,7 @@ import numpy as np
 
 from .detect import VIDEO, detect
 from .errors import IbsearchError, MediaError
-from .modality import TEXT
+from .modality import AUDIO, INDEX_KEYS, TEXT, VISION, modality_of_key, segments_key
 from .store import hash_file
 from .walk import FoundFile, WalkOptions, walk
 
@@ -75,22 +75,28 @@ class _Job:
     content_hash: str
     existed: bool
     info: dict[str, Any] = field(default_factory=dict)
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # index key -> (n, dim)
+    spans: dict[str, list[tuple[float | None, float | None]]] = field(default_factory=dict)
     error: str | None = None
+    segment_mode: str | None = None  # None, "copy" (short), "stream" or "long"; see _plan_segments
 
     @property
     def done(self) -> bool:
-        return self.error is not None or all(m in self.vectors for m in self.modalities)
+        if self.error is not None:
+            return True
+        if not all(m in self.vectors for m in self.modalities):
+            return False
+        return self.segment_mode not in ("stream", "long") or segments_key(AUDIO) in self.vectors
+
+    def put(self, key: str, vectors: np.ndarray, spans: list[tuple[float | None, float | None]]) -> None:
+        self.vectors[key] = vectors
+        self.spans[key] = spans
 
 
 def _modalities_for(kind: str) -> tuple[str, ...]:
     from .detect import KIND_MODALITIES
-    from .encoder import preprocess
 
-    mods = KIND_MODALITIES[kind]
-    if kind == VIDEO and not hasattr(preprocess, "video"):
-        mods = tuple(m for m in mods if m != "vision")  # picture vectors need the video loader
-    return mods
+    return KIND_MODALITIES[kind]
 
 
 class _Committer:
@@ -122,9 +128,10 @@ class _Committer:
                 if job.error is not None:
                     store.record_error(job.path, job.error, size=job.st.st_size, mtime_ns=job.st.st_mtime_ns)
                     continue
-                mods = [m for m in job.modalities if m in job.vectors]
-                vectors = np.concatenate([job.vectors[m] for m in mods])
-                rows = [m for m in mods for _ in range(len(job.vectors[m]))]
+                keys = [k for k in INDEX_KEYS if k in job.vectors]
+                vectors = np.concatenate([job.vectors[k] for k in keys])
+                rows = [k for k in keys for _ in range(len(job.vectors[k]))]
+                spans = [span for k in keys for span in job.spans[k]]
                 result = store.upsert_file(
                     job.path,
                     size=job.st.st_size,
@@ -133,6 +140,7 @@ class _Committer:
                     modality=job.modalities[0],
                     vectors=vectors,
                     vector_modalities=rows,
+                    segments=spans,
                     info=job.info,
                     preprocess_version=PREPROCESS_VERSION,
                 )
@@ -257,13 +265,13 @@ def _reuse(store: Any, job: _Job) -> bool:
     record, vectors = found
     if any(v.preprocess_version != PREPROCESS_VERSION for v in vectors):
         return False
-    by_mod: dict[str, list[np.ndarray]] = {}
+    by_key: dict[str, list[Any]] = {}
     for v in vectors:
-        if v.start is None:  # file-level vectors; segments are recomputed with them (#4)
-            by_mod.setdefault(v.modality, []).append(v.vector)
-    if set(by_mod) != set(job.modalities):
+        by_key.setdefault(v.modality, []).append(v)
+    if {k for k in by_key if modality_of_key(k) == k} != set(job.modalities):
         return False
-    job.vectors = {m: np.stack(vs) for m, vs in by_mod.items()}
+    for key, rows in by_key.items():
+        job.put(key, np.stack([v.vector for v in rows]), [(v.start, v.end) for v in rows])
     job.info = dict(record.info)
     return True
 
@@ -297,8 +305,11 @@ def _encode_jobs(
     order = sorted({m for job in jobs for m in job.modalities}, key=_tower_order)
     for job in jobs:
         job.info = probe(job.path, job.kind)
+        _plan_segments(job)
     for modality in order:
         todo = [job for job in jobs if modality in job.modalities and job.error is None]
+        if modality == AUDIO:
+            todo = [job for job in todo if job.segment_mode != "long"]  # computed while streaming
         if not todo:
             continue
         if modality == TEXT:
@@ -312,7 +323,8 @@ def _encode_jobs(
             n_workers = 0 if len(todo) < PARALLEL_MIN_ITEMS else min(os.cpu_count() or 1, 8)
         batch: list[tuple[_Job, Any]] = []
         size = encoder.batch_size
-        results = preprocess.load_parallel(modality, [job.path for job in todo], workers=n_workers)
+        items = [(job.kind, job.path) for job in todo]
+        results = preprocess.load_parallel(modality, items, workers=n_workers, loader=load_file)
         for index, result in results:
             job = todo[index]
             if isinstance(result, IbsearchError):
@@ -325,6 +337,81 @@ def _encode_jobs(
                 batch = []
         if batch:
             _run_batch(encoder, modality, batch, summary, finish)
+    for job in jobs:
+        if job.segment_mode in ("stream", "long") and job.error is None:
+            _encode_segments(encoder, job, summary)
+            finish(job)
+
+
+def load_file(modality: str, item: tuple[str, str]) -> Any:
+    """Worker-side loader: one ``(media kind, path)`` as the input of ``modality``'s tower."""
+    from .encoder import preprocess
+
+    kind, path = item
+    if kind == VIDEO and modality == VISION:
+        from .encoder import video
+
+        return video.load_video(path)
+    return preprocess.load(modality, path)
+
+
+def _plan_segments(job: _Job) -> None:
+    """Decide how ``job``'s audio is cut into timestamped segments (see encoder.segments)."""
+    from .encoder import segments
+
+    if job.kind == VIDEO and job.info.get("has_audio") is False:
+        job.modalities = (VISION,)  # a video without sound: a picture vector only
+    if AUDIO not in job.modalities:
+        return
+    duration = job.info.get("duration")
+    if duration is None or duration < segments.MIN_SEGMENTED_SECONDS:
+        job.segment_mode = "copy"
+    elif duration <= segments.STREAM_SECONDS:
+        job.segment_mode = "stream"
+    else:
+        job.segment_mode = "long"
+
+
+def _encode_segments(encoder: Any, job: _Job, summary: IngestSummary) -> None:
+    """Stream ``job``'s audio once: segment vectors (and, for long files, the file-level vector)."""
+    import torch
+
+    from .encoder import segments
+
+    vectors: list[np.ndarray] = []
+    spans: list[tuple[float | None, float | None]] = []
+    batch: list[Any] = []
+
+    def flush() -> None:
+        if batch:
+            out = encoder.encode(AUDIO, torch.stack([seg.features for seg in batch]))
+            summary.encoded += len(out)
+            vectors.extend(out)
+            spans.extend((round(seg.start, 3), round(seg.end, 3)) for seg in batch)
+            batch.clear()
+
+    try:
+        if job.segment_mode == "long":
+            whole = segments.long_file_features(job.path, float(job.info["duration"]))
+            vec = encoder.encode(AUDIO, whole[None])
+            summary.encoded += 1
+            job.put(AUDIO, vec, [(None, None)])
+        for seg in segments.stream_segments(job.path):
+            batch.append(seg)
+            if len(batch) >= encoder.batch_size:
+                flush()
+        flush()
+    except MediaError as exc:
+        job.error = exc.reason
+        return
+    if not vectors:
+        vectors = list(job.vectors[AUDIO])
+        spans = [(0.0, job.info.get("duration"))]
+    stacked = np.stack(vectors)
+    if not np.isfinite(stacked).all():
+        job.error = "the model produced non-finite audio segment vectors (silent or corrupt input?)"
+        return
+    job.put(segments_key(AUDIO), stacked, spans)
 
 
 def _tower_order(modality: str) -> int:
@@ -348,7 +435,10 @@ def _run_batch(
         if not np.isfinite(vec).all():
             job.error = f"the model produced a non-finite {modality} vector (silent or corrupt input?)"
         else:
-            job.vectors[modality] = vec[None, :]
+            job.put(modality, vec[None, :], [(None, None)])
+            if modality == AUDIO and job.segment_mode == "copy":
+                # Short media: one segment, the whole file (so --segments finds them too).
+                job.put(segments_key(AUDIO), vec[None, :], [(0.0, job.info.get("duration"))])
         if job.done:
             finish(job)
 
@@ -371,7 +461,7 @@ def _encode_text(encoder: Any, todo: list[_Job], summary: IngestSummary) -> None
     vectors = encoder.encode(TEXT, preprocess.text(texts))
     summary.encoded += len(vectors)
     for job, vec in zip(ok, vectors, strict=True):
-        job.vectors[TEXT] = vec[None, :]
+        job.put(TEXT, vec[None, :], [(None, None)])
 
 
 def _progress(progress: bool | Callable[[int, int], None], total: int) -> Callable[[int], None]:

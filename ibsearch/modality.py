@@ -18,6 +18,23 @@ MODALITIES: tuple[str, ...] = (VISION, TEXT, AUDIO, DEPTH, THERMAL, IMU)
 ALIASES: dict[str, str] = {"image": VISION, "video": VISION}
 
 
+# Timestamped segments of long media live in their own index per modality, named "<modality>.segments",
+# so that file-level searches never see them (and need no filter to skip them).
+SEGMENTS_SUFFIX = ".segments"
+SEGMENTED: tuple[str, ...] = (AUDIO,)
+INDEX_KEYS: tuple[str, ...] = MODALITIES + tuple(m + SEGMENTS_SUFFIX for m in SEGMENTED)
+
+
+def segments_key(modality: str) -> str:
+    """The index key holding the segments of ``modality`` (e.g. ``audio.segments``)."""
+    return modality + SEGMENTS_SUFFIX
+
+
+def modality_of_key(key: str) -> str:
+    """The modality an index key belongs to (``audio.segments`` -> ``audio``)."""
+    return key[: -len(SEGMENTS_SUFFIX)] if key.endswith(SEGMENTS_SUFFIX) else key
+
+
 def canonical(name: str) -> str:
     """Return the canonical modality name for ``name`` (an alias such as ``image`` is accepted).
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import UsageError
-from .modality import MODALITIES, TEXT, canonical
-from .terms import LIKE, Term, terms_from_inputs
+from .modality import INDEX_KEYS, MODALITIES, TEXT, VISION, canonical, modality_of_key, segments_key
+from .terms import LIKE, VIDEO, Term, terms_from_inputs
 
 if TYPE_CHECKING:
     from .engine import Library
@@ -93,18 +93,22 @@ class Searcher:
         *,
         like: Any = None,
         vision: Any = None,
+        video: Any = None,
         target: str | list[str] | None = None,
         k: int = 10,
         path_glob: str | None = None,
         path_prefix: str | None = None,
         min_duration: float | None = None,
         max_duration: float | None = None,
+        segments: bool = False,
     ) -> list[Hit]:
         """Search with any mix of inputs; each keyword takes one input, a list, or ``weighted(x, w)``.
 
         Inputs: ``text`` strings; ``image``/``vision`` paths, bytes, PIL images or HxWx3 uint8
         arrays; ``audio`` paths or bytes; ``like`` paths of ingested files (their stored vectors).
-        ``target``: modality name(s) to search (``image`` is an alias of ``vision``; default all).
+        ``video`` paths (the picture of a video). ``target``: modality name(s) to search (``image`` is
+        an alias of ``vision``; default all). ``segments=True`` returns timestamped segments of long
+        media (best segment per file, with ``start``/``end`` seconds) instead of whole files.
         """
         terms = (
             terms_from_inputs(TEXT, text)
@@ -112,6 +116,7 @@ class Searcher:
             + terms_from_inputs("vision", vision)
             + terms_from_inputs("audio", audio)
             + terms_from_inputs(LIKE, like)
+            + terms_from_inputs(VIDEO, video)
         )
         targets = [target] if isinstance(target, str) else target
         return self.search(
@@ -122,6 +127,7 @@ class Searcher:
             path_prefix=path_prefix,
             min_duration=min_duration,
             max_duration=max_duration,
+            segments=segments,
         )
 
     def search(
@@ -134,6 +140,7 @@ class Searcher:
         path_prefix: str | None = None,
         min_duration: float | None = None,
         max_duration: float | None = None,
+        segments: bool = False,
     ) -> list[Hit]:
         """Search with parsed :class:`Term` objects (what the CLI calls)."""
         if not terms:
@@ -151,28 +158,50 @@ class Searcher:
             ranges["duration"] = (min_duration, max_duration)
         filtered = bool(path_glob or path_prefix or ranges)
         found: list[tuple[float, int]] = []
+        counts = lib.store.counts()
         for modality in dict.fromkeys(wanted):
-            if modality not in present:
+            key = segments_key(modality) if segments else modality
+            if key not in INDEX_KEYS or not counts.get(key):
                 continue
             allowed = None
             if filtered:
-                allowed = lib.store.select_vector_ids(
-                    modality, under=path_prefix, glob=path_glob, ranges=ranges
-                )
+                allowed = lib.store.select_vector_ids(key, under=path_prefix, glob=path_glob, ranges=ranges)
                 if not len(allowed):
                     continue
-            scores, ids = lib.index(modality).search(query[None, :], k, allowed_ids=allowed)
-            found += [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+            found += self._top(key, query, k, allowed, per_file=segments)
         found.sort(key=lambda item: -item[0])
-        found = found[:k]
         rows = lib.store.rows_for_vectors([i for _, i in found])
-        hits = []
+        hits: list[Hit] = []
+        seen_files: set[int] = set()
         for score, vid in found:
             row = rows.get(vid)
             if row is None:
                 continue  # deleted by a concurrent ingest since the index was read
-            hits.append(Hit(row.path, score, row.modality, row.info, row.start, row.end))
+            if segments and row.file_id in seen_files:
+                continue  # the best segment of each file only
+            seen_files.add(row.file_id)
+            hits.append(Hit(row.path, score, modality_of_key(row.modality), row.info, row.start, row.end))
+            if len(hits) == k:
+                break
         return hits
+
+    def _top(
+        self, key: str, query: np.ndarray, k: int, allowed: np.ndarray | None, per_file: bool
+    ) -> list[tuple[float, int]]:
+        """Top hits of one index; with ``per_file``, enough hits to give ``k`` distinct files."""
+        index = self.library.index(key)
+        want = k
+        while True:
+            scores, ids = index.search(query[None, :], want, allowed_ids=allowed)
+            found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+            if not per_file or len(found) < want:
+                return found
+            files = {
+                row.file_id for row in self.library.store.rows_for_vectors([i for _, i in found]).values()
+            }
+            if len(files) >= k:
+                return found
+            want *= 4
 
     def embed(self, terms: list[Term]) -> np.ndarray:
         """The combined, L2-normalized query vector ``(dim,)`` float32 of ``terms``."""
@@ -199,14 +228,23 @@ class Searcher:
             if not isinstance(term.value, str):
                 raise UsageError(f"a text term must be a string, got {type(term.value).__name__}")
             return encoder.encode(TEXT, preprocess.text([term.value]))[0]
-        if term.kind not in MODALITIES:
+        if term.kind not in MODALITIES and term.kind != VIDEO:
             raise UsageError(f"cannot use {term.kind} inputs in a query")
         value = term.value
         if isinstance(value, os.PathLike):
             value = os.fspath(value)
         if isinstance(value, str) and not os.path.exists(value):
             raise UsageError(f"{term.kind} query file {value!r} does not exist")
-        tensor = preprocess.load(term.kind, value)
+        if term.kind == VIDEO:
+            from .encoder import video
+
+            return encoder.encode(VISION, video.load_video(value)[None])[0]
+        if term.kind in ("depth", "thermal", "imu"):
+            from .encoder import sensors
+
+            tensor = getattr(sensors, f"load_{term.kind}")(value)
+        else:
+            tensor = preprocess.load(term.kind, value)
         return encoder.encode(term.kind, tensor[None])[0]
 
     def _stored_vector(self, path: str) -> np.ndarray:

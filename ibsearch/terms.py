@@ -14,8 +14,10 @@ from typing import Any
 from .errors import UsageError
 from .modality import canonical
 
-#: Term kinds: an input of a modality, or ``like`` (an ingested file whose stored vector is reused).
+#: Term kinds besides the modalities: ``like`` (an ingested file whose stored vector is reused) and
+#: ``video`` (a video file, embedded by its picture like the vision vector of an ingested video).
 LIKE = "like"
+VIDEO = "video"
 
 _WEIGHTED = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)=(.*)$", re.S)
 
@@ -29,7 +31,7 @@ class Term:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.kind != LIKE:
+        if self.kind not in (LIKE, VIDEO):
             object.__setattr__(self, "kind", canonical(self.kind))
         if not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
             raise UsageError(f"term weight must be a finite number, got {self.weight!r}")

@@ -115,13 +115,51 @@ def long_file_features(src: Source, duration: float, *, name: str | None = None)
     samples line up with those of a whole-file resampling.
     """
     name = name or source_name(src)
-    spans = audio_dsp.clip_spans(int(round(duration * audio_dsp.SAMPLE_RATE)))
+    spans = audio_dsp.clip_spans(_length_at_16k(src, duration, name))
     clips = [_clip_from_window(src, a, b, name) for a, b in spans]
     return torch.stack(clips)
 
 
+def _length_at_16k(src: Source, duration: float, name: str) -> int:
+    """Samples the whole file would have after resampling to 16 kHz (the clip sampler's input).
+
+    Exact where the stream header gives its length in samples (WAV, FLAC...), else from ``duration``.
+    """
+    container = _open(src, name)
+    with container:
+        stream = container.streams.audio[0]
+        rate = int(stream.sample_rate or 0)
+        if stream.duration and stream.time_base and rate:
+            n_native = int(round(float(stream.duration * stream.time_base) * rate))
+            return audio_dsp.resampled_length(n_native, rate, audio_dsp.SAMPLE_RATE)
+    return int(round(duration * audio_dsp.SAMPLE_RATE))
+
+
 def _clip_from_window(src: Source, a: int, b: int, name: str) -> torch.Tensor:
     """Features of the 16 kHz clip ``[a, b)`` decoded from around its window."""
+    out_rate = audio_dsp.SAMPLE_RATE
+    # Some demuxers land a little after the seek target: step further back until the window is covered.
+    for backoff in (0.0, 1.0, 10.0, None):
+        data, rate, first = _window_samples(src, a, b, name, backoff)
+        if data is not None:
+            break
+    if data is None:
+        raise MediaError(name, f"cannot decode the audio around {a / out_rate:.1f} s")
+    if not np.isfinite(data).all():
+        raise MediaError(name, "audio holds NaN or infinite samples")
+    wave16 = audio_dsp.resample(torch.from_numpy(np.ascontiguousarray(data)), rate, out_rate)
+    lead = a - first * out_rate // rate
+    return audio_dsp.clip_features(wave16[:, lead : lead + (b - a)].contiguous())
+
+
+def _window_samples(
+    src: Source, a: int, b: int, name: str, backoff: float | None
+) -> tuple[np.ndarray | None, int, int]:
+    """Native samples around the 16 kHz range ``[a, b)``: ``(samples or None, rate, first index)``.
+
+    The first index is a native sample on the 16 kHz grid; ``backoff`` seconds earlier is sought
+    (None: decode from the start). None comes back when decoding started after the window.
+    """
     out_rate = audio_dsp.SAMPLE_RATE
     container = _open(src, name)
     with container:
@@ -133,25 +171,29 @@ def _clip_from_window(src: Source, a: int, b: int, name: str) -> torch.Tensor:
         margin = int(_MARGIN_SECONDS * rate)
         first = max(0, (a * rate // out_rate - margin) // unit * unit)
         last = (b * rate + out_rate - 1) // out_rate + margin
-        if stream.time_base:
-            target = int(first / rate / float(stream.time_base))
+        if backoff is not None and stream.time_base:
+            target = int(max(0.0, first / rate - backoff) / float(stream.time_base))
             container.seek(target, stream=stream, backward=True, any_frame=False)
         parts: list[np.ndarray] = []
-        at = None  # native index of the first decoded sample
+        at: int | None = None  # native index of the first decoded sample
+        held = 0
         try:
             for frame in container.decode(stream):
                 if at is None:
                     at = int(round(float(frame.pts * frame.time_base) * rate)) if frame.pts is not None else 0
+                    if at > first:
+                        return None, rate, first
                 parts.append(_frame_samples(frame))
-                if at + sum(p.shape[1] for p in parts) >= last:
+                held += parts[-1].shape[1]
+                if at + held >= last:
                     break
         except av.error.FFmpegError as exc:
             raise MediaError(name, f"decoding failed ({exc})") from exc
-    if not parts or at is None or at > first:
-        raise MediaError(name, f"cannot seek to {first / rate:.1f} s")
+    if not parts or at is None:
+        return None, rate, first
     data = np.concatenate(parts, axis=1)[:, first - at : last - at]
-    if not np.isfinite(data).all():
-        raise MediaError(name, "audio holds NaN or infinite samples")
-    wave16 = audio_dsp.resample(torch.from_numpy(np.ascontiguousarray(data)), rate, out_rate)
-    lead = a - first * out_rate // rate
-    return audio_dsp.clip_features(wave16[:, lead : lead + (b - a)].contiguous())
+    if data.shape[1] < audio_dsp.MIN_SAMPLES:
+        raise MediaError(
+            name, f"no audio around {a / out_rate:.1f} s (the file is shorter than its header says?)"
+        )
+    return data, rate, first
