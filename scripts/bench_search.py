@@ -38,6 +38,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batches", default="1,10,100,1000", help="query batch sizes (default 1,10,100,1000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of repeats per cell (median reported)")
+    ap.add_argument(
+        "--db-block", type=int, default=16384,
+        help="also time FAISS with this distance_compute_blas_database_bs (default FAISS: 1024; 0 = skip)",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=0, help="FAISS/torch threads (default: their own choice)")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch-matmul path")
     ap.add_argument("--no-filter", action="store_true", help="skip the filtered-search table")
@@ -139,9 +143,10 @@ def bench_unfiltered(
     """Fixed vs default BLAS threshold, and the torch path, for each batch size."""
     print()
     print("## Exact search, no filter")
+    block_col = f" | threshold {BLAS_THRESHOLD} + database block {args.db_block}" if args.db_block else ""
     print(f"| queries | BLAS threshold {BLAS_THRESHOLD} (ibsearch) | FAISS default {FAISS_DEFAULT_THRESHOLD} "
-          "| default / ibsearch | torch matmul (CPU) | per query (ibsearch) |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|")
+          f"| default / ibsearch | torch matmul (CPU){block_col} | per query (ibsearch) |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.db_block else ""))
     for nq in batches:
         q = queries[:nq]
         cells = {}
@@ -153,9 +158,15 @@ def bench_unfiltered(
         if torch_index is not None:
             torch_s = timed(lambda q=q: torch_index.search(q, args.k), args.budget)
             check_agree("torch", torch_index.search(q[:4], args.k), index.search(q[:4], args.k))
+        block = ""
+        if args.db_block:
+            default_bs = faiss.cvar.distance_compute_blas_database_bs
+            faiss.cvar.distance_compute_blas_database_bs = args.db_block
+            block = f" | {fmt(timed(lambda q=q: index.search(q, args.k), args.budget))}"
+            faiss.cvar.distance_compute_blas_database_bs = default_bs
         fixed, default = cells[BLAS_THRESHOLD], cells[FAISS_DEFAULT_THRESHOLD]
         print(
-            f"| {nq} | {fmt(fixed)} | {fmt(default)} | {default / fixed:5.1f}x | {fmt(torch_s)} "
+            f"| {nq} | {fmt(fixed)} | {fmt(default)} | {default / fixed:5.1f}x | {fmt(torch_s)}{block} "
             f"| {fmt(fixed / nq)} |",
             flush=True,
         )
