@@ -86,7 +86,7 @@ def test_ingest_reports_every_file_and_stores_one_vector_per_modality(ingested, 
     assert ingested["failed"] == [] and ingested["removed"] == 0
     assert ingested["encoded"] == 9
     info = run_json("info", *lib_args)
-    assert info["vectors"] == {"audio": 3, "text": 2, "vision": 4}
+    assert info["vectors"] == {"audio": 3, "audio.segments": 3, "text": 2, "vision": 4}
     assert run("check", *lib_args).strip().endswith("ok")
 
 

@@ -95,7 +95,7 @@ def test_a_copy_reuses_the_stored_vector(media_dir, lib_args):
 def test_remove_reindex_and_check(media_dir, lib_args, tmp_path):
     run_json("ingest", media_dir, *lib_args)
     assert run_json("remove", media_dir / "notes", *lib_args) == {"removed": 2}
-    assert run_json("info", *lib_args)["vectors"] == {"audio": 3, "vision": 4}
+    assert run_json("info", *lib_args)["vectors"] == {"audio": 3, "audio.segments": 3, "vision": 4}
     counts = run_json("reindex", *lib_args)
     assert counts["vision"] == 4 and counts["audio"] == 3
     assert run_json("check", *lib_args)["ok"] is True
