@@ -100,13 +100,20 @@ class ReferenceStyleTower(nn.Module):
 
 
 @torch.no_grad()
-def randomize(tower: Tower, seed: int) -> None:
-    """Weights that make outputs depend strongly on the input (default inits give near-constant outputs)."""
+def randomize(tower: Tower, seed: int, kind: str = "sharp") -> None:
+    """Random weights of one of two kinds (PyTorch's default inits give near-constant outputs).
+
+    ``sharp``: like the parity fixtures: N(0,1)/sqrt(fan_in) matrices, q and k rows x2.5 (peaked
+    attention), outputs strongly input-dependent. ``small``: like ``weights.write_random_checkpoint``:
+    N(0, 0.02) everywhere, LayerNorm gains ~1.
+    """
     g = torch.Generator().manual_seed(seed)
     for name, p in tower.named_parameters():
         if p.ndim == 0:
             continue
-        if "norm" in name and name.endswith("weight"):
+        if kind == "small":
+            p.copy_(0.02 * torch.randn(p.shape, generator=g) + (p.ndim == 1 and name.endswith("weight")))
+        elif "norm" in name and name.endswith("weight"):
             p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
         elif p.ndim == 1:
             p.copy_(0.1 * torch.randn(p.shape, generator=g))
@@ -118,7 +125,7 @@ def randomize(tower: Tower, seed: int) -> None:
             fan_in = math.prod(p.shape[1:])
             p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
             if name.endswith("qkv.weight"):
-                p[: 2 * p.shape[1]] *= 2.5  # sharper attention, as in the parity fixtures
+                p[: 2 * p.shape[1]] *= 2.5
 
 
 def make_inputs(config: ImageBindConfig, modality: str, n: int, seed: int) -> torch.Tensor:
@@ -133,67 +140,107 @@ def make_inputs(config: ImageBindConfig, modality: str, n: int, seed: int) -> to
     return torch.randn((n, *tower_specs(config)[modality].clip_shape), generator=g)
 
 
-def timed(fn: Callable[[], torch.Tensor], iters: int) -> tuple[float, torch.Tensor]:
-    """Seconds per call (best of ``iters``) and the last result."""
-    best, out = math.inf, torch.empty(0)
+def timed(fns: dict[str, Callable[[], torch.Tensor]], iters: int) -> dict[str, tuple[float, torch.Tensor]]:
+    """Best seconds per call and last result of each function, calls interleaved (a, b, a, b, ...).
+
+    Interleaving spreads the noise of a shared machine evenly over the contestants.
+    """
+    best = {name: math.inf for name in fns}
+    last = {name: torch.empty(0) for name in fns}
     for _ in range(iters):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            last[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: (best[name], last[name]) for name in fns}
 
 
-def time_reference_style(tower: Tower, x: torch.Tensor, iters: int) -> tuple[float, torch.Tensor]:
+def build(config: ImageBindConfig, modality: str, seed: int, kind: str) -> ImageBindModel:
+    model = ImageBindModel(config, [modality]).eval()
+    randomize(cast(Tower, model.towers[modality]), seed, kind)
+    return model
+
+
+def compare_fp32(model: ImageBindModel, modality: str, x: torch.Tensor, iters: int) -> dict[str, float]:
+    """Our fp32 forward against the reference-style one on the same tensors: speed and max diff."""
+    tower = cast(Tower, model.towers[modality])
     ref = ReferenceStyleTower(tower).eval()
-    ref(x[:1])
-    return timed(lambda: ref(x), iters)
+    with torch.inference_mode():
+        tower(x[:1]), ref(x[:1])  # warm-up: kernel selection, first touch of the weights
+        runs = timed({"ours": lambda: model({modality: x})[modality], "ref": lambda: ref(x)}, iters)
+    (ours_s, ours), (ref_s, theirs) = runs["ours"], runs["ref"]
+    diff = (ours - theirs).abs().max().item()
+    unit = F.normalize(ours, dim=-1)
+    return {
+        "ours_s": ours_s,
+        "ref_s": ref_s,
+        "max_abs_diff": diff,
+        "max_rel_diff": diff / theirs.norm(dim=-1).max().item(),
+        "cross": (unit @ unit.T)[~torch.eye(len(x), dtype=torch.bool)].mean().item(),
+    }
+
+
+def time_bf16(
+    model: ImageBindModel, modality: str, x: torch.Tensor, iters: int
+) -> tuple[float, torch.Tensor]:
+    """Seconds per batch of our bf16 encoder and the cosines to fp32; takes the model over."""
+    with torch.inference_mode():
+        exact = model.embed({modality: x})[modality]
+    encoder = Encoder.from_model(model, device="cpu", precision="bf16", batch_size=len(x))
+    encoder.encode(modality, x[:1])
+    seconds, fast = timed({"bf16": lambda: torch.from_numpy(encoder.encode(modality, x))}, iters)["bf16"]
+    return seconds, (exact * fast).sum(dim=-1)
 
 
 def bench_tower(modality: str, args: argparse.Namespace) -> dict[str, float | int | str]:
     config = get_config(args.config)
     started = time.perf_counter()
-    model = ImageBindModel(config, [modality]).eval()
-    tower = cast(Tower, model.towers[modality])
-    randomize(tower, seed=args.seed)
+    model = build(config, modality, args.seed, "sharp")
     x = make_inputs(config, modality, args.batch, seed=args.seed + 1)
     say(f"[{modality}] built in {time.perf_counter() - started:.1f} s; timing fp32 (batch {args.batch})")
-
-    with torch.inference_mode():
-        tower(x[:1])  # warm-up: kernel selection, first touch of the weights
-        ours_s, ours = timed(lambda: model({modality: x})[modality], args.iters)
-        say(f"[{modality}] ours fp32 {ours_s:.2f} s/batch; reference-style next")
-        ref_s, theirs = time_reference_style(tower, x, args.iters)
-    diff = (ours - theirs).abs().max().item()
-    rel = diff / theirs.norm(dim=-1).max().item()
-    spread = F.normalize(ours, dim=-1)
-    cross = (spread @ spread.T)[~torch.eye(len(x), dtype=torch.bool)].mean().item()
-
+    fp32 = compare_fp32(model, modality, x, args.iters)
     bf16_batch = min(args.bf16_batch or args.batch, args.batch)
-    say(f"[{modality}] reference-style {ref_s:.2f} s/batch; bf16 on batch {bf16_batch}")
-    encoder = Encoder.from_model(model, device="cpu", precision="bf16", batch_size=bf16_batch)
-    xb = x[:bf16_batch]
-    encoder.encode(modality, xb[:1])
-    bf16_s, fast = timed(lambda: torch.from_numpy(encoder.encode(modality, xb)), args.iters)
-    cosine = (F.normalize(ours[:bf16_batch], dim=-1) * fast).sum(dim=-1)
+    say(f"[{modality}] ours {fp32['ours_s']:.2f} s, reference-style {fp32['ref_s']:.2f} s; now bf16")
+    bf16_s, cosine = time_bf16(model, modality, x[:bf16_batch], args.iters)
+    del model
+    say(f"[{modality}] bf16 {bf16_s:.2f} s; bf16 cosine with small random weights")
+    _, cosine_small = time_bf16(build(config, modality, args.seed, "small"), modality, x[:bf16_batch], 1)
     return {
         "tower": modality,
         "batch": args.batch,
-        "ours_fp32_items_s": args.batch / ours_s,
-        "ref_fp32_items_s": args.batch / ref_s,
-        "speedup": ref_s / ours_s,
-        "max_abs_diff": diff,
-        "max_rel_diff": rel,
-        "fp32_cross_item_cosine": cross,
+        "ours_fp32_items_s": args.batch / fp32["ours_s"],
+        "ref_fp32_items_s": args.batch / fp32["ref_s"],
+        "speedup": fp32["ref_s"] / fp32["ours_s"],
+        "max_abs_diff": fp32["max_abs_diff"],
+        "max_rel_diff": fp32["max_rel_diff"],
+        "fp32_cross_item_cosine": fp32["cross"],
         "bf16_batch": bf16_batch,
         "ours_bf16_items_s": bf16_batch / bf16_s,
-        "bf16_vs_fp32_speed": (bf16_batch / bf16_s) / (args.batch / ours_s),
+        "bf16_vs_fp32_speed": (bf16_batch / bf16_s) / (args.batch / fp32["ours_s"]),
         "bf16_cosine_min": cosine.min().item(),
-        "bf16_cosine_mean": cosine.mean().item(),
+        "bf16_cosine_min_small_init": cosine_small.min().item(),
     }
 
 
 # ------------------------------------------------------------------------------------------------
 # Loading: each measurement in a fresh process, so peak RSS is that load's own.
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB.
+
+    ``getrusage``'s ru_maxrss survives fork + exec on Linux (a child started by a big parent reports
+    the parent's peak), so the kernel's per-address-space high-water mark (VmHWM) is read instead
+    where it exists.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child_load(args: argparse.Namespace) -> None:
@@ -210,14 +257,18 @@ def child_load(args: argparse.Namespace) -> None:
         encoder = Encoder(card, device="cpu", precision="fp32", batch_size=1, progress=False)
         encoder.load(modalities)
     load_s = time.perf_counter() - start
-    rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_load = peak_rss_mb()
     start = time.perf_counter()
     for m in modalities:
         encoder.encode(m, make_inputs(card.config, m, 1, seed=0))
     first_s = time.perf_counter() - start
-    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = {"load_s": load_s, "first_encode_s": first_s, "rss_load_mb": rss_load / 1024}
-    print(json.dumps({**result, "rss_peak_mb": rss_peak / 1024}))
+    result = {
+        "load_s": load_s,
+        "first_encode_s": first_s,
+        "rss_load_mb": rss_load,
+        "rss_peak_mb": peak_rss_mb(),
+    }
+    print(json.dumps(result))
 
 
 def run_child(args: argparse.Namespace, cache: Path, modalities: str, baseline: bool = False) -> dict:
@@ -286,8 +337,9 @@ TOWER_COLUMNS = [
     ("bf16 batch", "bf16_batch", "{}"),
     ("ours bf16 items/s", "ours_bf16_items_s", "{:.2f}"),
     ("bf16/fp32 speed", "bf16_vs_fp32_speed", "{:.2f}x"),
-    ("bf16 vs fp32 cos min", "bf16_cosine_min", "{:.5f}"),
-    ("fp32 cross-item cos", "fp32_cross_item_cosine", "{:.3f}"),
+    ("bf16 vs fp32 cos min (sharp init)", "bf16_cosine_min", "{:.5f}"),
+    ("same, small init", "bf16_cosine_min_small_init", "{:.5f}"),
+    ("fp32 cross-item cos (sharp)", "fp32_cross_item_cosine", "{:.3f}"),
 ]
 LOAD_COLUMNS = [
     ("load", "load", "{}"),
@@ -346,12 +398,12 @@ def main() -> None:
 
     env = environment()
     say(f"environment: {env}")
-    towers = [m.strip() for m in args.towers.split(",") if m.strip()]
-    results = [bench_tower(m, args) for m in towers]
     loads: list[dict] = []
     if not args.skip_load:
         with tempfile.TemporaryDirectory(prefix="ibsearch-bench-") as tmp:
             loads = bench_loading(args, Path(tmp))
+    towers = [m.strip() for m in args.towers.split(",") if m.strip()]
+    results = [bench_tower(m, args) for m in towers]
     if args.json:
         print(
             json.dumps(

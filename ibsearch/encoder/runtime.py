@@ -94,9 +94,10 @@ class Encoder:
     ``card`` names the model (a :class:`~ibsearch.encoder.cards.ModelCard`); towers are loaded on
     first use through ``ibsearch.encoder.weights.load_tower_state``. ``device`` is "auto", "cpu"
     or "cuda"; ``precision`` is "auto", "fp32", "bf16" or "fp16". ``batch_size`` bounds how many
-    items go through a tower at once. ``checkpoint`` (a local file) replaces the card's checkpoint;
-    ``progress`` is passed to the weights loader (True: a progress bar on stderr for a download or
-    the one-time split; a callable ``(done, total)``; False: silent).
+    clips go through a tower at once (an item of S clips counts S times). ``checkpoint`` (a local
+    file) replaces the card's checkpoint; ``progress`` is passed to the weights loader (True: a
+    progress bar on stderr for a download or the one-time split; a callable ``(done, total)``;
+    False: silent).
     """
 
     def __init__(
@@ -196,8 +197,11 @@ class Encoder:
         return contextlib.nullcontext()
 
     def _chunks(self, batch: torch.Tensor) -> Iterator[torch.Tensor]:
-        for start in range(0, batch.shape[0], self.batch_size):
-            yield batch[start : start + self.batch_size]
+        # A video item is 15 clips: count clips, not items, so memory stays bounded.
+        clips_per_item = batch.shape[1] if batch.ndim >= 5 else 1
+        step = max(1, self.batch_size // max(1, clips_per_item))
+        for start in range(0, batch.shape[0], step):
+            yield batch[start : start + step]
 
     def encode(self, modality: str, batch: torch.Tensor) -> np.ndarray:
         """Encode one preprocessed batch: (N, ...) as from ``preprocess`` -> (N, dim) float32 unit rows.
