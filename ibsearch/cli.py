@@ -102,6 +102,13 @@ def cli() -> None:
 @click.option(
     "--exclude", multiple=True, metavar="GLOB", help="Skip files or folders matching GLOB (repeatable)."
 )
+@click.option(
+    "--as",
+    "as_kind",
+    type=click.Choice(["thermal", "depth", "imu"]),
+    default=None,
+    help="Index PATHS as this modality (thermal cameras, depth maps saved as images); remembered.",
+)
 @click.option("--workers", type=int, default=None, help="Decoding worker processes (default: CPU count).")
 @click.option(
     "--batch-size", type=int, default=None, help="Items per model call (default depends on device)."
@@ -111,6 +118,7 @@ def ingest(
     paths: Sequence[str],
     hidden: bool,
     exclude: Sequence[str],
+    as_kind: str | None,
     workers: int | None,
     batch_size: int | None,
     as_json: bool,
@@ -124,6 +132,7 @@ def ingest(
     \b
     Example:
       ibsearch ingest ./media --exclude '*.tmp' --json
+      ibsearch ingest ./flir --as thermal
     """
     lib = _open(common, create=True)
     with lib:
@@ -133,7 +142,8 @@ def ingest(
             exclude=list(exclude),
             workers=workers,
             batch_size=batch_size,
-            progress=sys.stderr.isatty() and not as_json,
+            progress=sys.stderr.isatty(),
+            as_kind=as_kind,
         )
     data = summary.to_dict()
     if as_json:

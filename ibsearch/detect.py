@@ -7,15 +7,19 @@ while a file that is neither media by content nor by name is simply not ours (sk
 
 from __future__ import annotations
 
+import ast
 import os
 from dataclasses import dataclass
 
-from .modality import AUDIO, TEXT, VISION
+from .modality import AUDIO, DEPTH, IMU, TEXT, THERMAL, VISION
 
 IMAGE = "image"
 SOUND = "audio"
 VIDEO = "video"
 DOCUMENT = "text"
+DEPTH_MAP = "depth"
+THERMAL_IMAGE = "thermal"
+MOTION = "imu"
 
 #: Modalities each media kind is indexed under (a video's picture is vision, its sound track audio).
 KIND_MODALITIES: dict[str, tuple[str, ...]] = {
@@ -23,6 +27,19 @@ KIND_MODALITIES: dict[str, tuple[str, ...]] = {
     SOUND: (AUDIO,),
     VIDEO: (VISION, AUDIO),
     DOCUMENT: (TEXT,),
+    DEPTH_MAP: (DEPTH,),
+    THERMAL_IMAGE: (THERMAL,),
+    MOTION: (IMU,),
+}
+
+#: What ``ingest --as MODALITY`` turns a file of each kind into (a grayscale photo and a thermal image
+#: look the same, so thermal, and depth stored as images, are chosen explicitly).
+FORCED_KINDS: dict[str, tuple[str, ...]] = {
+    THERMAL_IMAGE: (IMAGE,),
+    DEPTH_MAP: (IMAGE, DEPTH_MAP),
+    MOTION: (MOTION,),
+    IMAGE: (IMAGE,),
+    SOUND: (SOUND, VIDEO),
 }
 
 EXTENSIONS: dict[str, str] = {
@@ -35,11 +52,13 @@ EXTENSIONS: dict[str, str] = {
     ),
     **dict.fromkeys([".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv"], VIDEO),
     **dict.fromkeys([".txt", ".md", ".markdown"], DOCUMENT),
+    ".npy": DEPTH_MAP,  # a 2-D array; (N, 6) or (6, N) arrays are IMU recordings (see sniff_npy)
+    ".csv": MOTION,
 }
 
 _AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ")
 
-HEAD_BYTES = 64
+HEAD_BYTES = 256  # enough for a .npy header
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,24 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def sniff_npy(head: bytes) -> str | None:
+    """Kind of a ``.npy`` file from its header: IMU for (N, 6)/(6, N), depth for other 2-D maps."""
+    if not head.startswith(b"\x93NUMPY") or len(head) < 10:
+        return None
+    try:
+        size = int.from_bytes(head[8:10], "little") if head[6] == 1 else int.from_bytes(head[8:12], "little")
+        start = 10 if head[6] == 1 else 12
+        header = ast.literal_eval(head[start : start + size].decode("latin1"))
+        shape = tuple(header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    if len(shape) == 2 and 6 in shape:
+        return MOTION
+    if len(shape) == 2 or (len(shape) == 3 and 1 in (shape[0], shape[-1])):
+        return DEPTH_MAP
+    return None
+
+
 def _looks_like_text(head: bytes) -> bool:
     if b"\x00" in head:
         return False
@@ -92,8 +129,12 @@ def _looks_like_text(head: bytes) -> bool:
         return exc.start >= len(head) - 3
 
 
-def detect(path: str, size: int | None = None) -> Detection:
-    """Decide what ``path`` holds from its first bytes and its extension (one small read)."""
+def detect(path: str, size: int | None = None, forced: str | None = None) -> Detection:
+    """Decide what ``path`` holds from its first bytes and its extension (one small read).
+
+    ``forced`` is a kind chosen by the user (``ingest --as thermal``): files whose content fits it
+    (see :data:`FORCED_KINDS`) become that kind; others are detected as usual.
+    """
     ext = os.path.splitext(path)[1].lower()
     by_name = EXTENSIONS.get(ext)
     if size == 0:
@@ -106,6 +147,14 @@ def detect(path: str, size: int | None = None) -> Detection:
     if not head:
         return Detection(None, "empty file (0 bytes)") if by_name else Detection(None)
     by_content = sniff(head)
+    if head.startswith(b"\x93NUMPY"):
+        by_content = sniff_npy(head)
+        if by_content is None:
+            return Detection(None, "a .npy array that is neither a 2-D depth map nor (N, 6) IMU data")
+    if by_name == MOTION and by_content is None:
+        by_content = MOTION if _looks_like_text(head) else None
+    if forced is not None and by_content in FORCED_KINDS.get(forced, ()):
+        return Detection(forced)
     if by_name == DOCUMENT:
         if by_content is None and _looks_like_text(head):
             return Detection(DOCUMENT)

@@ -390,6 +390,10 @@ class Library:
     def info(self) -> dict[str, Any]:
         """Counts per modality, model, size on disk and recent errors."""
         size = sum(p.stat().st_size for p in self.root.iterdir() if p.is_file())
+        notes = []
+        silent = self.store.count_files_with_info("has_audio", False)
+        if silent:
+            notes.append(f"{silent} video(s) without sound: indexed by their picture only (no audio vector)")
         return {
             "library": str(self.root),
             "model": self.store.model_id or self.model_id,
@@ -402,6 +406,7 @@ class Library:
             "recent_errors": [
                 {"path": e.path, "reason": e.reason, "time": e.time} for e in self.store.errors(limit=10)
             ],
+            "notes": notes,
         }
 
 

@@ -17,14 +17,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .detect import VIDEO, detect
+from .detect import KIND_MODALITIES, VIDEO, detect
 from .errors import IbsearchError, MediaError
-from .modality import AUDIO, INDEX_KEYS, TEXT, VISION, modality_of_key, segments_key
+from .modality import AUDIO, DEPTH, IMU, INDEX_KEYS, TEXT, THERMAL, VISION, modality_of_key, segments_key
 from .store import hash_file
 from .walk import FoundFile, WalkOptions, walk
 
@@ -94,8 +94,6 @@ class _Job:
 
 
 def _modalities_for(kind: str) -> tuple[str, ...]:
-    from .detect import KIND_MODALITIES
-
     return KIND_MODALITIES[kind]
 
 
@@ -187,11 +185,14 @@ def ingest(
     workers: int | None = None,
     batch_size: int | None = None,
     progress: bool | Callable[[int, int], None] = False,
+    as_kind: str | None = None,
 ) -> IngestSummary:
     """Bring the library up to date with ``paths`` (files or folders); see the module docs.
 
     ``workers``: decoding processes (None: automatic, 0: in this process). ``batch_size``: items per
-    model call. ``progress``: True for a bar on stderr, or a callable ``(done, total)``.
+    model call. ``progress``: True for a bar on stderr, or a callable ``(done, total)``. ``as_kind``
+    (``thermal``, ``depth``, ``imu``...): index the files under ``paths`` as that modality; the
+    choice is remembered for these folders in later runs.
     Bad files are recorded and listed in ``failed``; they never raise.
     """
     summary = IngestSummary()
@@ -202,6 +203,11 @@ def ingest(
     for root in roots:
         known.update(store.files_under(root))
     bad_before = {e.path: e for e in store.errors()}
+    rules: dict[str, str] = dict(store.get_setting(AS_RULES, {}))
+    if as_kind is not None:
+        for root in roots:
+            rules[root] = as_kind
+        store.set_setting(AS_RULES, rules)
     options = WalkOptions(hidden=hidden, exclude=list(exclude))
     committer = _Committer(lib, summary)
     jobs: list[_Job] = []
@@ -214,14 +220,17 @@ def ingest(
         path, st = found.path, found.st
         seen.add(path)
         rec = known.get(path)
-        if rec is not None and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
+        forced = _forced_kind(rules, path)
+        if rec is not None and forced is not None and rec.modality not in KIND_MODALITIES[forced]:
+            rec = replace(rec, content_hash="")  # declared another modality with --as: encode again
+        elif rec is not None and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
             summary.unchanged += 1
             continue
         old_error = bad_before.get(path)
         if old_error is not None and (old_error.size, old_error.mtime_ns) == (st.st_size, st.st_mtime_ns):
             summary.failed.append({"path": path, "reason": old_error.reason})  # known bad, not retried
             continue
-        detection = detect(path, st.st_size)
+        detection = detect(path, st.st_size, forced=forced)
         if detection.kind is None:
             if detection.reason:
                 fail(found, detection.reason)
@@ -255,6 +264,18 @@ def ingest(
     _encode_jobs(lib, jobs, committer, summary, workers=workers, batch_size=batch_size, progress=progress)
     committer.flush()
     return summary
+
+
+AS_RULES = "ingest_as"  # setting: {folder or file: media kind} from ``ingest --as``
+
+
+def _forced_kind(rules: dict[str, str], path: str) -> str | None:
+    """The kind chosen with ``--as`` for ``path`` (the most specific remembered folder wins)."""
+    best, kind = -1, None
+    for root, forced in rules.items():
+        if (path == root or path.startswith(root.rstrip(os.sep) + os.sep)) and len(root) > best:
+            best, kind = len(root), forced
+    return kind
 
 
 def _reuse(store: Any, job: _Job) -> bool:
@@ -321,7 +342,8 @@ def _encode_jobs(
         n_workers = workers
         if n_workers is None:
             n_workers = 0 if len(todo) < PARALLEL_MIN_ITEMS else min(os.cpu_count() or 1, 8)
-        batch: list[tuple[_Job, Any]] = []
+        # One batch per input shape: images (3, 224, 224) and videos (15, 3, 2, 224, 224) are both vision.
+        batches: dict[tuple[int, ...], list[tuple[_Job, Any]]] = {}
         size = encoder.batch_size
         items = [(job.kind, job.path) for job in todo]
         results = preprocess.load_parallel(modality, items, workers=n_workers, loader=load_file)
@@ -331,12 +353,14 @@ def _encode_jobs(
                 job.error = result.reason if isinstance(result, MediaError) else str(result)
                 finish(job)
                 continue
+            batch = batches.setdefault(tuple(result.shape), [])
             batch.append((job, result))
             if len(batch) >= size:
                 _run_batch(encoder, modality, batch, summary, finish)
-                batch = []
-        if batch:
-            _run_batch(encoder, modality, batch, summary, finish)
+                batch.clear()
+        for batch in batches.values():
+            if batch:
+                _run_batch(encoder, modality, batch, summary, finish)
     for job in jobs:
         if job.segment_mode in ("stream", "long") and job.error is None:
             _encode_segments(encoder, job, summary)
@@ -352,6 +376,10 @@ def load_file(modality: str, item: tuple[str, str]) -> Any:
         from .encoder import video
 
         return video.load_video(path)
+    if modality in (DEPTH, THERMAL, IMU):
+        from .encoder import sensors
+
+        return getattr(sensors, f"load_{modality}")(path)
     return preprocess.load(modality, path)
 
 

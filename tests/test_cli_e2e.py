@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import media_files
 
 from ibsearch.cli import cli
 from ibsearch.engine import Library
-
-from conftest import media_files
 
 
 def run(*args: str, ok: bool = True) -> str:

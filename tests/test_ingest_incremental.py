@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import DATA
 from PIL import Image
 
 from ibsearch.cli import cli
-
-from conftest import DATA
 
 
 def run_json(*args: object) -> object:

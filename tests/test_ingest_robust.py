@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import DATA
 from PIL import Image
 
 from ibsearch.cli import cli
 from ibsearch.engine import Library
-
-from conftest import DATA
 
 
 def run_json(*args: object) -> object:

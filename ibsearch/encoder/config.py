@@ -91,7 +91,7 @@ def config_names() -> list[str]:
 
 
 def get_config(name: str) -> ImageBindConfig:
-    """Return the registered config ``name``; an unknown name is a :class:`ModelError` listing the known ones."""
+    """The registered config ``name``; an unknown name is a :class:`ModelError` listing the known ones."""
     try:
         return _REGISTRY[name]
     except KeyError:

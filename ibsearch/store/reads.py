@@ -86,14 +86,26 @@ class StoreReads:
         An empty ``prefix`` means the whole library. Paths are ``os.fsdecode`` strings.
         """
         clause, params = prefix_clause("path_key", prefix)
-        rows = self._conn.execute(f"SELECT path_key, size, mtime_ns, hash FROM files WHERE {clause}", params)
-        return {key_to_path(r[0]): FileStat(r[1], r[2], r[3]) for r in rows}
+        rows = self._conn.execute(
+            f"SELECT path_key, size, mtime_ns, hash, modality FROM files WHERE {clause}", params
+        )
+        return {key_to_path(r[0]): FileStat(r[1], r[2], r[3], r[4]) for r in rows}
 
     def paths_under(self, prefix: PathLike) -> list[str]:
         """The stored paths under ``prefix`` (see :meth:`files_under`), sorted by their bytes."""
         clause, params = prefix_clause("path_key", prefix)
         rows = self._conn.execute(f"SELECT path_key FROM files WHERE {clause} ORDER BY path_key", params)
         return [key_to_path(r[0]) for r in rows]
+
+    def count_files_with_info(self, key: str, value: Any) -> int:
+        """Number of files whose media info has ``key`` equal to ``value`` (e.g. ``has_audio`` False)."""
+        if not _INFO_KEY.match(key):
+            raise UsageError(f"invalid media info key {key!r}")
+        row = self._conn.execute(
+            "SELECT count(*) FROM files WHERE json_extract(info, ?) = json_extract(?, '$')",
+            (f"$.{key}", json.dumps(value)),
+        ).fetchone()
+        return int(row[0])
 
     def file_count(self) -> int:
         """Number of files in the library."""

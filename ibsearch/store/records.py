@@ -135,6 +135,7 @@ class FileStat:
     size: int
     mtime_ns: int
     content_hash: str
+    modality: str = ""  # the file's (first) modality, e.g. to notice a folder re-declared with --as
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,145 @@
+"""Video (picture and sound), depth, thermal and IMU through the real CLI with the tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import DATA
+from PIL import Image
+
+from ibsearch.cli import cli
+from ibsearch.engine import Library
+
+
+def run_json(*args: object) -> object:
+    result = CliRunner().invoke(cli, [str(a) for a in args] + ["--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.fixture
+def lib_args(tmp_path: Path, tiny_card: str) -> list[str]:
+    return ["--library", str(tmp_path / "lib"), "--model", tiny_card, "--device", "cpu"]
+
+
+def test_a_video_is_found_by_its_picture_and_by_its_sound(tmp_path, lib_args):
+    media = tmp_path / "media"
+    media.mkdir()
+    with_sound = media / "clip.mp4"
+    silent = media / "silent.mp4"
+    shutil.copy(DATA / "video" / "landscape_320x240_29.97fps_4.5s_aac.mp4", with_sound)
+    shutil.copy(DATA / "video" / "portrait_240x320_24fps_3.2s.mp4", silent)
+    shutil.copy(DATA / "images" / "photo_640x480.jpg", media / "photo.jpg")
+    summary = run_json("ingest", media, *lib_args)
+    assert summary["added"] == 3 and summary["failed"] == []
+    by_picture = run_json("query", "--video", with_sound, "--target", "vision", *lib_args)
+    assert by_picture[0]["path"] == str(with_sound) and by_picture[0]["score"] == pytest.approx(1, abs=2e-3)
+    by_sound = run_json("query", "--audio", with_sound, "--target", "audio", *lib_args)
+    assert by_sound[0]["path"] == str(with_sound) and by_sound[0]["score"] == pytest.approx(1, abs=2e-3)
+    assert [h["path"] for h in by_sound] == [str(with_sound)]  # the silent video has no audio vector
+    with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
+        assert {v.modality for v in lib.store.file_vectors(str(silent))} == {"vision"}
+        assert {v.modality for v in lib.store.file_vectors(str(with_sound))} == {
+            "vision",
+            "audio",
+            "audio.segments",
+        }
+    info = run_json("info", *lib_args)
+    assert any("without sound" in note for note in info["notes"])
+
+
+def write_sensor_files(root: Path) -> dict[str, list[Path]]:
+    rng = np.random.default_rng(5)
+    files: dict[str, list[Path]] = {"depth": [], "thermal": [], "imu": []}
+    (root / "depth").mkdir(parents=True)
+    (root / "flir").mkdir()
+    (root / "motion").mkdir()
+    yy, xx = np.mgrid[0:240, 0:320]
+    patterns = [xx / 320, yy / 240, (np.sin(xx / 9) * np.cos(yy / 13) + 1) / 2]
+    for i, pattern in enumerate(patterns):
+        metres = 0.5 + 4 * pattern + 0.05 * rng.random((240, 320))
+        npy = root / "depth" / f"scene{i}.npy"
+        np.save(npy, metres.astype(np.float32))
+        files["depth"].append(npy)
+    png16 = root / "depth" / "kinect.png"
+    Image.fromarray((1000 * (1 + yy / 240)).astype(np.uint16)).save(png16)
+    files["depth"].append(png16)
+    for i in range(3):
+        heat = 128 + 100 * np.sin(xx / (10 + 15 * i)) * np.cos(yy / 30) + 10 * rng.random((240, 320))
+        path = root / "flir" / f"thermal{i}.png"
+        Image.fromarray(np.clip(heat, 0, 255).astype(np.uint8), mode="L").save(path)
+        files["thermal"].append(path)
+    t = np.arange(2400) / 200
+    for i in range(2):
+        series = np.stack([np.sin(t * (i + 1) + k) for k in range(6)], axis=1) * (1 + i)
+        npy = root / "motion" / f"walk{i}.npy"
+        np.save(npy, series.astype(np.float32))
+        files["imu"].append(npy)
+    csv = root / "motion" / "run.csv"
+    rows = ["ax,ay,az,gx,gy,gz"] + [",".join(f"{np.cos(v * 3 + k):.5f}" for k in range(6)) for v in t[:1500]]
+    csv.write_text("\n".join(rows) + "\n")
+    files["imu"].append(csv)
+    return files
+
+
+def test_depth_thermal_and_imu_are_ingested_and_find_themselves(tmp_path, lib_args):
+    root = tmp_path / "sensors"
+    files = write_sensor_files(root)
+    first = run_json("ingest", root / "depth", root / "motion", *lib_args)
+    assert first["failed"] == []
+    # A 16-bit PNG is a picture unless the folder is declared a depth folder.
+    again = run_json("ingest", root / "depth", "--as", "depth", *lib_args)
+    assert again["updated"] + again["added"] >= 1
+    thermal = run_json("ingest", root / "flir", "--as", "thermal", *lib_args)
+    assert thermal["added"] == 3 and thermal["failed"] == []
+    info = run_json("info", *lib_args)
+    assert info["vectors"]["depth"] == 4 and info["vectors"]["thermal"] == 3 and info["vectors"]["imu"] == 3
+    assert "vision" not in info["vectors"]
+    # --as is remembered: a new thermal image in that folder is thermal on the next plain ingest.
+    shutil.copy(files["thermal"][0], root / "flir" / "later.png")
+    Image.open(files["thermal"][1]).rotate(90).save(root / "flir" / "later.png")
+    run_json("ingest", root / "flir", *lib_args)
+    assert run_json("info", *lib_args)["vectors"]["thermal"] == 4
+    for modality, paths in files.items():
+        for path in paths:
+            hits = run_json("query", f"--{modality}", path, "--target", modality, "--k", "10", *lib_args)
+            own = next(h for h in hits if h["path"] == str(path))
+            # Its own vector scores ~1 and nothing beats it (random tiny weights may tie look-alikes).
+            assert own["score"] == pytest.approx(1, abs=2e-3) and hits[0]["score"] <= own["score"] + 1e-5
+
+
+def test_arithmetic_across_depth_thermal_imu_and_text(tmp_path, lib_args):
+    root = tmp_path / "sensors"
+    files = write_sensor_files(root)
+    run_json("ingest", root / "depth", root / "motion", *lib_args)
+    run_json("ingest", root / "flir", "--as", "thermal", *lib_args)
+    hits = run_json(
+        "query", "--depth", files["depth"][0], "--thermal", f"0.5={files['thermal'][1]}",
+        "--imu", f"-0.5={files['imu'][0]}", "--text", "0.2=a warm room",
+        "--target", "depth", "--target", "thermal", "--target", "imu", "--k", "20", *lib_args,
+    )  # fmt: skip
+    with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
+        searcher = lib.searcher()
+        from ibsearch.terms import Term
+
+        query = searcher.embed(
+            [
+                Term("depth", str(files["depth"][0])),
+                Term("thermal", str(files["thermal"][1]), 0.5),
+                Term("imu", str(files["imu"][0]), -0.5),
+                Term("text", "a warm room", 0.2),
+            ]
+        )
+        expected = []
+        for path in lib.store.paths_under(""):
+            for v in lib.store.file_vectors(path):
+                if v.start is None and v.modality in ("depth", "thermal", "imu"):
+                    expected.append((path, float(v.vector @ query)))
+    expected.sort(key=lambda t: -t[1])
+    assert [h["path"] for h in hits] == [p for p, _ in expected]
+    assert [h["score"] for h in hits] == pytest.approx([s for _, s in expected], abs=1e-4)
