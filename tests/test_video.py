@@ -138,7 +138,7 @@ def test_decoding_stats_show_a_short_video_needs_two_frames() -> None:
         (DATA / "missing.mp4", "no such file"),
         (DATA / "bad" / "empty.wav", "empty"),
         (b"", "empty"),
-        (DATA / "bad" / "random_bytes.wav", "not a readable video file"),
+        (DATA / "bad" / "random_bytes.wav", "not a readable"),
         (DATA / "audio" / "mix_16000_mono_s16_5p3s.wav", "no video stream"),
         (DATA / "encoded" / "mix_16000_mono_5p3s.mp3", "no video stream"),
         (DATA / "bad" / "random_bytes.jpg", "corrupt"),
@@ -169,3 +169,26 @@ def test_a_video_stream_without_frames_raises_media_error(tmp_path: Path) -> Non
         container.start_encoding()
     with pytest.raises(MediaError, match="no_frames.mp4"):
         video.load_video(path)
+
+
+def test_segments_of_a_long_video_are_each_the_reference_pipeline_on_their_stretch(tmp_path: Path) -> None:
+    path = tmp_path / "thirteen.mp4"
+    write_video(path, frames=130)  # 13 s at 10 fps
+    assert video.segment_spans(13.0) == [(0, 6), (3, 9), (6, 12), (9, 13)]  # the last one shorter
+    assert video.segment_spans(12.3) == [(0, 6), (3, 9), (6, 12)]  # a 0.3 s tail is not worth one
+    assert video.segment_spans(5.9) == []
+    stats = video.DecodeStats()
+    segments = list(video.video_segments(path, stats=stats))
+    assert [(s.start, s.end) for s in segments] == video.segment_spans(13.0)
+    assert stats.packets_scanned == 130 and stats.frames_decoded <= 130  # front to back, never twice
+    with av.open(str(path)) as container:
+        every = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    for segment in segments:
+        first, stop = int(segment.start * 10), int(segment.end * 10)
+        stretch = every[first:stop]
+        ranges = video.clip_frame_ranges(len(stretch), 10.0)
+        expected = torch.cat(
+            [video.clip_tensor(np.stack([stretch[i] for i in video.kept_frames(*r)])) for r in ranges]
+        )
+        assert segment.pictures.shape == video.VIDEO_SHAPE
+        assert torch.equal(segment.pictures, expected), (segment.start, segment.end)

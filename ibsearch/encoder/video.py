@@ -16,14 +16,12 @@ forward from there. A long video is never decoded, or held in memory, as a whole
 from __future__ import annotations
 
 import bisect
-import io
 import logging
 import math
-import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
@@ -31,7 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MediaError
-from .decode import Source, source_name
+
+# decode._open: the same checks and messages as for audio files (missing, empty, unreadable).
+from .decode import Source, _open, source_name
+from .segments import HOP_SECONDS, WINDOW_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ CROPS = 3
 SIZE = 224
 #: Shape of one video's input: (clips * crops, channels, frames, height, width).
 VIDEO_SHAPE = (CLIPS_PER_VIDEO * CROPS, 3, FRAMES_PER_CLIP, SIZE, SIZE)
+
+#: A final segment shorter than the window is kept when it adds at least this much video.
+TAIL_SECONDS = 0.5
 
 # OpenAI CLIP normalization constants (the same ones the image transform uses).
 _MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -140,46 +144,42 @@ def crop_offsets(height: int, width: int, size: int = SIZE) -> list[tuple[int, i
     return [(top, 0), (top, left), (top, width - size)]
 
 
-def clip_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """One clip's kept frames, ``(T, H, W, 3)`` uint8 RGB, -> ``(3, 3, T, 224, 224)`` float32.
+def frame_tensor(picture: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """One RGB frame ``(H, W, 3)`` uint8 -> resized and normalized ``(3, h, w)`` float32 (not cropped).
 
-    The first axis is the crop. Operations follow the reference's order and dtypes exactly
-    (float cast, /255, bilinear resize of the (C, T, H, W) tensor, normalize, crop).
+    Same operations, order and dtypes as the reference applies to a clip's (C, T, H, W) tensor
+    (float cast, /255, bilinear resize without antialias, CLIP mean/std); the resize works plane by
+    plane, so doing one frame at a time gives the same bits and holds less memory.
     """
-    x = torch.as_tensor(frames)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected (T, H, W, 3) frames, got shape {tuple(x.shape)}")
-    x = x.to(torch.float32).permute(3, 0, 1, 2).contiguous() / 255.0
+    x = torch.as_tensor(picture)
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W, 3) frame, got shape {tuple(x.shape)}")
+    x = x.to(torch.float32).permute(2, 0, 1)[:, None].contiguous() / 255.0
     height, width = short_side_size(x.shape[2], x.shape[3])
     x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
     mean = torch.as_tensor(_MEAN, dtype=x.dtype)[:, None, None, None]
     std = torch.as_tensor(_STD, dtype=x.dtype)[:, None, None, None]
-    x = (x - mean) / std
-    crops = [x[:, :, t : t + SIZE, s : s + SIZE] for t, s in crop_offsets(height, width)]
-    return torch.stack(crops)
+    return ((x - mean) / std)[:, 0]
+
+
+def crops(frames: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A clip's transformed frames (each ``(3, h, w)``) -> its 3 crops ``(3, 3, T, 224, 224)``."""
+    x = torch.stack(list(frames), dim=1)
+    height, width = x.shape[2], x.shape[3]
+    return torch.stack([x[:, :, t : t + SIZE, s : s + SIZE] for t, s in crop_offsets(height, width)])
+
+
+def clip_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """One clip's kept frames, ``(T, H, W, 3)`` uint8 RGB, -> ``(3, 3, T, 224, 224)`` float32.
+
+    The first axis is the crop, the rest is the reference's ``(C, T, H, W)`` clip layout.
+    """
+    if frames.ndim != 4:
+        raise ValueError(f"expected (T, H, W, 3) frames, got shape {tuple(frames.shape)}")
+    return crops([frame_tensor(picture) for picture in frames])
 
 
 # ------------------------------------------------------------------------------------- decoding
-
-
-def _open(src: Source, name: str) -> av.container.InputContainer:
-    try:
-        if isinstance(src, (bytes, bytearray, memoryview)):
-            if len(src) == 0:
-                raise MediaError(name, "empty input (0 bytes)")
-            return av.open(io.BytesIO(bytes(src)), mode="r")
-        if isinstance(src, (str, os.PathLike)):
-            path = Path(src)
-            if not path.is_file():
-                raise MediaError(name, "no such file" if not path.exists() else "not a regular file")
-            if path.stat().st_size == 0:
-                raise MediaError(name, "empty file (0 bytes)")
-            return av.open(os.fspath(path), mode="r")
-        return av.open(src, mode="r")
-    except MediaError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(name, f"not a readable video file ({exc})") from exc
 
 
 def _video_stream(container: av.container.InputContainer, name: str) -> av.VideoStream:
@@ -264,8 +264,9 @@ class _Reader:
 
     # -- positioning
 
-    def _key_before(self, frame: int) -> int:
-        at = bisect.bisect_right(self.keys, self.pts[frame]) - 1
+    def _key_before(self, frame: int, earlier: int = 0) -> int:
+        """Timestamp of the last keyframe at or before ``frame``, or ``earlier`` keyframes before that."""
+        at = bisect.bisect_right(self.keys, self.pts[frame]) - 1 - earlier
         return self.keys[at] if at >= 0 else self.pts[0]
 
     def _flows_to(self, target: int) -> bool:
@@ -276,14 +277,14 @@ class _Reader:
             return self._position < target
         return self._key_before(target) <= self.pts[self._position]
 
-    def _seek(self, target: int) -> None:
-        """Restart decoding at the keyframe before frame ``target``."""
+    def _seek(self, target: int, earlier: int = 0) -> None:
+        """Restart decoding at the keyframe before frame ``target`` (or ``earlier`` keyframes before)."""
         if not self.timed:
             self._restart()
             return
         self.stats.seeks += 1
         try:
-            self.container.seek(self._key_before(target), stream=self.stream, backward=True)
+            self.container.seek(self._key_before(target, earlier), stream=self.stream, backward=True)
         except av.error.FFmpegError:
             self._restart()
             return
@@ -337,14 +338,19 @@ class _Reader:
         fresh = not self._flows_to(target)
         if fresh:
             self._seek(target)
-        restarted = False
+        earlier, restarted = 0, False
         while True:
             step = self._next()
             if fresh and not restarted and (step is None or step[0] > target):
-                # The seek found nothing, or landed past the target (an inexact index or a format
-                # that cannot seek): decode from the start instead.
-                self._restart()
-                restarted = True
+                if step is not None and self.timed and earlier < 4:
+                    # Landed past the target: MPEG-TS/PS seek by byte position and decode timestamps
+                    # and often land one keyframe late. Try earlier keyframes first.
+                    earlier = 2 * earlier + 1
+                    self._seek(target, earlier)
+                else:
+                    # The seek found nothing (a format that cannot seek): decode from the start.
+                    self._restart()
+                    restarted = True
                 continue
             if step is None:
                 break
@@ -414,30 +420,78 @@ def load_video(src: Source, name: str | None = None, *, stats: DecodeStats | Non
     name = name or source_name(src)
     stats = stats if stats is not None else DecodeStats()
     with _Reader(src, name, stats) as reader:
-        ranges = clip_frame_ranges(reader.n_frames, reader.fps)
-        wanted = [kept_frames(first, stop) for first, stop in ranges]
-        pictures = {i: reader.picture(i) for i in sorted({i for clip in wanted for i in clip})}
-    clips = [clip_tensor(np.stack([pictures[i] for i in clip])) for clip in wanted]
-    return torch.cat(clips)
+        wanted = [kept_frames(first, stop) for first, stop in clip_frame_ranges(reader.n_frames, reader.fps)]
+        frames = {i: frame_tensor(reader.picture(i)) for i in sorted({i for clip in wanted for i in clip})}
+    return torch.cat([crops([frames[i] for i in clip]) for clip in wanted])
+
+
+@dataclass
+class VideoSegment:
+    """One stretch of a video: ``start``/``end`` in seconds and its ``(15, 3, 2, 224, 224)`` input."""
+
+    start: float
+    end: float
+    pictures: torch.Tensor
+
+
+def segment_spans(
+    duration: float, window: float = WINDOW_SECONDS, hop: float = HOP_SECONDS
+) -> list[tuple[float, float]]:
+    """``(start, end)`` of the segments of a ``duration``-second video, as audio segments are cut.
+
+    Windows of ``window`` seconds every ``hop`` seconds, plus a final shorter one when at least
+    :data:`TAIL_SECONDS` of the video follow the last full window; none for videos shorter than a window.
+    """
+    spans: list[tuple[float, float]] = []
+    start = 0.0
+    while start + window <= duration + 1e-9:
+        spans.append((start, start + window))
+        start += hop
+    if spans and duration - spans[-1][1] >= TAIL_SECONDS:
+        spans.append((start, duration))
+    return spans
+
+
+def video_segments(
+    src: Source,
+    *,
+    window: float = WINDOW_SECONDS,
+    hop: float = HOP_SECONDS,
+    name: str | None = None,
+    stats: DecodeStats | None = None,
+) -> Iterator[VideoSegment]:
+    """Yield the timestamped segments of a video in order, decoding it once, front to back.
+
+    Each segment's input is what the reference computes for that stretch cut out as a video of its
+    own: frames ``ceil(fps * start)`` up to ``ceil(fps * end)``, 5 clips of 2 s sampled over them.
+    Only the frames the segments keep are converted, and only those of about one window are held.
+    Nothing is yielded for videos shorter than one window (use :func:`load_video`). Raises
+    :class:`MediaError` like :func:`load_video`.
+    """
+    name = name or source_name(src)
+    stats = stats if stats is not None else DecodeStats()
+    with _Reader(src, name, stats) as reader:
+        n, fps = reader.n_frames, reader.fps
+        plans: deque[tuple[float, float, list[list[int]]]] = deque()
+        for start, end in segment_spans(float(n) / float(fps), window, hop):
+            first, stop = math.ceil(fps * start), min(math.ceil(fps * end), n)
+            if stop > first:
+                ranges = clip_frame_ranges(stop - first, fps)
+                plans.append((start, end, [kept_frames(first + a, first + b) for a, b in ranges]))
+        frames: dict[int, torch.Tensor] = {}
+        for i in sorted({i for plan in plans for clip in plan[2] for i in clip}):
+            frames[i] = frame_tensor(reader.picture(i))
+            while plans and max(plans[0][2][-1]) <= i:
+                start, end, clips = plans.popleft()
+                yield VideoSegment(
+                    start, end, torch.cat([crops([frames[j] for j in clip]) for clip in clips])
+                )
+                oldest = plans[0][2][0][0] if plans else i + 1
+                for j in [j for j in frames if j < oldest]:
+                    del frames[j]
 
 
 def video(items: Iterable[Source]) -> torch.Tensor:
     """Batch of videos -> ``(N, 15, 3, 2, 224, 224)`` float32; the first bad item raises MediaError."""
     tensors = [load_video(item) for item in items]
     return torch.stack(tensors) if tensors else torch.empty(0, *VIDEO_SHAPE)
-
-
-__all__: Sequence[str] = (
-    "CLIPS_PER_VIDEO",
-    "CLIP_SECONDS",
-    "DecodeStats",
-    "VIDEO_SHAPE",
-    "VideoInfo",
-    "clip_frame_ranges",
-    "clip_tensor",
-    "clip_times",
-    "kept_frames",
-    "load_video",
-    "probe_video",
-    "video",
-)
