@@ -180,7 +180,8 @@ def _window_samples(
         try:
             for frame in container.decode(stream):
                 if at is None:
-                    at = int(round(float(frame.pts * frame.time_base) * rate)) if frame.pts is not None else 0
+                    base = frame.time_base
+                    at = int(round(float(frame.pts * base) * rate)) if frame.pts is not None and base else 0
                     if at > first:
                         return None, rate, first
                 parts.append(_frame_samples(frame))
