@@ -67,7 +67,7 @@ class DecodeStats:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What :func:`probe_video` learns about a video without decoding a frame."""
+    """What :func:`probe_video` learns from a video's packets and its first frame."""
 
     n_frames: int  # frames of the video stream, as decord counts them (its packets)
     fps: float  # average frame rate
