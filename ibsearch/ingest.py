@@ -78,7 +78,9 @@ class _Job:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # index key -> (n, dim)
     spans: dict[str, list[tuple[float | None, float | None]]] = field(default_factory=dict)
     error: str | None = None
-    segment_mode: str | None = None  # None, "copy" (short), "stream" or "long"; see _plan_segments
+    # modality -> "copy" (short media: the file vector is its one segment), "stream" (segments from a
+    # streaming pass) or "long" (that pass also gives the file-level vector); see _plan_segments.
+    segment_modes: dict[str, str] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -86,7 +88,8 @@ class _Job:
             return True
         if not all(m in self.vectors for m in self.modalities):
             return False
-        return self.segment_mode not in ("stream", "long") or segments_key(AUDIO) in self.vectors
+        streamed = [m for m, mode in self.segment_modes.items() if mode in ("stream", "long")]
+        return all(segments_key(m) in self.vectors for m in streamed)
 
     def put(self, key: str, vectors: np.ndarray, spans: list[tuple[float | None, float | None]]) -> None:
         self.vectors[key] = vectors
@@ -329,8 +332,7 @@ def _encode_jobs(
         _plan_segments(job)
     for modality in order:
         todo = [job for job in jobs if modality in job.modalities and job.error is None]
-        if modality == AUDIO:
-            todo = [job for job in todo if job.segment_mode != "long"]  # computed while streaming
+        todo = [job for job in todo if job.segment_modes.get(modality) != "long"]  # done while streaming
         if not todo:
             continue
         if modality == TEXT:
@@ -362,8 +364,11 @@ def _encode_jobs(
             if batch:
                 _run_batch(encoder, modality, batch, summary, finish)
     for job in jobs:
-        if job.segment_mode in ("stream", "long") and job.error is None:
-            _encode_segments(encoder, job, summary)
+        streamed = [m for m, mode in job.segment_modes.items() if mode in ("stream", "long")]
+        for modality in streamed:
+            if job.error is None:
+                _encode_segments(encoder, job, modality, summary)
+        if streamed:
             finish(job)
 
 
@@ -384,27 +389,32 @@ def load_file(modality: str, item: tuple[str, str]) -> Any:
 
 
 def _plan_segments(job: _Job) -> None:
-    """Decide how ``job``'s audio is cut into timestamped segments (see encoder.segments)."""
+    """Decide how ``job``'s sound (audio files, video sound tracks) and video pictures are cut into
+    timestamped segments (see ``encoder.segments``)."""
     from .encoder import segments
 
     if job.kind == VIDEO and job.info.get("has_audio") is False:
         job.modalities = (VISION,)  # a video without sound: a picture vector only
-    if AUDIO not in job.modalities:
-        return
     duration = job.info.get("duration")
-    if duration is None or duration < segments.MIN_SEGMENTED_SECONDS:
-        job.segment_mode = "copy"
-    elif duration <= segments.STREAM_SECONDS:
-        job.segment_mode = "stream"
-    else:
-        job.segment_mode = "long"
+    short = duration is None or duration < segments.MIN_SEGMENTED_SECONDS
+    if AUDIO in job.modalities:
+        if short:
+            job.segment_modes[AUDIO] = "copy"
+        elif duration <= segments.STREAM_SECONDS:
+            job.segment_modes[AUDIO] = "stream"
+        else:
+            job.segment_modes[AUDIO] = "long"
+    if job.kind == VIDEO and VISION in job.modalities:
+        # The file-level picture vector already streams (only the frames it needs are decoded).
+        job.segment_modes[VISION] = "copy" if short else "stream"
 
 
-def _encode_segments(encoder: Any, job: _Job, summary: IngestSummary) -> None:
-    """Stream ``job``'s audio once: segment vectors (and, for long files, the file-level vector)."""
+def _encode_segments(encoder: Any, job: _Job, modality: str, summary: IngestSummary) -> None:
+    """Stream ``job``'s media once: segment vectors of ``modality`` (and, for long audio, the
+    file-level vector, computed from the clip windows in the same pass)."""
     import torch
 
-    from .encoder import segments
+    from .encoder import segments, video
 
     vectors: list[np.ndarray] = []
     spans: list[tuple[float | None, float | None]] = []
@@ -412,19 +422,21 @@ def _encode_segments(encoder: Any, job: _Job, summary: IngestSummary) -> None:
 
     def flush() -> None:
         if batch:
-            out = encoder.encode(AUDIO, torch.stack([seg.features for seg in batch]))
+            inputs = torch.stack([seg.features if modality == AUDIO else seg.pictures for seg in batch])
+            out = encoder.encode(modality, inputs)
             summary.encoded += len(out)
             vectors.extend(out)
             spans.extend((round(seg.start, 3), round(seg.end, 3)) for seg in batch)
             batch.clear()
 
     try:
-        if job.segment_mode == "long":
+        if modality == AUDIO and job.segment_modes[AUDIO] == "long":
             whole = segments.long_file_features(job.path, float(job.info["duration"]))
             vec = encoder.encode(AUDIO, whole[None])
             summary.encoded += 1
             job.put(AUDIO, vec, [(None, None)])
-        for seg in segments.stream_segments(job.path):
+        stream = segments.stream_segments(job.path) if modality == AUDIO else video.video_segments(job.path)
+        for seg in stream:
             batch.append(seg)
             if len(batch) >= encoder.batch_size:
                 flush()
@@ -433,13 +445,13 @@ def _encode_segments(encoder: Any, job: _Job, summary: IngestSummary) -> None:
         job.error = exc.reason
         return
     if not vectors:
-        vectors = list(job.vectors[AUDIO])
+        vectors = list(job.vectors[modality])
         spans = [(0.0, job.info.get("duration"))]
     stacked = np.stack(vectors)
     if not np.isfinite(stacked).all():
-        job.error = "the model produced non-finite audio segment vectors (silent or corrupt input?)"
+        job.error = f"the model produced non-finite {modality} segment vectors (silent or corrupt input?)"
         return
-    job.put(segments_key(AUDIO), stacked, spans)
+    job.put(segments_key(modality), stacked, spans)
 
 
 def _tower_order(modality: str) -> int:
@@ -464,9 +476,9 @@ def _run_batch(
             job.error = f"the model produced a non-finite {modality} vector (silent or corrupt input?)"
         else:
             job.put(modality, vec[None, :], [(None, None)])
-            if modality == AUDIO and job.segment_mode == "copy":
+            if job.segment_modes.get(modality) == "copy":
                 # Short media: one segment, the whole file (so --segments finds them too).
-                job.put(segments_key(AUDIO), vec[None, :], [(0.0, job.info.get("duration"))])
+                job.put(segments_key(modality), vec[None, :], [(0.0, job.info.get("duration"))])
         if job.done:
             finish(job)
 

@@ -21,7 +21,7 @@ ALIASES: dict[str, str] = {"image": VISION, "video": VISION}
 # Timestamped segments of long media live in their own index per modality, named "<modality>.segments",
 # so that file-level searches never see them (and need no filter to skip them).
 SEGMENTS_SUFFIX = ".segments"
-SEGMENTED: tuple[str, ...] = (AUDIO,)
+SEGMENTED: tuple[str, ...] = (VISION, AUDIO)  # video pictures, and sound (audio files, video tracks)
 INDEX_KEYS: tuple[str, ...] = MODALITIES + tuple(m + SEGMENTS_SUFFIX for m in SEGMENTED)
 
 

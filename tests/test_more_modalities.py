@@ -43,14 +43,46 @@ def test_a_video_is_found_by_its_picture_and_by_its_sound(tmp_path, lib_args):
     assert by_sound[0]["path"] == str(with_sound) and by_sound[0]["score"] == pytest.approx(1, abs=2e-3)
     assert [h["path"] for h in by_sound] == [str(with_sound)]  # the silent video has no audio vector
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
-        assert {v.modality for v in lib.store.file_vectors(str(silent))} == {"vision"}
+        assert {v.modality for v in lib.store.file_vectors(str(silent))} == {"vision", "vision.segments"}
         assert {v.modality for v in lib.store.file_vectors(str(with_sound))} == {
             "vision",
+            "vision.segments",
             "audio",
             "audio.segments",
         }
     info = run_json("info", *lib_args)
     assert any("without sound" in note for note in info["notes"])
+
+
+def write_video(path: Path, seconds: int, fps: int = 8) -> Path:
+    """A small h264 video whose picture changes every 5 s (red, green, blue...)."""
+    import av
+
+    colours = [(220, 40, 40), (40, 200, 60), (40, 60, 220)]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(seconds * fps):
+            img = np.zeros((64, 96, 3), np.uint8)
+            img[:] = colours[(i // (5 * fps)) % 3]
+            img[(i % 40) : (i % 40) + 10, 10:30] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_a_long_video_gets_picture_segments(tmp_path, lib_args):
+    media = tmp_path / "media"
+    media.mkdir()
+    clip = write_video(media / "long.mp4", 15)
+    summary = run_json("ingest", media, *lib_args)
+    assert summary["added"] == 1 and summary["failed"] == []
+    info = run_json("info", *lib_args)
+    assert info["vectors"] == {"vision": 1, "vision.segments": 4}  # 0-6, 3-9, 6-12, 9-15
+    hits = run_json("query", "--video", clip, "--target", "vision", "--segments", *lib_args)
+    assert hits[0]["path"] == str(clip) and hits[0]["end"] - hits[0]["start"] == pytest.approx(6, abs=0.2)
 
 
 def write_sensor_files(root: Path) -> dict[str, list[Path]]:
