@@ -175,28 +175,30 @@ def log_mel_fbank(samples: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------- clip sampling
 
 
+def clip_times(duration: float, clip_seconds: int, clips: int) -> list[tuple[Fraction, Fraction]]:
+    """Start and end (seconds, exact fractions) of the evenly spaced clips ImageBind takes from media.
+
+    pytorchvideo's constant clip sampler, as the reference uses it for audio and video: clip ``k``
+    starts at ``k * (duration - clip_seconds) / (clips - 1)`` (0 for media shorter than a clip), where
+    ``duration - clip_seconds`` is computed in float and only then made an exact fraction.
+    """
+    step = Fraction(max(duration - clip_seconds, 0)) / max(clips - 1, 1)
+    return [(step * k, step * k + clip_seconds) for k in range(clips)]
+
+
 def clip_spans(
     n_samples: int,
     sample_rate: int = SAMPLE_RATE,
     clip_seconds: int = CLIP_SECONDS,
     clips: int = CLIPS_PER_FILE,
 ) -> list[tuple[int, int]]:
-    """Sample ranges ``[start, stop)`` of the evenly spaced clips ImageBind takes from a file.
+    """Sample ranges ``[start, stop)`` of the clips of :func:`clip_times`, truncated to samples.
 
-    Clip ``k`` starts at ``k * (duration - clip_seconds) / (clips - 1)`` seconds (0 for files
-    shorter than a clip). As in the reference, ``duration - clip_seconds`` is computed in float,
-    then converted to an exact fraction, and the sample index is truncated: a 5.3 s file at
-    16 kHz gives ``(0, 32000), (26399, 58399), (52799, 84799)``. ``stop`` may exceed
-    ``n_samples`` for files shorter than one clip.
+    As in the reference, a 5.3 s file at 16 kHz gives ``(0, 32000), (26399, 58399), (52799, 84799)``.
+    ``stop`` may exceed ``n_samples`` for files shorter than one clip.
     """
-    duration = n_samples / sample_rate
-    spare = Fraction(max(duration - clip_seconds, 0))
-    step = spare / max(clips - 1, 1)
-    spans = []
-    for k in range(clips):
-        begin = step * k
-        spans.append((int(begin * sample_rate), int((begin + clip_seconds) * sample_rate)))
-    return spans
+    times = clip_times(n_samples / sample_rate, clip_seconds, clips)
+    return [(int(begin * sample_rate), int(end * sample_rate)) for begin, end in times]
 
 
 # ------------------------------------------------------------------------------------ the pipeline

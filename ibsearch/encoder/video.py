@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ..errors import MediaError
 
 # decode._open: the same checks and messages as for audio files (missing, empty, unreadable).
+from . import audio_dsp
 from .decode import Source, _open, source_name
 from .segments import HOP_SECONDS, WINDOW_SECONDS
 
@@ -84,15 +85,9 @@ class VideoInfo:
 def clip_times(
     duration: float, clip_seconds: int = CLIP_SECONDS, clips: int = CLIPS_PER_VIDEO
 ) -> list[tuple[Fraction, Fraction]]:
-    """Start and end (seconds, exact fractions) of the evenly spaced clips taken from a video.
-
-    Same rule as :func:`ibsearch.encoder.audio_dsp.clip_spans` (pytorchvideo's constant clip
-    sampler): ``duration - clip_seconds`` is computed in float, then made an exact fraction, and
-    clip ``k`` starts at ``k`` times its ``1/(clips-1)``. The video needs the times themselves
-    (it rounds them *up* to frame numbers), where audio truncates them to sample numbers.
-    """
-    step = Fraction(max(duration - clip_seconds, 0)) / max(clips - 1, 1)
-    return [(step * k, step * k + clip_seconds) for k in range(clips)]
+    """Start and end (seconds, exact fractions) of the 5 clips taken from a video (the audio clip
+    sampler's rule, :func:`ibsearch.encoder.audio_dsp.clip_times`); video rounds them up to frames."""
+    return audio_dsp.clip_times(duration, clip_seconds, clips)
 
 
 def clip_frame_ranges(
