@@ -395,8 +395,8 @@ def _plan_segments(job: _Job) -> None:
 
     if job.kind == VIDEO and job.info.get("has_audio") is False:
         job.modalities = (VISION,)  # a video without sound: a picture vector only
-    duration = job.info.get("duration")
-    short = duration is None or duration < segments.MIN_SEGMENTED_SECONDS
+    duration = float(job.info.get("duration") or 0.0)  # unknown: treated as short (one segment)
+    short = duration < segments.MIN_SEGMENTED_SECONDS
     if AUDIO in job.modalities:
         if short:
             job.segment_modes[AUDIO] = "copy"
