@@ -366,3 +366,22 @@ def test_update_stat_records_a_touch_without_touching_vectors(store):
     assert not store.update_stat("/m/missing.jpg", size=1, mtime_ns=1)
     assert store.get_file("/m/a.jpg").mtime_ns == 99
     assert [v.id for v in store.file_vectors("/m/a.jpg")] == up.vector_ids
+
+
+def test_a_file_can_hold_vectors_of_several_modalities_and_vectors_come_back_by_id(store):
+    up = store.upsert_file(
+        "/m/clip.mp4",
+        size=1,
+        mtime_ns=1,
+        content_hash="video",
+        modality="vision",
+        vectors=unit(2),
+        vector_modalities=["vision", "audio"],
+    )
+    assert store.counts() == {"audio": 1, "vision": 1}
+    assert store.select_vector_ids("audio").tolist() == [up.vector_ids[1]]
+    found, vectors = store.vectors_by_id([up.vector_ids[1], 999999, up.vector_ids[0]])
+    assert found.tolist() == sorted(up.vector_ids)
+    np.testing.assert_array_equal(vectors, unit(2))
+    with pytest.raises(UsageError, match="modalities given"):
+        add(store, "/m/x.mp4", n=2, vector_modalities=["vision"])
