@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 DATA = Path(__file__).parent / "data"
 
@@ -64,3 +65,18 @@ def media_files(root: Path) -> list[str]:
 
 def set_mtime(path: Path, ns: int) -> None:
     os.utime(path, ns=(ns, ns))
+
+
+def run_json(*args: object) -> object:
+    """Run the real CLI with ``--json`` appended; assert success and return the parsed output."""
+    from ibsearch.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args] + ["--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.fixture
+def lib_args(tmp_path: Path, tiny_card: str) -> list[str]:
+    """CLI options for a fresh library in ``tmp_path`` with the tiny test model, on the CPU."""
+    return ["--library", str(tmp_path / "lib"), "--model", tiny_card, "--device", "cpu"]

@@ -6,13 +6,12 @@ the ranking computed directly from vectors (model outputs and stored vectors), n
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import media_files
+from conftest import media_files, run_json
 
 from ibsearch.cli import cli
 from ibsearch.engine import Library
@@ -23,15 +22,6 @@ def run(*args: str, ok: bool = True) -> str:
     if ok:
         assert result.exit_code == 0, result.output
     return result.output
-
-
-def run_json(*args: str) -> object:
-    return json.loads(run(*args, "--json"))
-
-
-@pytest.fixture
-def lib_args(tmp_path: Path, tiny_card: str) -> list[str]:
-    return ["--library", str(tmp_path / "lib"), "--model", tiny_card, "--device", "cpu"]
 
 
 @pytest.fixture

@@ -13,24 +13,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
-from conftest import DATA
+from conftest import DATA, run_json
 from PIL import Image
 
 from ibsearch.cli import cli
 from ibsearch.engine import Library
-
-
-def run_json(*args: object) -> object:
-    result = CliRunner().invoke(cli, [str(a) for a in args] + ["--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
-
-
-@pytest.fixture
-def lib_args(tmp_path: Path, tiny_card: str) -> list[str]:
-    return ["--library", str(tmp_path / "lib"), "--model", tiny_card, "--device", "cpu"]
 
 
 def float_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> None:

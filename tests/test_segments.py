@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import wave
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import run_json
 
 from ibsearch.cli import cli
 from ibsearch.encoder import audio_dsp, preprocess, segments
@@ -35,12 +35,6 @@ def three_parts(seconds: float = 10.0) -> list[np.ndarray]:
     noise = 0.4 * rng.normal(size=t.shape) * (np.sin(2 * np.pi * 2 * t) > 0)
     warble = 0.5 * np.sin(2 * np.pi * (3000 + 800 * np.sin(2 * np.pi * 5 * t)) * t)
     return [hum, noise, warble]
-
-
-def run_json(*args: object) -> object:
-    result = CliRunner().invoke(cli, [str(a) for a in args] + ["--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
 
 
 def test_a_segment_is_the_reference_pipeline_applied_to_that_stretch(tmp_path):

@@ -69,6 +69,13 @@ def _open(src: Source, name: str) -> av.container.InputContainer:
         raise MediaError(name, f"not a readable audio or video file ({_why(exc)})") from exc
 
 
+def first_audio_stream(container: av.container.InputContainer, name: str) -> av.AudioStream:
+    """The first audio stream of an opened file; :class:`MediaError` naming ``name`` if it has none."""
+    if not container.streams.audio:
+        raise MediaError(name, "no audio stream (is it an image, or a video without sound?)")
+    return container.streams.audio[0]
+
+
 def _frame_samples(frame: av.AudioFrame) -> np.ndarray:
     """Return one decoded frame as float32 ``(channels, samples)``."""
     raw = frame.to_ndarray()
@@ -103,9 +110,7 @@ def decode_audio(src: Source, *, name: str | None = None) -> tuple[np.ndarray, i
     name = name or source_name(src)
     container = _open(src, name)
     with container:
-        if not container.streams.audio:
-            raise MediaError(name, "no audio stream (is it an image, or a video without sound?)")
-        stream = container.streams.audio[0]
+        stream = first_audio_stream(container, name)
         chunks: list[np.ndarray] = []
         rate = 0
         try:

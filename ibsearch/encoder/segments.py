@@ -25,7 +25,7 @@ import torch
 
 from ..errors import MediaError
 from . import audio_dsp
-from .decode import Source, _frame_samples, _open, source_name
+from .decode import Source, _frame_samples, _open, first_audio_stream, source_name
 
 WINDOW_SECONDS = 6.0
 HOP_SECONDS = 3.0
@@ -62,9 +62,7 @@ def stream_segments(
     name = name or source_name(src)
     container = _open(src, name)
     with container:
-        if not container.streams.audio:
-            raise MediaError(name, "no audio stream (is it an image, or a video without sound?)")
-        stream = container.streams.audio[0]
+        stream = first_audio_stream(container, name)
         chunks: list[np.ndarray] = []
         held = 0  # samples in chunks
         buf_start = 0  # absolute index of the first held sample
@@ -127,7 +125,7 @@ def _length_at_16k(src: Source, duration: float, name: str) -> int:
     """
     container = _open(src, name)
     with container:
-        stream = container.streams.audio[0]
+        stream = first_audio_stream(container, name)
         rate = int(stream.sample_rate or 0)
         if stream.duration and stream.time_base and rate:
             n_native = int(round(float(stream.duration * stream.time_base) * rate))
@@ -163,7 +161,7 @@ def _window_samples(
     out_rate = audio_dsp.SAMPLE_RATE
     container = _open(src, name)
     with container:
-        stream = container.streams.audio[0]
+        stream = first_audio_stream(container, name)
         rate = int(stream.sample_rate or 0)
         if rate <= 0:
             raise MediaError(name, "audio stream has no sample rate")
