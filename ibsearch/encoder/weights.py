@@ -39,23 +39,17 @@ from .cache import (
 from .cards import ModelCard, is_url
 from .config import ImageBindConfig
 from .download import download
+from .keymap import SECTIONS, modality_of
 
 log = logging.getLogger(__name__)
 
 #: The four top-level sections of the reference model; every checkpoint key starts with one of them.
-SECTIONS = ("modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors")
+# The official layout's sections and the key -> tower rule live in keymap (one place for the mapping).
+tower_of = modality_of
 
 _SPLIT_FORMAT = 1  # bump when the layout of the split folder changes
 _MARKER = "towers.json"  # written last: its presence means the split is complete
 _STAGE_BYTES = 256 << 20  # write_random_checkpoint keeps at most about this much in memory at once
-
-
-def tower_of(key: str) -> str | None:
-    """The modality whose tower holds an official key (``modality_heads.imu.3.weight`` -> ``imu``)."""
-    parts = key.split(".", 2)
-    if len(parts) == 3 and parts[0] in SECTIONS and parts[1] in MODALITIES:
-        return parts[1]
-    return None
 
 
 def _modalities(modalities: Iterable[str] | str) -> list[str]:
