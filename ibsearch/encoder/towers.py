@@ -151,20 +151,26 @@ class SelfAttention(nn.Module):
             self.register_parameter("bias_k", None)
             self.register_parameter("bias_v", None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, L, D) -> (B, L, D)."""
+    def forward(self, x: torch.Tensor, first_only: bool = False) -> torch.Tensor:
+        """x: (B, L, D) -> (B, L, D); with ``first_only``, only the first position's output (B, 1, D)."""
         b, n, d = x.shape
         h = self.heads
-        q, k, v = self.qkv(x).view(b, n, 3, h, d // h).unbind(2)  # each (B, L, H, hd)
+        if first_only:
+            # Keys and values of every position, the query of the first one only.
+            w, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, :1].contiguous(), w[:d], bias[:d]).view(b, 1, h, d // h)
+            k, v = F.linear(x, w[d:], bias[d:]).view(b, n, 2, h, d // h).unbind(2)
+        else:
+            q, k, v = self.qkv(x).view(b, n, 3, h, d // h).unbind(2)  # each (B, L, H, hd)
         if self.bias_k is not None and self.bias_v is not None:
             extra_k = self.bias_k.to(k.dtype).view(1, 1, h, d // h).expand(b, 1, h, d // h)
             extra_v = self.bias_v.to(v.dtype).view(1, 1, h, d // h).expand(b, 1, h, d // h)
             k = torch.cat([k, extra_k], dim=1)
             v = torch.cat([v, extra_v], dim=1)
         out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=self.causal
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=self.causal and not first_only
         )
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+        return self.proj(out.transpose(1, 2).reshape(b, q.shape[1], d))
 
 
 class Block(nn.Module):
@@ -181,9 +187,10 @@ class Block(nn.Module):
         self.mlp.add_module("act", nn.GELU())  # exact erf GELU, as trained
         self.mlp.add_module("fc2", nn.Linear(spec.mlp_ratio * d, d))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, L, D) -> (B, L, D)."""
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, first_only: bool = False) -> torch.Tensor:
+        """x: (B, L, D) -> (B, L, D), or just the first position (B, 1, D) with ``first_only``."""
+        out = self.attn(self.norm1(x), first_only)
+        x = (x[:, :1] if first_only else x) + out
         return x + self.mlp(self.norm2(x))
 
 
@@ -278,13 +285,22 @@ class Tower(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, *clip_shape) -> (B, out_dim), L2-normalized then multiplied by the tower's scale."""
         h = self.tokens(x)
-        if self.pre_norm is not None:
-            h = self.pre_norm(h)
-        for block in self.blocks:
-            h = block(h)
         if self.spec.pooling == "eot":
             # <|endoftext|> has the largest id, so argmax finds it (its first occurrence).
-            pooled = h[torch.arange(h.shape[0], device=h.device), x.argmax(dim=-1)]
+            eot = x.argmax(dim=-1)
+            if self.spec.causal:
+                # Under the causal mask nothing after the last EOT of the batch can reach an EOT
+                # token, so those positions are dropped: the same math, and a short query costs a
+                # fraction of 77 positions.
+                h = h[:, : int(eot.max()) + 1]
+        if self.pre_norm is not None:
+            h = self.pre_norm(h)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            # Only token 0 is pooled: the last block computes that position alone (the same math).
+            h = block(h, first_only=i == last and self.spec.pooling == "first")
+        if self.spec.pooling == "eot":
+            pooled = h[torch.arange(h.shape[0], device=h.device), eot]
         else:
             pooled = h[:, 0]
         pooled = self.head_norm(pooled)
