@@ -30,6 +30,13 @@ from .idset import IdSetSummary, Selector, as_ids, summarize_ids
 # vectors. BLAS is the faster path from a couple of queries on, so make it the rule.
 BLAS_THRESHOLD = 20
 faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
+# FAISS's BLAS path scores the database in blocks of 1024 rows, with a thread barrier per block; on a
+# 2-core machine 16384-row blocks ran 10 queries against 1M vectors 3.3x faster (BENCHMARKS.md).
+BLAS_DATABASE_BLOCK = 16384
+faiss.cvar.distance_compute_blas_database_bs = BLAS_DATABASE_BLOCK
+# For a handful of unfiltered queries one matrix-vector product over the stored vectors (memory
+# bound) beat FAISS's blocked search about 2x (BENCHMARKS.md); used up to this many queries.
+MATMUL_MAX_QUERIES = 4
 
 # faiss's bundled stubs lack the keyword constructors of SearchParameters* and the callback I/O
 # classes; those calls go through this untyped alias.
@@ -280,6 +287,17 @@ class FaissIndex:
             params = _faiss.SearchParametersIVF(sel=sel.sel, nprobe=self.nprobe)
         scores, ids = self._index.search(q, kk, params=params)
         return trim_results(scores, ids)
+
+    def _search_matmul(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``k`` of a few queries: one product over the stored vectors, then a partial sort."""
+        ids, xb = self.vectors_view()
+        scores = q @ xb.T  # (nq, n)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.argsort(-scores)
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        # Best first; equal scores in id order, as a deterministic tie-break.
+        order = np.lexsort((ids[top], -top_scores), axis=1)
+        top = np.take_along_axis(top, order, axis=1)
+        return np.take_along_axis(scores, top, axis=1).astype(np.float32), ids[top].astype(np.int64)
 
     def _search_gathered(self, q: np.ndarray, k: int, sel: Selector) -> tuple[np.ndarray, np.ndarray]:
         """Exact filtered search for many queries: BLAS over blocks of the allowed vectors."""
