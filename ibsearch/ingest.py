@@ -341,9 +341,7 @@ def _encode_jobs(
                 if job.done:
                     finish(job)
             continue
-        n_workers = workers
-        if n_workers is None:
-            n_workers = 0 if len(todo) < PARALLEL_MIN_ITEMS else min(os.cpu_count() or 1, 8)
+        n_workers = workers if workers is not None else _default_workers(encoder.device.type, len(todo))
         # One batch per input shape: images (3, 224, 224) and videos (15, 3, 2, 224, 224) are both vision.
         batches: dict[tuple[int, ...], list[tuple[_Job, Any]]] = {}
         size = encoder.batch_size
@@ -452,6 +450,21 @@ def _encode_segments(encoder: Any, job: _Job, modality: str, summary: IngestSumm
         job.error = f"the model produced non-finite {modality} segment vectors (silent or corrupt input?)"
         return
     job.put(segments_key(modality), stacked, spans)
+
+
+def _default_workers(device: str, items: int) -> int:
+    """Decoding processes when the user did not say: enough to keep the model fed, never idle cores.
+
+    On a GPU the CPU cores are free for decoding. On a CPU the model already uses every core, so
+    workers only pay off with cores to spare (from 4 up, half of them); with few files their start-up
+    costs more than it saves.
+    """
+    cores = os.cpu_count() or 1
+    if items < PARALLEL_MIN_ITEMS:
+        return 0
+    if device == "cuda":
+        return max(1, min(cores - 1, 8))
+    return min(cores // 2, 8) if cores >= 4 else 0
 
 
 def _tower_order(modality: str) -> int:
