@@ -63,7 +63,7 @@ def test_hostile_folder_ingests_every_good_file_and_reports_every_bad_one(tmp_pa
     bad[root / "nan.wav"] = None
     os.mkfifo(root / "pipe.wav")  # must be skipped, never opened
 
-    summary = run_json("ingest", root, *lib_args)
+    summary = run_json("ingest", root, *lib_args, "--workers", "2")  # through the worker pool
     failed = {f["path"]: f["reason"] for f in summary["failed"]}
     assert summary["added"] == len(good), summary
     assert set(failed) == {str(p) for p in bad}, failed
