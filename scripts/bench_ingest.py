@@ -83,13 +83,16 @@ def make_card(folder: Path, config: str, seed: int = 0) -> Path:
     return card
 
 
+# Peak RSS is read from /proc/self/status (VmHWM): getrusage's ru_maxrss survives fork and exec on
+# Linux, so a child started by a big parent would report the parent's peak.
 _RUNNER = (
-    "import resource, runpy, sys\n"
+    "import runpy, sys\n"
     "sys.argv = ['ibsearch'] + sys.argv[1:]\n"
     "try:\n"
     "    runpy.run_module('ibsearch', run_name='__main__')\n"
     "finally:\n"
-    "    sys.stderr.write('\\nMAXRSS_KB=%d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+    "    sys.stderr.write('\\nMAXRSS_KB=' + hwm + '\\n')\n"
 )
 
 

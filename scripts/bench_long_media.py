@@ -21,32 +21,44 @@ from pathlib import Path
 
 import numpy as np
 
-_INGEST = r"""
-import json, resource, sys, time
+# Peaks come from /proc/self/status (VmHWM): getrusage's ru_maxrss survives fork and exec on Linux.
+_HWM = (
+    "def hwm():\n"
+    "    return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
+)
+
+_INGEST = (
+    _HWM
+    + r"""
+import json, sys, time
 from ibsearch.engine import Library
 lib_dir, card, media = sys.argv[1:4]
 with Library.open(lib_dir, model=card, device="cpu", create=True) as lib:
     lib.encoder().load(["audio"])
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = hwm()
     start = time.perf_counter()
     summary = lib.ingest([media], workers=0).to_dict()
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = hwm()
     counts = lib.store.counts()
 print(json.dumps({"base_kb": base, "peak_kb": peak, "wall": wall, "summary": summary, "counts": counts}))
 """
+)
 
-_WHOLE = r"""
-import json, resource, sys, time
+_WHOLE = (
+    _HWM
+    + r"""
+import json, sys, time
 import torch
 from ibsearch.encoder import preprocess
 torch.zeros(1)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm()
 start = time.perf_counter()
 preprocess.load("audio", sys.argv[1])
-print(json.dumps({"base_kb": base, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+print(json.dumps({"base_kb": base, "peak_kb": hwm(),
                   "wall": time.perf_counter() - start}))
 """
+)
 
 
 def write_recording(path: Path, minutes: float, rate: int, channels: int) -> None:
