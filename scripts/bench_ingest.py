@@ -139,10 +139,24 @@ def ingest_rate(card: Path, lib_dir: Path, folder: Path, modality: str, n: int) 
     return n / wall, summary.to_dict()
 
 
+def _subset(files: list[Path], folder: Path, n: int) -> list[Path]:
+    """The first ``n`` files, hard-linked into a folder of their own (an ingest takes whole folders)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for src in files[:n]:
+        dst = folder / src.name
+        if not dst.exists():
+            os.link(src, dst)
+        out.append(dst)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=32)
-    ap.add_argument("--audio", type=int, default=16)
+    ap.add_argument("--images", type=int, default=32, help="images per run with the huge model")
+    ap.add_argument("--audio", type=int, default=16, help="audio files per run with the huge model")
+    ap.add_argument("--tiny-images", type=int, default=200, help="images per run with the tiny model")
+    ap.add_argument("--tiny-audio", type=int, default=64, help="audio files per run with the tiny model")
     ap.add_argument("--noop-files", type=int, default=10_000)
     ap.add_argument("--skip-huge", action="store_true")
     ap.add_argument("--work", type=Path, default=None)
@@ -150,11 +164,16 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="ibsearch-bench-"))
     os.environ.setdefault("IBSEARCH_CACHE", str(work / "cache"))
     print(f"work folder: {work}")
-    images = make_images(work / "media" / "images", args.images)
-    sounds = make_audio(work / "media" / "audio", args.audio)
+    all_images = make_images(work / "media" / "images", max(args.images, args.tiny_images))
+    all_sounds = make_audio(work / "media" / "audio", max(args.audio, args.tiny_audio))
     rows = []
     models = ["imagebind_tiny"] + ([] if args.skip_huge else ["imagebind_huge"])
     for config in models:
+        n_img, n_aud = (
+            (args.tiny_images, args.tiny_audio) if config == "imagebind_tiny" else (args.images, args.audio)
+        )
+        images = _subset(all_images, work / "media" / f"images-{n_img}", n_img)
+        sounds = _subset(all_sounds, work / "media" / f"audio-{n_aud}", n_aud)
         t0 = time.perf_counter()
         card = make_card(work / "models", config)
         print(f"[{config}] random checkpoint ready in {time.perf_counter() - t0:.0f} s")
