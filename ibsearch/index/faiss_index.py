@@ -34,9 +34,6 @@ faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
 # 2-core machine 16384-row blocks ran 10 queries against 1M vectors 3.3x faster (BENCHMARKS.md).
 BLAS_DATABASE_BLOCK = 16384
 faiss.cvar.distance_compute_blas_database_bs = BLAS_DATABASE_BLOCK
-# For a handful of unfiltered queries one matrix-vector product over the stored vectors (memory
-# bound) beat FAISS's blocked search about 2x (BENCHMARKS.md); used up to this many queries.
-MATMUL_MAX_QUERIES = 4
 
 # faiss's bundled stubs lack the keyword constructors of SearchParameters* and the callback I/O
 # classes; those calls go through this untyped alias.
@@ -47,7 +44,7 @@ SIDECAR_FORMAT = 1
 # With any IDSelector, FAISS's exact search leaves BLAS for its scalar loop (whatever the threshold).
 # From this many queries on, a filtered exact search instead runs BLAS over gathered blocks of the
 # allowed vectors (still exact, still only allowed vectors scored).
-FILTERED_BLAS_MIN_QUERIES = 8
+FILTERED_BLAS_MIN_QUERIES = 32  # measured crossover on 1M x 1024: between 10 and 100 (BENCHMARKS.md)
 _GATHER_BYTES = 256 << 20  # memory for one gathered block of allowed vectors
 
 
@@ -287,17 +284,6 @@ class FaissIndex:
             params = _faiss.SearchParametersIVF(sel=sel.sel, nprobe=self.nprobe)
         scores, ids = self._index.search(q, kk, params=params)
         return trim_results(scores, ids)
-
-    def _search_matmul(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-``k`` of a few queries: one product over the stored vectors, then a partial sort."""
-        ids, xb = self.vectors_view()
-        scores = q @ xb.T  # (nq, n)
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.argsort(-scores)
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        # Best first; equal scores in id order, as a deterministic tie-break.
-        order = np.lexsort((ids[top], -top_scores), axis=1)
-        top = np.take_along_axis(top, order, axis=1)
-        return np.take_along_axis(scores, top, axis=1).astype(np.float32), ids[top].astype(np.int64)
 
     def _search_gathered(self, q: np.ndarray, k: int, sel: Selector) -> tuple[np.ndarray, np.ndarray]:
         """Exact filtered search for many queries: BLAS over blocks of the allowed vectors."""
