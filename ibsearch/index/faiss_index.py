@@ -31,9 +31,11 @@ from .idset import IdSetSummary, Selector, as_ids, summarize_ids
 BLAS_THRESHOLD = 20
 faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
 # FAISS's BLAS path scores the database in blocks of 1024 rows, with a thread barrier per block; on a
-# 2-core machine 16384-row blocks ran 10 queries against 1M vectors 3.3x faster (BENCHMARKS.md).
+# 2-core machine 16384-row blocks ran 10 queries against 1M vectors 1.6x faster, but a single query
+# 1.6x slower (BENCHMARKS.md), so the block follows the batch size.
 BLAS_DATABASE_BLOCK = 16384
-faiss.cvar.distance_compute_blas_database_bs = BLAS_DATABASE_BLOCK
+BLAS_DATABASE_BLOCK_MIN_QUERIES = 8
+_FAISS_DATABASE_BLOCK = 1024  # FAISS's own default
 
 # faiss's bundled stubs lack the keyword constructors of SearchParameters* and the callback I/O
 # classes; those calls go through this untyped alias.
@@ -274,6 +276,9 @@ class FaissIndex:
         kk = min(int(k), self.ntotal, self.ntotal if sel is None else len(sel))
         if kk == 0 or nq == 0:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
+        faiss.cvar.distance_compute_blas_database_bs = (
+            BLAS_DATABASE_BLOCK if nq >= BLAS_DATABASE_BLOCK_MIN_QUERIES else _FAISS_DATABASE_BLOCK
+        )
         if sel is None:
             params = _faiss.SearchParametersIVF(nprobe=self.nprobe) if self.spec != EXACT else None
         elif self.spec == EXACT and nq >= self.filtered_blas_min_queries:
