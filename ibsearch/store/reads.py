@@ -11,7 +11,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,13 +64,13 @@ class StoreReads:
 
     _conn: sqlite3.Connection
 
-    @property
-    def model_id(self) -> str | None:  # provided by Store
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Store, which reads them from the meta table
 
-    @property
-    def dim(self) -> int | None:  # provided by Store
-        raise NotImplementedError
+        @property
+        def model_id(self) -> str | None: ...
+
+        @property
+        def dim(self) -> int | None: ...
 
     # ------------------------------------------------------------------ files: reads
 
