@@ -26,6 +26,7 @@ from .model import ImageBindModel, resolve_modalities
 
 if TYPE_CHECKING:
     from .cards import ModelCard
+    from .config import ImageBindConfig
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +110,27 @@ class Encoder:
         checkpoint: str | Path | None = None,
         progress: bool | Callable[[int, int | None], None] = True,
     ) -> None:
+        self._setup(card, card.config, card.model_id, device, precision, batch_size, checkpoint, progress)
+
+    def _setup(
+        self,
+        card: ModelCard | None,
+        config: ImageBindConfig,
+        model_id: str,
+        device: str | torch.device,
+        precision: str,
+        batch_size: int,
+        checkpoint: str | Path | None = None,
+        progress: bool | Callable[[int, int | None], None] = False,
+    ) -> None:
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
-        self.card: ModelCard | None = card
+        self.card = card
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
-        self._config = card.config
-        self._model_id: str = getattr(card, "model_id", card.name)
+        self._config = config
+        self._model_id = model_id
         self._towers: dict[str, ImageBindModel] = {}
         self._checkpoint = checkpoint
         self._progress = progress
@@ -137,16 +151,7 @@ class Encoder:
         model's towers can be encoded.
         """
         self = cls.__new__(cls)
-        if batch_size < 1:
-            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
-        self.card = None
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
-        self.batch_size = batch_size
-        self._config = model.config
-        self._model_id = model_id
-        self._towers = {}
-        self._checkpoint, self._progress = None, False
+        self._setup(None, model.config, model_id, device, precision, batch_size)
         self._adopt(model)
         return self
 
