@@ -63,17 +63,19 @@ def start(state: FileServer) -> ThreadingHTTPServer:
         def _reply(
             self, status: int, body: bytes, path: str, sent_range: str | None, extra: dict | None = None
         ) -> None:
+            length = len(body)
+            cut = state.cut_after.pop(path, None) if status in (200, 206) else None
+            if cut is not None:
+                body = body[:cut]
+            # Logged before anything goes out: once the client has a reply (even a body-less 416) it may
+            # send its next request at once, and that one must not be logged first.
+            state.log.append(Request(path, sent_range, status, len(body)))
             self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(length))
             self.send_header("Content-Type", "application/octet-stream")
             for name, value in (extra or {}).items():
                 self.send_header(name, value)
             self.end_headers()
-            cut = state.cut_after.pop(path, None) if status in (200, 206) else None
-            if cut is not None:
-                body = body[:cut]
-            # Logged before the body goes out, so the log is complete once the client has the bytes.
-            state.log.append(Request(path, sent_range, status, len(body)))
             self.wfile.write(body)
             self.wfile.flush()
             if cut is not None:
