@@ -248,7 +248,7 @@ def _manual_hint(url: str, dest: Path) -> str:
 def _reason(exc: BaseException) -> str:
     reason: Any = getattr(exc, "reason", None) or exc
     if isinstance(reason, socket.gaierror):
-        return f"cannot resolve the host name ({reason.strerror or reason}); are you offline?"
+        return f"cannot resolve the host name ({reason.strerror or reason}) (is this machine offline?)"
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
     if isinstance(reason, (TimeoutError, socket.timeout)):
