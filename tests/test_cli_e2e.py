@@ -184,3 +184,11 @@ def test_every_command_has_help_with_an_example():
     for command in ["ingest", "query", "info", "remove", "reindex", "check"]:
         out = run(command, "--help")
         assert "Example" in out and f"ibsearch {command}" in out
+
+
+def test_a_text_query_loads_only_the_text_tower(ingested, lib_args):
+    from ibsearch import Searcher
+
+    with Searcher(lib_args[1], model=lib_args[3], device="cpu") as searcher:
+        assert searcher.query(text="a dog barking", target="vision", k=2)
+        assert searcher.library.encoder().loaded_modalities == ["text"]
