@@ -49,22 +49,30 @@ def _why(exc: BaseException) -> str:
     return str(getattr(exc, "strerror", None) or exc)
 
 
+def checked_source(src: Source, name: str) -> str | BinaryIO:
+    """``src`` ready for a decoder: a path checked to be an existing, non-empty regular file, or a
+    binary stream (bytes are wrapped). Raises :class:`MediaError` naming ``name`` otherwise.
+
+    One place for these checks and messages, shared by the audio, video, image and sensor loaders.
+    """
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        if len(src) == 0:
+            raise MediaError(name, "empty input (0 bytes)")
+        return io.BytesIO(bytes(src))
+    if isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.is_file():
+            raise MediaError(name, "no such file" if not path.exists() else "not a regular file")
+        if path.stat().st_size == 0:
+            raise MediaError(name, "empty file (0 bytes)")
+        return os.fspath(path)
+    return src
+
+
 def _open(src: Source, name: str) -> av.container.InputContainer:
+    source = checked_source(src, name)
     try:
-        if isinstance(src, (bytes, bytearray, memoryview)):
-            if len(src) == 0:
-                raise MediaError(name, "empty input (0 bytes)")
-            return av.open(io.BytesIO(bytes(src)), mode="r")
-        if isinstance(src, (str, os.PathLike)):
-            path = Path(src)
-            if not path.is_file():
-                raise MediaError(name, "no such file" if not path.exists() else "not a regular file")
-            if path.stat().st_size == 0:
-                raise MediaError(name, "empty file (0 bytes)")
-            return av.open(os.fspath(path), mode="r")
-        return av.open(src, mode="r")
-    except MediaError:
-        raise
+        return av.open(source, mode="r")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise MediaError(name, f"not a readable audio or video file ({_why(exc)})") from exc
 

@@ -8,20 +8,17 @@ EXIF orientation is applied, and 16-bit greyscale is scaled to 8 bits instead of
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 import re
 import warnings
-from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
 from ..errors import MediaError
-from .decode import Source, source_name
+from .decode import Source, checked_source, source_name
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +87,8 @@ def load_image(src: ImageSource, *, name: str | None = None) -> Image.Image:
 
 
 def _open(src: Source, name: str) -> Image.Image:
-    if isinstance(src, (str, os.PathLike)):
-        path = Path(src)
-        if not path.is_file():
-            raise MediaError(name, "no such file" if not path.exists() else "not a regular file")
-        if path.stat().st_size == 0:
-            raise MediaError(name, "empty file (0 bytes)")
-        fh: BinaryIO = path.open("rb")
-    elif isinstance(src, (bytes, bytearray, memoryview)):
-        if len(src) == 0:
-            raise MediaError(name, "empty input (0 bytes)")
-        fh = io.BytesIO(bytes(src))
-    else:
-        fh = cast(BinaryIO, src)
+    source = checked_source(src, name)
+    fh: BinaryIO = open(source, "rb") if isinstance(source, str) else source
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit; treat both the same.

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from ..errors import MediaError
-from .decode import Source, source_name
+from .decode import Source, checked_source, source_name
 from .images import IMAGE_SIZE, resize_and_crop
 
 log = logging.getLogger(__name__)
@@ -69,15 +69,8 @@ def _name(src: SensorSource) -> str:
 
 
 def _read_bytes(src: Source, name: str) -> bytes:
-    if isinstance(src, (str, os.PathLike)):
-        path = Path(src)
-        if not path.is_file():
-            raise MediaError(name, "no such file" if not path.exists() else "not a regular file")
-        data = path.read_bytes()
-    elif isinstance(src, (bytes, bytearray, memoryview)):
-        data = bytes(src)
-    else:
-        data = src.read()
+    source = checked_source(src, name)
+    data = Path(source).read_bytes() if isinstance(source, str) else source.read()
     if not data:
         raise MediaError(name, "empty input (0 bytes)")
     return data

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MediaError
+from . import audio_dsp
 
 # decode._open: the same checks and messages as for audio files (missing, empty, unreadable).
-from . import audio_dsp
 from .decode import Source, _open, source_name
 from .segments import HOP_SECONDS, WINDOW_SECONDS
 
