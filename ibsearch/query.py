@@ -15,7 +15,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import UsageError
-from .modality import INDEX_KEYS, MODALITIES, TEXT, VISION, canonical, modality_of_key, segments_key
+from .modality import (
+    AUDIO,
+    DEPTH,
+    IMU,
+    INDEX_KEYS,
+    MODALITIES,
+    TEXT,
+    THERMAL,
+    VISION,
+    canonical,
+    modality_of_key,
+    segments_key,
+)
 from .terms import LIKE, VIDEO, Term, terms_from_inputs
 
 if TYPE_CHECKING:
@@ -94,6 +106,9 @@ class Searcher:
         like: Any = None,
         vision: Any = None,
         video: Any = None,
+        depth: Any = None,
+        thermal: Any = None,
+        imu: Any = None,
         target: str | list[str] | None = None,
         k: int = 10,
         path_glob: str | None = None,
@@ -106,18 +121,16 @@ class Searcher:
 
         Inputs: ``text`` strings; ``image``/``vision`` paths, bytes, PIL images or HxWx3 uint8
         arrays; ``audio`` paths or bytes; ``like`` paths of ingested files (their stored vectors).
-        ``video`` paths (the picture of a video). ``target``: modality name(s) to search (``image`` is
+        ``video`` paths (the picture of a video); ``depth``/``thermal``/``imu`` paths, bytes or arrays
+        (see the README's conventions). ``target``: modality name(s) to search (``image`` is
         an alias of ``vision``; default all). ``segments=True`` returns timestamped segments of long
         media (best segment per file, with ``start``/``end`` seconds) instead of whole files.
         """
-        terms = (
-            terms_from_inputs(TEXT, text)
-            + terms_from_inputs("vision", image)
-            + terms_from_inputs("vision", vision)
-            + terms_from_inputs("audio", audio)
-            + terms_from_inputs(LIKE, like)
-            + terms_from_inputs(VIDEO, video)
-        )
+        inputs = [
+            (TEXT, text), (VISION, image), (VISION, vision), (AUDIO, audio), (DEPTH, depth),
+            (THERMAL, thermal), (IMU, imu), (LIKE, like), (VIDEO, video),
+        ]  # fmt: skip
+        terms = [term for kind, given in inputs for term in terms_from_inputs(kind, given)]
         targets = [target] if isinstance(target, str) else target
         return self.search(
             terms,
@@ -239,7 +252,7 @@ class Searcher:
             from .encoder import video
 
             return encoder.encode(VISION, video.load_video(value)[None])[0]
-        if term.kind in ("depth", "thermal", "imu"):
+        if term.kind in (DEPTH, THERMAL, IMU):
             from .encoder import sensors
 
             tensor = getattr(sensors, f"load_{term.kind}")(value)

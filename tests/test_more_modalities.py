@@ -158,6 +158,14 @@ def test_arithmetic_across_depth_thermal_imu_and_text(tmp_path, lib_args):
             for v in lib.store.file_vectors(path):
                 if v.start is None and v.modality in ("depth", "thermal", "imu"):
                     expected.append((path, float(v.vector @ query)))
+        from ibsearch import weighted
+
+        python_hits = searcher.query(
+            depth=str(files["depth"][0]), thermal=weighted(str(files["thermal"][1]), 0.5),
+            imu=weighted(str(files["imu"][0]), -0.5), text=weighted("a warm room", 0.2),
+            target=["depth", "thermal", "imu"], k=20,
+        )  # fmt: skip
+    assert [h.to_dict() for h in python_hits] == hits
     expected.sort(key=lambda t: -t[1])
     assert [h["path"] for h in hits] == [p for p, _ in expected]
     assert [h["score"] for h in hits] == pytest.approx([s for _, s in expected], abs=1e-4)
