@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import platformdirs
 
-from .errors import IbsearchError, LibraryError
+from .errors import LibraryError
 from .index import FaissIndex, StaleIndexError
 from .modality import INDEX_KEYS, MODALITIES, canonical
 from .store import Store
@@ -82,7 +82,7 @@ class Library:
         device: str,
         precision: str,
         checkpoint: str | None,
-        sync: bool,
+        model_spec: str,
     ) -> None:
         self.root = root
         self.store = store
@@ -90,12 +90,11 @@ class Library:
         self.device = device
         self.precision = precision
         self.checkpoint = checkpoint
-        self._sync = sync
         self._indexes: dict[str, FaissIndex] = {}
         self._dirty: set[str] = set()
         self._encoder: Encoder | None = None
         self._lock_fd: int | None = None
-        self.model_spec = card.name  # how the model was named (a registered name or a card's path)
+        self.model_spec = model_spec  # how the model was named: a registered name or a card's path
 
     # ------------------------------------------------------------------ opening
 
@@ -109,7 +108,6 @@ class Library:
         device: str = "auto",
         precision: str = "auto",
         create: bool = False,
-        sync: bool = True,
     ) -> Library:
         """Open (or with ``create=True`` create) the library at ``path`` (default :func:`default_library`).
 
@@ -140,18 +138,13 @@ class Library:
         except BaseException:
             store.close()
             raise
-        lib = cls(root, store, card, device=device, precision=precision, checkpoint=checkpoint, sync=sync)
-        lib.model_spec = spec
-        return lib
+        return cls(
+            root, store, card, device=device, precision=precision, checkpoint=checkpoint, model_spec=spec
+        )
 
     def close(self) -> None:
-        """Save changed indexes (if this process holds the write lock) and close the database."""
-        try:
-            if self._lock_fd is not None:
-                self.save_indexes()
-        finally:
-            self._release_lock()
-            self.store.close()
+        """Close the database (indexes are saved when each write ends, see :meth:`writing`)."""
+        self.store.close()
 
     def __enter__(self) -> Library:
         return self
@@ -257,7 +250,7 @@ class Library:
         if index.dim != self.dim or (index.model_id not in (None, self.model_id)):
             self._dirty.add(modality)
             return self._build_index(modality)
-        if tuple(index.summary()) != tuple(expected) and self._sync:
+        if tuple(index.summary()) != tuple(expected):
             self._bring_up_to_date(modality, index)
         return index
 
@@ -410,4 +403,4 @@ class Library:
         }
 
 
-__all__ = ["CheckReport", "IbsearchError", "Library", "default_library"]
+__all__ = ["CheckReport", "Library", "default_library"]

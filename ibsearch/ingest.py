@@ -24,7 +24,18 @@ import numpy as np
 
 from .detect import KIND_MODALITIES, VIDEO, detect
 from .errors import IbsearchError, MediaError
-from .modality import AUDIO, DEPTH, IMU, INDEX_KEYS, TEXT, THERMAL, VISION, modality_of_key, segments_key
+from .modality import (
+    AUDIO,
+    DEPTH,
+    IMU,
+    INDEX_KEYS,
+    MODALITIES,
+    TEXT,
+    THERMAL,
+    VISION,
+    modality_of_key,
+    segments_key,
+)
 from .store import hash_file
 from .walk import FoundFile, WalkOptions, walk
 
@@ -94,10 +105,6 @@ class _Job:
     def put(self, key: str, vectors: np.ndarray, spans: list[tuple[float | None, float | None]]) -> None:
         self.vectors[key] = vectors
         self.spans[key] = spans
-
-
-def _modalities_for(kind: str) -> tuple[str, ...]:
-    return KIND_MODALITIES[kind]
 
 
 class _Committer:
@@ -240,10 +247,7 @@ def ingest(
             else:
                 summary.skipped += 1
             continue
-        modalities = _modalities_for(detection.kind)
-        if not modalities:
-            fail(found, f"{detection.kind} files cannot be indexed yet")
-            continue
+        modalities = KIND_MODALITIES[detection.kind]
         try:
             content_hash = hash_file(path)
         except OSError as exc:
@@ -468,8 +472,6 @@ def _default_workers(device: str, items: int) -> int:
 
 
 def _tower_order(modality: str) -> int:
-    from .modality import MODALITIES
-
     return MODALITIES.index(modality)
 
 
