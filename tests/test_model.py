@@ -190,3 +190,23 @@ def test_a_tower_that_was_not_built_cannot_be_used() -> None:
     model = ImageBindModel(TINY, ["audio"])
     with pytest.raises(UsageError, match="the vision tower is not loaded"):
         model({"image": torch.zeros(1, 3, 224, 224)})
+
+
+def test_packed_text_equals_the_padded_batch_and_each_text_alone(
+    tiny_model: ImageBindModel, tiny_io: dict[str, np.ndarray]
+) -> None:
+    # The fixture's texts end at different positions (short, truncated, a literal <|endoftext|>),
+    # so packing lays sequences of different lengths end to end.
+    ids = _input(tiny_io["text.ids.input"])
+    assert len(set(ids.argmax(dim=-1).tolist())) == len(ids)
+    tower = tiny_model.towers["text"]
+    with torch.no_grad():
+        tower.pack = True
+        packed = tiny_model({"text": ids})["text"]
+        tower.pack = False
+        padded = tiny_model({"text": ids})["text"]
+        tower.pack = None
+        alone = torch.cat([tiny_model({"text": row[None]})["text"] for row in ids])
+    tolerance = 1e-6 * padded.norm(dim=-1, keepdim=True)
+    assert torch.all((packed - padded).abs() <= tolerance)
+    assert torch.all((alone - padded).abs() <= tolerance)

@@ -151,26 +151,48 @@ class SelfAttention(nn.Module):
             self.register_parameter("bias_k", None)
             self.register_parameter("bias_v", None)
 
-    def forward(self, x: torch.Tensor, first_only: bool = False) -> torch.Tensor:
-        """x: (B, L, D) -> (B, L, D); with ``first_only``, only the first position's output (B, 1, D)."""
+    def forward(
+        self, x: torch.Tensor, pooled: torch.Tensor | None = None, segments: list[int] | None = None
+    ) -> torch.Tensor:
+        """x: (B, L, D) -> (B, L, D), or (B, P, D) for the P positions indexed by ``pooled``.
+
+        ``segments`` (packed text): x holds B = 1 row of several sequences laid end to end, of these
+        lengths; each attends causally within itself only. With ``segments``, ``pooled`` indexes
+        the last position of each sequence.
+        """
         b, n, d = x.shape
         h = self.heads
-        if first_only:
-            # Keys and values of every position, the query of the first one only.
-            w, bias = self.qkv.weight, self.qkv.bias
-            q = F.linear(x[:, :1].contiguous(), w[:d], bias[:d]).view(b, 1, h, d // h)
-            k, v = F.linear(x, w[d:], bias[d:]).view(b, n, 2, h, d // h).unbind(2)
-        else:
+        if pooled is None:
             q, k, v = self.qkv(x).view(b, n, 3, h, d // h).unbind(2)  # each (B, L, H, hd)
+        else:
+            # Keys and values of every position, queries of the pooled ones only.
+            w, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, pooled], w[:d], bias[:d]).view(b, len(pooled), h, d // h)
+            k, v = F.linear(x, w[d:], bias[d:]).view(b, n, 2, h, d // h).unbind(2)
+        # A pooled query needs no mask: for causal text it is the last position of its sequence.
+        causal = self.causal and pooled is None
+        if segments is None:
+            out = self._attend(q, k, v, causal)
+        else:
+            parts, start = [], 0
+            for i, length in enumerate(segments):
+                span = slice(start, start + length)
+                queries = q[:, i : i + 1] if pooled is not None else q[:, span]
+                parts.append(self._attend(queries, k[:, span], v[:, span], causal))
+                start += length
+            out = torch.cat(parts, dim=1)
+        return self.proj(out.reshape(b, q.shape[1], d))
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+        """Softmax attention on (B, Lq, H, hd) queries and (B, Lk, H, hd) keys/values -> (B, Lq, H, hd)."""
         if self.bias_k is not None and self.bias_v is not None:
-            extra_k = self.bias_k.to(k.dtype).view(1, 1, h, d // h).expand(b, 1, h, d // h)
-            extra_v = self.bias_v.to(v.dtype).view(1, 1, h, d // h).expand(b, 1, h, d // h)
-            k = torch.cat([k, extra_k], dim=1)
-            v = torch.cat([v, extra_v], dim=1)
+            b, _, h, hd = k.shape
+            k = torch.cat([k, self.bias_k.to(k.dtype).view(1, 1, h, hd).expand(b, 1, h, hd)], dim=1)
+            v = torch.cat([v, self.bias_v.to(v.dtype).view(1, 1, h, hd).expand(b, 1, h, hd)], dim=1)
         out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=self.causal and not first_only
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal
         )
-        return self.proj(out.transpose(1, 2).reshape(b, q.shape[1], d))
+        return out.transpose(1, 2)
 
 
 class Block(nn.Module):
@@ -187,10 +209,15 @@ class Block(nn.Module):
         self.mlp.add_module("act", nn.GELU())  # exact erf GELU, as trained
         self.mlp.add_module("fc2", nn.Linear(spec.mlp_ratio * d, d))
 
-    def forward(self, x: torch.Tensor, first_only: bool = False) -> torch.Tensor:
-        """x: (B, L, D) -> (B, L, D), or just the first position (B, 1, D) with ``first_only``."""
-        out = self.attn(self.norm1(x), first_only)
-        x = (x[:, :1] if first_only else x) + out
+    def forward(
+        self, x: torch.Tensor, pooled: torch.Tensor | None = None, segments: list[int] | None = None
+    ) -> torch.Tensor:
+        """x: (B, L, D) -> (B, L, D), or only the positions indexed by ``pooled`` (B, P, D).
+
+        ``segments``: x is packed text, see :meth:`SelfAttention.forward`.
+        """
+        out = self.attn(self.norm1(x), pooled, segments)
+        x = (x if pooled is None else x[:, pooled]) + out
         return x + self.mlp(self.norm2(x))
 
 
@@ -234,6 +261,8 @@ class Tower(nn.Module):
             self.register_buffer("log_scale", log_scale)
         else:
             self.register_parameter("log_scale", None)
+        # Packing of texts (see _drop_after_eot): None chooses by device; True/False force it.
+        self.pack: bool | None = None
         self.reset_parameters()
 
     @torch.no_grad()
@@ -254,6 +283,20 @@ class Tower(nn.Module):
             if block.attn.bias_k is not None and block.attn.bias_v is not None:
                 nn.init.normal_(block.attn.bias_k, std=scale)
                 nn.init.normal_(block.attn.bias_v, std=scale)
+
+    def _drop_after_eot(self, h: torch.Tensor, eot: torch.Tensor) -> tuple[torch.Tensor, list[int] | None]:
+        """Text tokens (B, 77, D) cut after each row's EOT; returns the tokens and, if packed, the lengths.
+
+        Packed (``pack``; by default on CPUs, and always for a single text): the rows' kept tokens
+        laid end to end as one row (1, sum of lengths, D), so the matrix products do no work on
+        padding. Otherwise the batch is cut after its last EOT (B, max length, D): GPUs prefer that
+        to one attention call per text.
+        """
+        lengths = (eot + 1).tolist()
+        pack = self.pack if self.pack is not None else h.device.type == "cpu"
+        if not pack and len(lengths) > 1:
+            return h[:, : max(lengths)], None
+        return torch.cat([row[:n] for row, n in zip(h, lengths, strict=True)])[None], lengths
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Stem + [CLS] + position embedding: one batch of items -> (B, num_tokens, D)."""
@@ -285,21 +328,29 @@ class Tower(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, *clip_shape) -> (B, out_dim), L2-normalized then multiplied by the tower's scale."""
         h = self.tokens(x)
+        segments: list[int] | None = None
         if self.spec.pooling == "eot":
             # <|endoftext|> has the largest id, so argmax finds it (its first occurrence).
             eot = x.argmax(dim=-1)
             if self.spec.causal:
-                # Under the causal mask nothing after the last EOT of the batch can reach an EOT
-                # token, so those positions are dropped: the same math, and a short query costs a
-                # fraction of 77 positions.
-                h = h[:, : int(eot.max()) + 1]
+                # Under the causal mask no position after a text's EOT can reach that EOT, so those
+                # positions are dropped: the same math, and a short text costs a fraction of 77.
+                h, segments = self._drop_after_eot(h, eot)
         if self.pre_norm is not None:
             h = self.pre_norm(h)
+        # Only the pooled positions' outputs are used, so the last block computes those alone.
+        if segments is not None:
+            last_pooled = torch.tensor(segments, device=h.device).cumsum(0) - 1
+        elif self.spec.pooling == "first":
+            last_pooled = torch.zeros(1, dtype=torch.long, device=h.device)
+        else:
+            last_pooled = None  # padded text: each row pools another position
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            # Only token 0 is pooled: the last block computes that position alone (the same math).
-            h = block(h, first_only=i == last and self.spec.pooling == "first")
-        if self.spec.pooling == "eot":
+            h = block(h, last_pooled if i == last else None, segments)
+        if segments is not None:
+            pooled = h[0] if self.blocks else h[0, last_pooled]  # (1, B, D) -> (B, D)
+        elif self.spec.pooling == "eot":
             pooled = h[torch.arange(h.shape[0], device=h.device), eot]
         else:
             pooled = h[:, 0]
