@@ -4,7 +4,11 @@
 Per tower, on the same random weights and inputs (batch 8 by default):
 
 * throughput of our encoder (fp32) against a straightforward reference-style forward written here
-  (``nn.MultiheadAttention``, sequence-first layout with transposes, fp32), and their max output diff;
+  (``nn.MultiheadAttention``, sequence-first layout with transposes, fp32), and their max output diff.
+  Each tower runs in a fresh process, first with malloc as the process starts, then with freed memory
+  retained as every CPU ``Encoder`` sets it (``ibsearch.encoder.malloc``); the headline ratio is ours
+  as ibsearch runs it against the reference-style forward as the reference runs, and both
+  like-for-like ratios are printed beside it;
 * our bf16 path (autocast, matrix weights stored in bf16) against our fp32 path: throughput and the
   cosine between the two outputs. On CPUs without bf16 units (no avx512_bf16/amx_bf16) bf16 is
   emulated and slow, so it runs on a smaller batch there (``--bf16-batch``);
@@ -14,7 +18,7 @@ Per tower, on the same random weights and inputs (batch 8 by default):
 Usage::
 
     python scripts/bench_encoder.py                         # everything (~15 min on 2 cores)
-    python scripts/bench_encoder.py --towers text,imu --iters 3 --skip-load
+    python scripts/bench_encoder.py --towers text,imu --iters 3 --skip-load --skip-bf16
     python scripts/bench_encoder.py --checkpoint /path/random_huge.pth   # reuse a checkpoint
 
 Results go to stdout (``--json`` for machine-readable), progress to stderr.
@@ -28,6 +32,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ibsearch.encoder.config import ImageBindConfig, get_config
+from ibsearch.encoder.malloc import retain_freed_memory
 from ibsearch.encoder.model import ImageBindModel
 from ibsearch.encoder.runtime import Encoder, cpu_flags, cpu_has_fast_bf16
 from ibsearch.encoder.towers import MAX_LOGIT_SCALE, Block, Tower, tower_specs
@@ -140,19 +146,21 @@ def make_inputs(config: ImageBindConfig, modality: str, n: int, seed: int) -> to
     return torch.randn((n, *tower_specs(config)[modality].clip_shape), generator=g)
 
 
-def timed(fns: dict[str, Callable[[], torch.Tensor]], iters: int) -> dict[str, tuple[float, torch.Tensor]]:
-    """Best seconds per call and last result of each function, calls interleaved (a, b, a, b, ...).
+def timed(
+    fns: dict[str, Callable[[], torch.Tensor]], iters: int
+) -> dict[str, tuple[float, float, torch.Tensor]]:
+    """Best and median seconds per call and the last result of each function, calls interleaved.
 
-    Interleaving spreads the noise of a shared machine evenly over the contestants.
+    Interleaving (a, b, a, b, ...) spreads the noise of a shared machine evenly over the contestants.
     """
-    best = {name: math.inf for name in fns}
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
     last = {name: torch.empty(0) for name in fns}
     for _ in range(iters):
         for name, fn in fns.items():
             start = time.perf_counter()
             last[name] = fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: (best[name], last[name]) for name in fns}
+            seconds[name].append(time.perf_counter() - start)
+    return {name: (min(s), statistics.median(s), last[name]) for name, s in seconds.items()}
 
 
 def build(config: ImageBindConfig, modality: str, seed: int, kind: str) -> ImageBindModel:
@@ -162,22 +170,36 @@ def build(config: ImageBindConfig, modality: str, seed: int, kind: str) -> Image
 
 
 def compare_fp32(model: ImageBindModel, modality: str, x: torch.Tensor, iters: int) -> dict[str, float]:
-    """Our fp32 forward against the reference-style one on the same tensors: speed and max diff."""
+    """Our fp32 forward against the reference-style one on the same tensors: speed and max diff.
+
+    Two phases in this (fresh) process, each interleaving ours and the reference-style forward:
+    first with malloc as the process starts (how the reference runs), then after
+    ``retain_freed_memory()``, which every CPU ``Encoder`` applies. The setting is process-wide and
+    cannot be undone, so the reference-style forward runs in both phases and each phase also gives
+    a like-for-like ratio.
+    """
     tower = cast(Tower, model.towers[modality])
     ref = ReferenceStyleTower(tower).eval()
+    result: dict[str, float] = {}
     with torch.inference_mode():
         tower(x[:1]), ref(x[:1])  # warm-up: kernel selection, first touch of the weights
-        runs = timed({"ours": lambda: model({modality: x})[modality], "ref": lambda: ref(x)}, iters)
-    (ours_s, ours), (ref_s, theirs) = runs["ours"], runs["ref"]
+        fns = {"ours": lambda: model({modality: x})[modality], "ref": lambda: ref(x)}
+        for phase in ("default", "retained"):
+            if phase == "retained":
+                result["retained_applied"] = float(retain_freed_memory())
+            runs = timed(fns, iters)
+            for name, (best, median, _) in runs.items():
+                result[f"{name}_{phase}_s"] = best
+                result[f"{name}_{phase}_median_s"] = median
+    ours, theirs = runs["ours"][2], runs["ref"][2]
     diff = (ours - theirs).abs().max().item()
     unit = F.normalize(ours, dim=-1)
-    return {
-        "ours_s": ours_s,
-        "ref_s": ref_s,
-        "max_abs_diff": diff,
-        "max_rel_diff": diff / theirs.norm(dim=-1).max().item(),
-        "cross": (unit @ unit.T)[~torch.eye(len(x), dtype=torch.bool)].mean().item(),
-    }
+    result.update(
+        max_abs_diff=diff,
+        max_rel_diff=diff / theirs.norm(dim=-1).max().item(),
+        cross=(unit @ unit.T)[~torch.eye(len(x), dtype=torch.bool)].mean().item(),
+    )
+    return result
 
 
 def time_bf16(
@@ -188,38 +210,62 @@ def time_bf16(
         exact = model.embed({modality: x})[modality]
     encoder = Encoder.from_model(model, device="cpu", precision="bf16", batch_size=len(x))
     encoder.encode(modality, x[:1])
-    seconds, fast = timed({"bf16": lambda: torch.from_numpy(encoder.encode(modality, x))}, iters)["bf16"]
+    seconds, _, fast = timed({"bf16": lambda: torch.from_numpy(encoder.encode(modality, x))}, iters)["bf16"]
     return seconds, (exact * fast).sum(dim=-1)
 
 
 def bench_tower(modality: str, args: argparse.Namespace) -> dict[str, float | int | str]:
+    """One tower's figures; run in a fresh process (see :func:`compare_fp32`)."""
     config = get_config(args.config)
     started = time.perf_counter()
     model = build(config, modality, args.seed, "sharp")
     x = make_inputs(config, modality, args.batch, seed=args.seed + 1)
     say(f"[{modality}] built in {time.perf_counter() - started:.1f} s; timing fp32 (batch {args.batch})")
     fp32 = compare_fp32(model, modality, x, args.iters)
+    say(
+        f"[{modality}] ours {fp32['ours_retained_s']:.2f} s with retained memory "
+        f"({fp32['ours_default_s']:.2f} s without), reference-style {fp32['ref_default_s']:.2f} s"
+    )
+    row: dict[str, float | int | str] = {
+        "tower": modality,
+        "batch": args.batch,
+        "ours_fp32_items_s": args.batch / fp32["ours_retained_s"],
+        "ref_fp32_items_s": args.batch / fp32["ref_default_s"],
+        "speedup": fp32["ref_default_s"] / fp32["ours_retained_s"],
+        "speedup_median": fp32["ref_default_median_s"] / fp32["ours_retained_median_s"],
+        "speedup_default_malloc": fp32["ref_default_s"] / fp32["ours_default_s"],
+        "speedup_retained_malloc": fp32["ref_retained_s"] / fp32["ours_retained_s"],
+        "retained_applied": fp32["retained_applied"],
+        "max_abs_diff": fp32["max_abs_diff"],
+        "max_rel_diff": fp32["max_rel_diff"],
+        "fp32_cross_item_cosine": fp32["cross"],
+    }
+    if args.skip_bf16:
+        return row
     bf16_batch = min(args.bf16_batch or args.batch, args.batch)
-    say(f"[{modality}] ours {fp32['ours_s']:.2f} s, reference-style {fp32['ref_s']:.2f} s; now bf16")
     bf16_s, cosine = time_bf16(model, modality, x[:bf16_batch], args.iters)
     del model
     say(f"[{modality}] bf16 {bf16_s:.2f} s; bf16 cosine with small random weights")
     _, cosine_small = time_bf16(build(config, modality, args.seed, "small"), modality, x[:bf16_batch], 1)
-    return {
-        "tower": modality,
-        "batch": args.batch,
-        "ours_fp32_items_s": args.batch / fp32["ours_s"],
-        "ref_fp32_items_s": args.batch / fp32["ref_s"],
-        "speedup": fp32["ref_s"] / fp32["ours_s"],
-        "max_abs_diff": fp32["max_abs_diff"],
-        "max_rel_diff": fp32["max_rel_diff"],
-        "fp32_cross_item_cosine": fp32["cross"],
-        "bf16_batch": bf16_batch,
-        "ours_bf16_items_s": bf16_batch / bf16_s,
-        "bf16_vs_fp32_speed": (bf16_batch / bf16_s) / (args.batch / fp32["ours_s"]),
-        "bf16_cosine_min": cosine.min().item(),
-        "bf16_cosine_min_small_init": cosine_small.min().item(),
-    }
+    row.update(
+        bf16_batch=bf16_batch,
+        ours_bf16_items_s=bf16_batch / bf16_s,
+        bf16_vs_fp32_speed=(bf16_batch / bf16_s) / (args.batch / fp32["ours_retained_s"]),
+        bf16_cosine_min=cosine.min().item(),
+        bf16_cosine_min_small_init=cosine_small.min().item(),
+    )
+    return row
+
+
+def run_tower_child(modality: str, args: argparse.Namespace) -> dict:
+    """:func:`bench_tower` in a fresh process, so that each tower starts with malloc untouched."""
+    cmd = [sys.executable, __file__, "--child-tower", modality, "--config", args.config]
+    cmd += ["--iters", str(args.iters), "--batch", str(args.batch), "--seed", str(args.seed)]
+    cmd += ["--bf16-batch", str(args.bf16_batch)] + (["--skip-bf16"] if args.skip_bf16 else [])
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)  # progress: our stderr
+    if done.returncode != 0:
+        raise SystemExit(f"tower benchmark child for {modality} failed (exit {done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -329,11 +375,17 @@ def environment() -> dict[str, str | int | bool]:
 TOWER_COLUMNS = [
     ("tower", "tower", "{}"),
     ("batch", "batch", "{}"),
-    ("ours fp32 items/s", "ours_fp32_items_s", "{:.2f}"),
-    ("ref-style fp32 items/s", "ref_fp32_items_s", "{:.2f}"),
-    ("speedup", "speedup", "{:.2f}x"),
+    ("ours fp32 items/s (retained malloc)", "ours_fp32_items_s", "{:.2f}"),
+    ("ref-style fp32 items/s (default malloc)", "ref_fp32_items_s", "{:.2f}"),
+    ("ours / ref-style, best", "speedup", "{:.2f}x"),
+    ("same, medians", "speedup_median", "{:.2f}x"),
+    ("both default malloc", "speedup_default_malloc", "{:.2f}x"),
+    ("both retained malloc", "speedup_retained_malloc", "{:.2f}x"),
     ("max abs diff", "max_abs_diff", "{:.1e}"),
     ("max rel diff", "max_rel_diff", "{:.1e}"),
+]
+BF16_COLUMNS = [
+    ("tower", "tower", "{}"),
     ("bf16 batch", "bf16_batch", "{}"),
     ("ours bf16 items/s", "ours_bf16_items_s", "{:.2f}"),
     ("bf16/fp32 speed", "bf16_vs_fp32_speed", "{:.2f}x"),
@@ -364,6 +416,10 @@ def print_tables(config: str, env: dict, towers: list[dict], loads: list[dict]) 
     if towers:
         print(f"\n## Towers ({config}, random weights; best of the timed iterations)\n")
         print(table(towers, TOWER_COLUMNS))
+        with_bf16 = [row for row in towers if "bf16_batch" in row]
+        if with_bf16:
+            print(f"\n## bf16 against fp32 ({config})\n")
+            print(table(with_bf16, BF16_COLUMNS))
     if loads:
         print(f"\n## Loading a random {config} checkpoint (a fresh process each; fp32; page cache warm)\n")
         print(table(loads, LOAD_COLUMNS))
@@ -387,14 +443,19 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="reuse this random checkpoint (.pth)")
     parser.add_argument("--config", default="imagebind_huge", help="model config (imagebind_tiny: smoke run)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--skip-bf16", action="store_true", help="skip the bf16 speed and cosine runs")
     parser.add_argument("--child-load", help=argparse.SUPPRESS)
+    parser.add_argument("--child-tower", help=argparse.SUPPRESS)
     parser.add_argument("--child-baseline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bf16_batch is None:
+        args.bf16_batch = args.batch if cpu_has_fast_bf16() else 2
     if args.child_load:
         child_load(args)
         return
-    if args.bf16_batch is None:
-        args.bf16_batch = args.batch if cpu_has_fast_bf16() else 2
+    if args.child_tower:
+        print(json.dumps(bench_tower(args.child_tower, args)))
+        return
 
     env = environment()
     say(f"environment: {env}")
@@ -403,7 +464,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="ibsearch-bench-") as tmp:
             loads = bench_loading(args, Path(tmp))
     towers = [m.strip() for m in args.towers.split(",") if m.strip()]
-    results = [bench_tower(m, args) for m in towers]
+    results = [run_tower_child(m, args) for m in towers]
     if args.json:
         print(
             json.dumps(

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..modality import canonical
+from .malloc import retain_freed_memory
 from .model import ImageBindModel, resolve_modalities
 
 if TYPE_CHECKING:
@@ -134,6 +135,8 @@ class Encoder:
         self._towers: dict[str, ImageBindModel] = {}
         self._checkpoint = checkpoint
         self._progress = progress
+        if self.device.type == "cpu":
+            retain_freed_memory()  # the forward's activations would otherwise page-fault afresh
 
     @classmethod
     def from_model(
