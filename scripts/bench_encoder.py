@@ -169,6 +169,20 @@ def build(config: ImageBindConfig, modality: str, seed: int, kind: str) -> Image
     return model
 
 
+GEMM_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")
+
+
+def gemm_share(fn: Callable[[], torch.Tensor]) -> float:
+    """Fraction of one call's CPU time spent in fp32 matrix products (torch.profiler, self time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / total
+
+
 def compare_fp32(model: ImageBindModel, modality: str, x: torch.Tensor, iters: int) -> dict[str, float]:
     """Our fp32 forward against the reference-style one on the same tensors: speed and max diff.
 
@@ -191,6 +205,8 @@ def compare_fp32(model: ImageBindModel, modality: str, x: torch.Tensor, iters: i
             for name, (best, median, _) in runs.items():
                 result[f"{name}_{phase}_s"] = best
                 result[f"{name}_{phase}_median_s"] = median
+        result["ours_gemm_share"] = gemm_share(fns["ours"])
+        result["ref_gemm_share"] = gemm_share(fns["ref"])
     ours, theirs = runs["ours"][2], runs["ref"][2]
     diff = (ours - theirs).abs().max().item()
     unit = F.normalize(ours, dim=-1)
@@ -239,6 +255,10 @@ def bench_tower(modality: str, args: argparse.Namespace) -> dict[str, float | in
         "max_abs_diff": fp32["max_abs_diff"],
         "max_rel_diff": fp32["max_rel_diff"],
         "fp32_cross_item_cosine": fp32["cross"],
+        "ref_gemm_share": fp32["ref_gemm_share"],
+        "ours_gemm_share": fp32["ours_gemm_share"],
+        # If ours spent no time at all outside the same matrix products, this is the best ratio.
+        "gemm_ceiling": 1 / fp32["ref_gemm_share"],
     }
     if args.skip_bf16:
         return row
@@ -383,6 +403,9 @@ TOWER_COLUMNS = [
     ("both retained malloc", "speedup_retained_malloc", "{:.2f}x"),
     ("max abs diff", "max_abs_diff", "{:.1e}"),
     ("max rel diff", "max_rel_diff", "{:.1e}"),
+    ("ref-style time in GEMMs", "ref_gemm_share", "{:.0%}"),
+    ("ours in GEMMs", "ours_gemm_share", "{:.0%}"),
+    ("ceiling at equal GEMMs", "gemm_ceiling", "{:.2f}x"),
 ]
 BF16_COLUMNS = [
     ("tower", "tower", "{}"),
