@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
 
-from ibsearch.encoder.malloc import ENV_RETAIN
+from ibsearch.encoder.malloc import ENV_RETAIN, has_glibc_malloc
 
-pytestmark = pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc only"
-)
+pytestmark = pytest.mark.skipif(not has_glibc_malloc(), reason="glibc's malloc only")
 
 # In a fresh process (mallopt settings are process-wide): encode a batch of 32 images with the tiny
 # model eight times through a CPU Encoder and count the minor page faults of each round. Its

@@ -210,3 +210,9 @@ def test_packed_text_equals_the_padded_batch_and_each_text_alone(
     tolerance = 1e-6 * padded.norm(dim=-1, keepdim=True)
     assert torch.all((packed - padded).abs() <= tolerance)
     assert torch.all((alone - padded).abs() <= tolerance)
+
+
+def test_an_empty_text_batch_gives_no_rows_like_the_other_towers(tiny_model: ImageBindModel) -> None:
+    with torch.no_grad():
+        out = tiny_model({"text": torch.zeros(0, 77, dtype=torch.long), "imu": torch.zeros(0, 6, 2000)})
+    assert out["text"].shape == out["imu"].shape == (0, TINY.out_embed_dim)

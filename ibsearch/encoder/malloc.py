@@ -27,6 +27,11 @@ _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's <malloc.h>
 _M_MMAP_THRESHOLD = -3
 
 
+def has_glibc_malloc() -> bool:
+    """True where the process's C library is glibc on Linux, the only malloc this module tunes."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 @functools.lru_cache(maxsize=1)
 def retain_freed_memory() -> bool:
     """Tune glibc's malloc to reuse freed memory (once per process); True if it was applied.
@@ -37,7 +42,7 @@ def retain_freed_memory() -> bool:
     if os.environ.get(ENV_RETAIN, "").strip() == "0":
         log.debug("malloc left as it is (%s=0)", ENV_RETAIN)
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not has_glibc_malloc():
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
@@ -53,4 +58,4 @@ def retain_freed_memory() -> bool:
     return True
 
 
-__all__ = ["ENV_RETAIN", "RETAIN_BYTES", "retain_freed_memory"]
+__all__ = ["ENV_RETAIN", "RETAIN_BYTES", "has_glibc_malloc", "retain_freed_memory"]

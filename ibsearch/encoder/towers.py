@@ -294,8 +294,8 @@ class Tower(nn.Module):
         """
         lengths = (eot + 1).tolist()
         pack = self.pack if self.pack is not None else h.device.type == "cpu"
-        if not pack and len(lengths) > 1:
-            return h[:, : max(lengths)], None
+        if not lengths or (not pack and len(lengths) > 1):
+            return h[:, : max(lengths, default=h.shape[1])], None
         return torch.cat([row[:n] for row, n in zip(h, lengths, strict=True)])[None], lengths
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
