@@ -4,16 +4,15 @@
 ``Library.open(...).ingest([...])`` builds it. See the README for the command line.
 """
 
-from typing import Any
-
 from .errors import IbsearchError
+from .lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
 # Heavier modules load on first use, so `import ibsearch` stays cheap.
 _LAZY = {
-    "Searcher": "query",
-    "Hit": "query",
+    "Searcher": "search",
+    "Hit": "search",
     "Library": "engine",
     "IngestSummary": "ingest",
     "Term": "terms",
@@ -21,12 +20,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = ["IbsearchError", "__version__", *_LAZY]

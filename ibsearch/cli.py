@@ -63,8 +63,33 @@ def _open(common: dict[str, Any], **kw: Any) -> Any:
         checkpoint=common["checkpoint"],
         device=common["device"],
         precision=common["precision"],
+        progress=_progress_bars(),
         **kw,
     )
+
+
+def _progress_bars() -> Any:
+    """A :data:`ibsearch.progress.Progress` that draws one tqdm bar per task on stderr (None off a TTY)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    def start(task: str, unit: str) -> Any:
+        in_bytes = unit == "B"
+        bar = tqdm(desc=task, unit=unit, unit_scale=in_bytes, unit_divisor=1024 if in_bytes else 1000,
+                   file=sys.stderr, dynamic_ncols=True, leave=True)  # fmt: skip
+
+        def update(done: int, total: int | None) -> None:
+            if total is not None and bar.total != total:
+                bar.total = total
+                bar.refresh()
+            bar.update(done - bar.n)
+            if total is not None and done >= total:
+                bar.close()
+
+        return update
+
+    return start
 
 
 def _echo_json(data: Any) -> None:
@@ -142,7 +167,7 @@ def ingest(
             exclude=list(exclude),
             workers=workers,
             batch_size=batch_size,
-            progress=sys.stderr.isatty(),
+            progress=lib.progress,
             as_kind=as_kind,
         )
     data = summary.to_dict()

@@ -12,26 +12,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import UsageError
-from .modality import canonical
+from .modality import VISION, FileKind, canonical
 
-#: Term kinds besides the modalities: ``like`` (an ingested file whose stored vector is reused) and
-#: ``video`` (a video file, embedded by its picture like the vision vector of an ingested video).
+#: The term kind besides the modalities: an ingested file whose stored vector is reused.
 LIKE = "like"
-VIDEO = "video"
+#: CLI term options that name a file kind rather than a modality: ``--video`` is a video file,
+#: embedded by its picture like the vision vector of an ingested video.
+MEDIA_OPTIONS: dict[str, tuple[str, FileKind]] = {"video": (VISION, FileKind.VIDEO)}
 
 _WEIGHTED = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)=(.*)$", re.S)
 
 
 @dataclass(frozen=True)
 class Term:
-    """One query input: ``kind`` is a modality name or ``"like"``; ``value`` a text, path, bytes, image...."""
+    """One query input: ``kind`` is a modality name or ``"like"``; ``value`` a text, path, bytes, image....
+
+    ``media`` says what kind of file ``value`` is when that is not the modality's usual kind (a video
+    file for a vision term); None means the usual one (:data:`ibsearch.modality.QUERY_KINDS`).
+    """
 
     kind: str
     value: Any
     weight: float = 1.0
+    media: FileKind | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in (LIKE, VIDEO):
+        if self.kind != LIKE:
             object.__setattr__(self, "kind", canonical(self.kind))
         if not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
             raise UsageError(f"term weight must be a finite number, got {self.weight!r}")
@@ -40,9 +46,10 @@ class Term:
 
     def describe(self) -> str:
         """A short human description for messages (never the raw bytes of an input)."""
+        what = self.media or self.kind
         if isinstance(self.value, str):
-            return f"{self.kind} {self.value!r}"
-        return f"{self.kind} <{type(self.value).__name__}>"
+            return f"{what} {self.value!r}"
+        return f"{what} <{type(self.value).__name__}>"
 
 
 def weighted(value: Any, weight: float) -> tuple[Any, float]:
@@ -58,7 +65,8 @@ class _Weighted(tuple):  # type: ignore[type-arg]
 
 
 def parse_term(kind: str, raw: str) -> Term:
-    """Parse a CLI term ``[WEIGHT=]VALUE`` (``0.5=bark.wav``, ``-1=people``, ``a dog``)."""
+    """Parse a CLI term ``[WEIGHT=]VALUE`` (``0.5=bark.wav``, ``-1=people``, ``a dog``) given with
+    the option ``--<kind>`` (a modality, ``like``, or one of :data:`MEDIA_OPTIONS`)."""
     weight = 1.0
     value = raw
     match = _WEIGHTED.match(raw)
@@ -67,18 +75,22 @@ def parse_term(kind: str, raw: str) -> Term:
         value = match.group(2)
     if not value.strip():
         raise UsageError(f"empty {kind} term {raw!r}; write WEIGHT=VALUE, e.g. 0.5=bark.wav")
+    if kind in MEDIA_OPTIONS:
+        modality, media = MEDIA_OPTIONS[kind]
+        return Term(modality, value, weight, media)
     return Term(kind, value, weight)
 
 
-def terms_from_inputs(kind: str, inputs: Any) -> list[Term]:
-    """Python inputs for one keyword (a single input, a list of them, or ``weighted(...)`` pairs)."""
+def terms_from_inputs(kind: str, inputs: Any, media: FileKind | None = None) -> list[Term]:
+    """Python inputs for one keyword (a single input, a list of them, or ``weighted(...)`` pairs);
+    ``media`` as for :class:`Term`."""
     if inputs is None:
         return []
     items = inputs if isinstance(inputs, list) else [inputs]
     terms = []
     for item in items:
         if isinstance(item, _Weighted):
-            terms.append(Term(kind, item[0], item[1]))
+            terms.append(Term(kind, item[0], item[1], media))
         else:
-            terms.append(Term(kind, item))
+            terms.append(Term(kind, item, media=media))
     return terms

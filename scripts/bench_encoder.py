@@ -45,11 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ibsearch.encoder.config import ImageBindConfig, get_config
 from ibsearch.encoder.malloc import retain_freed_memory
-from ibsearch.encoder.model import ImageBindModel
+from ibsearch.encoder.model.config import ImageBindConfig, get_config
+from ibsearch.encoder.model.model import ImageBindModel
+from ibsearch.encoder.model.towers import MAX_LOGIT_SCALE, Block, Tower, tower_specs
 from ibsearch.encoder.runtime import Encoder, cpu_flags, cpu_has_fast_bf16
-from ibsearch.encoder.towers import MAX_LOGIT_SCALE, Block, Tower, tower_specs
 from ibsearch.modality import MODALITIES
 
 
@@ -310,7 +310,7 @@ def peak_rss_mb() -> float:
 
 
 def child_load(args: argparse.Namespace) -> None:
-    from ibsearch.encoder.cards import ModelCard
+    from ibsearch.encoder.weights.cards import ModelCard
 
     modalities = args.child_load.split(",")
     card = ModelCard("bench-random-huge", get_config(args.config), str(Path(args.checkpoint).absolute()))
@@ -350,7 +350,7 @@ def run_child(args: argparse.Namespace, cache: Path, modalities: str, baseline: 
 
 
 def bench_loading(args: argparse.Namespace, workdir: Path) -> list[dict]:
-    from ibsearch.encoder.weights import write_random_checkpoint
+    from ibsearch.encoder.weights.random_weights import write_random_checkpoint
 
     if args.checkpoint is None:
         args.checkpoint = workdir / "random_huge.pth"

@@ -71,8 +71,8 @@ def make_audio(folder: Path, count: int, seconds: float = 8.0, rate: int = 44100
 
 
 def make_card(folder: Path, config: str, seed: int = 0) -> Path:
-    from ibsearch.encoder.config import get_config
-    from ibsearch.encoder.weights import write_random_checkpoint
+    from ibsearch.encoder.model.config import get_config
+    from ibsearch.encoder.weights.random_weights import write_random_checkpoint
 
     folder.mkdir(parents=True, exist_ok=True)
     ckpt = folder / f"{config}.pth"
@@ -114,8 +114,8 @@ def simple_loop(card: Path, files: list[Path], modality: str) -> float:
     import torch
 
     from ibsearch.encoder import preprocess
-    from ibsearch.encoder.cards import resolve_model
     from ibsearch.encoder.runtime import Encoder
+    from ibsearch.encoder.weights.cards import resolve_model
 
     encoder = Encoder(resolve_model(str(card)), device="cpu", precision="fp32", batch_size=8, progress=False)
     encoder.load([modality])

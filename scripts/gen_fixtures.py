@@ -241,7 +241,7 @@ def write_tiny_model(out: Path) -> None:
     from imagebind.models.imagebind_model import ImageBindModel
     from safetensors.torch import save_file
 
-    from ibsearch.encoder.config import get_config
+    from ibsearch.encoder.model.config import get_config
 
     gen = torch.Generator().manual_seed(SEED)
     model = ImageBindModel(**asdict(get_config("imagebind_tiny")))

@@ -24,8 +24,8 @@ TEXTS = {
 @pytest.fixture(scope="session")
 def tiny_card(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of a JSON model card for the ``imagebind_tiny`` config with random weights (a real .pth)."""
-    from ibsearch.encoder.config import get_config
-    from ibsearch.encoder.weights import write_random_checkpoint
+    from ibsearch.encoder.model.config import get_config
+    from ibsearch.encoder.weights.random_weights import write_random_checkpoint
 
     folder = tmp_path_factory.mktemp("model")
     write_random_checkpoint(get_config("imagebind_tiny"), folder / "tiny.pth", seed=7)

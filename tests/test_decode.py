@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from ibsearch.encoder.decode import decode_audio
+from ibsearch.encoder.media.decode import decode_audio
 from ibsearch.errors import MediaError, UsageError
 
 DATA = Path(__file__).parent / "data"

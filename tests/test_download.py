@@ -13,10 +13,10 @@ import pytest
 from local_http import FileServer, start
 
 from ibsearch.encoder import get_config
-from ibsearch.encoder.cache import ENV_CACHE, ENV_CHECKPOINT, cache_dir
-from ibsearch.encoder.cards import ModelCard
-from ibsearch.encoder.download import download, recorded_sha256, sidecar_path
-from ibsearch.encoder.weights import checkpoint_path
+from ibsearch.encoder.weights.cache import ENV_CACHE, ENV_CHECKPOINT, cache_dir
+from ibsearch.encoder.weights.cards import ModelCard
+from ibsearch.encoder.weights.checkpoint import checkpoint_path
+from ibsearch.encoder.weights.download import download, recorded_sha256, sidecar_path
 from ibsearch.errors import DownloadError
 
 DATA = random.Random(0).randbytes(2_500_000)

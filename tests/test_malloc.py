@@ -19,8 +19,8 @@ pytestmark = pytest.mark.skipif(not has_glibc_malloc(), reason="glibc's malloc o
 # Default malloc: about 11,000 faults every round.
 _PROBE = """
 import json, resource, torch
-from ibsearch.encoder.config import get_config
-from ibsearch.encoder.model import ImageBindModel
+from ibsearch.encoder.model.config import get_config
+from ibsearch.encoder.model.model import ImageBindModel
 from ibsearch.encoder.runtime import Encoder
 from ibsearch.encoder.malloc import retain_freed_memory
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ibsearch.encoder.config import get_config
-from ibsearch.encoder.keymap import modality_of
-from ibsearch.encoder.model import ImageBindModel, reference_key_shapes
+from ibsearch.encoder.model.config import get_config
+from ibsearch.encoder.model.keymap import modality_of
+from ibsearch.encoder.model.model import ImageBindModel, reference_key_shapes
 from ibsearch.errors import ModelError, UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from ibsearch.encoder import audio_dsp, preprocess
+from ibsearch.encoder import preprocess
+from ibsearch.encoder.media import audio_dsp
 from ibsearch.errors import MediaError
 
 DATA = Path(__file__).parent / "data"

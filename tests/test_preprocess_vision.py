@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ibsearch.encoder import images, preprocess
+from ibsearch.encoder import preprocess
+from ibsearch.encoder.media import images
 from ibsearch.errors import MediaError
 
 DATA = Path(__file__).parent / "data"

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from ibsearch.encoder.cache import ENV_CACHE
-from ibsearch.encoder.cards import ModelCard
-from ibsearch.encoder.config import get_config
-from ibsearch.encoder.model import ImageBindModel
+from ibsearch.encoder.model.config import get_config
+from ibsearch.encoder.model.model import ImageBindModel
 from ibsearch.encoder.runtime import Encoder, cpu_has_fast_bf16, resolve_device, resolve_precision
-from ibsearch.encoder.weights import write_random_checkpoint
+from ibsearch.encoder.weights.cache import ENV_CACHE
+from ibsearch.encoder.weights.cards import ModelCard
+from ibsearch.encoder.weights.random_weights import write_random_checkpoint
 from ibsearch.errors import UsageError
 
 TINY = get_config("imagebind_tiny")

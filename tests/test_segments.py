@@ -12,8 +12,10 @@ from click.testing import CliRunner
 from conftest import run_json
 
 from ibsearch.cli import cli
-from ibsearch.encoder import audio_dsp, preprocess, segments
-from ibsearch.encoder.decode import decode_audio
+from ibsearch.encoder import preprocess
+from ibsearch.encoder.media import audio_dsp
+from ibsearch.encoder.media import audio_segments as segments
+from ibsearch.encoder.media.decode import decode_audio
 
 RATE = 16000
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ibsearch.encoder import sensors
+from ibsearch.encoder.media import sensors
 from ibsearch.errors import MediaError
 
 # Normalized disparity of a surface 2 m away: 0.075 m * 518.857901 px / 2 m / 75.

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ibsearch.encoder import preprocess
-from ibsearch.encoder.tokenizer import (
+from ibsearch.encoder.media.tokenizer import (
     CONTEXT_LENGTH,
     EOT_ID,
     SOT_ID,
@@ -35,7 +35,7 @@ def _fixture_rows() -> list[dict]:
 
 
 def test_the_shipped_vocabulary_is_the_clip_merges_file() -> None:
-    raw = resources.files("ibsearch.encoder").joinpath(VOCAB_FILE).read_bytes()
+    raw = resources.files("ibsearch.encoder.media").joinpath(VOCAB_FILE).read_bytes()
     assert hashlib.sha256(raw).hexdigest() == VOCAB_SHA256
     assert len(default_tokenizer().vocab) == VOCAB_SIZE
 
@@ -83,7 +83,7 @@ def test_the_vocabulary_is_loaded_once_per_process() -> None:
 
 
 def test_a_tokenizer_can_be_built_from_an_explicit_merges_file() -> None:
-    path = resources.files("ibsearch.encoder").joinpath(VOCAB_FILE)
+    path = resources.files("ibsearch.encoder.media").joinpath(VOCAB_FILE)
     tok = Tokenizer.from_file(str(path))
     assert torch.equal(tok(["Hello, World!"]), tokenize(["Hello, World!"]))
 

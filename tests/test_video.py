@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ibsearch.encoder import audio_dsp, video
+from ibsearch.encoder.media import audio_dsp, video
 from ibsearch.errors import MediaError
 
 DATA = Path(__file__).parent / "data"

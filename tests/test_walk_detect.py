@@ -1,8 +1,8 @@
 import os
 import threading
 
-from ibsearch.detect import DOCUMENT, IMAGE, SOUND, VIDEO, detect, sniff
-from ibsearch.walk import WalkOptions, walk
+from ibsearch.encoder.media.detect import AUDIO, IMAGE, TEXT, VIDEO, detect, sniff
+from ibsearch.ingest.walk import WalkOptions, walk
 
 PNG_HEAD = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 
@@ -67,11 +67,11 @@ def test_sniff_recognises_common_signatures():
     assert sniff(b"\xff\xd8\xff\xe0" + b"\x00" * 8) == IMAGE
     assert sniff(PNG_HEAD) == IMAGE
     assert sniff(b"GIF89a" + b"\x00" * 8) == IMAGE
-    assert sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ") == SOUND
-    assert sniff(b"fLaC\x00\x00") == SOUND
-    assert sniff(b"ID3\x04\x00") == SOUND
-    assert sniff(b"OggS\x00\x02") == SOUND
-    assert sniff(b"\x00\x00\x00\x20ftypM4A \x00") == SOUND
+    assert sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ") == AUDIO
+    assert sniff(b"fLaC\x00\x00") == AUDIO
+    assert sniff(b"ID3\x04\x00") == AUDIO
+    assert sniff(b"OggS\x00\x02") == AUDIO
+    assert sniff(b"\x00\x00\x00\x20ftypM4A \x00") == AUDIO
     assert sniff(b"\x00\x00\x00\x20ftypisom\x00") == VIDEO
     assert sniff(b"\x1a\x45\xdf\xa3\x00") == VIDEO
     assert sniff(b"hello world") is None
@@ -85,7 +85,7 @@ def test_detect_trusts_content_and_reports_liars(tmp_path):
     (tmp_path / "real.mp3").write_bytes(PNG_HEAD)
     (tmp_path / "binary.txt").write_bytes(b"\x00\x01\x02\xff")
     (tmp_path / "other.xyz").write_bytes(b"\x00\x01")
-    assert detect(str(tmp_path / "notes.md")).kind == DOCUMENT
+    assert detect(str(tmp_path / "notes.md")).kind == TEXT
     assert detect(str(tmp_path / "notes.md")).modalities == ("text",)
     assert "empty" in (detect(str(tmp_path / "empty.jpg"), size=0).reason or "")
     assert "content is text" in (detect(str(tmp_path / "text.jpg")).reason or "")

@@ -11,15 +11,12 @@ import pytest
 import torch
 
 from ibsearch.encoder import get_config
-from ibsearch.encoder.cache import ENV_CACHE, ENV_CHECKPOINT, known_sha256
-from ibsearch.encoder.cards import IMAGEBIND_HUGE_URL, ModelCard, load_card, resolve_model, save_card
-from ibsearch.encoder.model import reference_key_shapes
-from ibsearch.encoder.weights import (
-    checkpoint_path,
-    load_tower_state,
-    tower_of,
-    write_random_checkpoint,
-)
+from ibsearch.encoder.model.keymap import modality_of as tower_of
+from ibsearch.encoder.model.model import reference_key_shapes
+from ibsearch.encoder.weights.cache import ENV_CACHE, ENV_CHECKPOINT, known_sha256
+from ibsearch.encoder.weights.cards import IMAGEBIND_HUGE_URL, ModelCard, load_card, resolve_model, save_card
+from ibsearch.encoder.weights.checkpoint import checkpoint_path, load_tower_state
+from ibsearch.encoder.weights.random_weights import write_random_checkpoint
 from ibsearch.errors import ModelError
 
 TINY = get_config("imagebind_tiny")

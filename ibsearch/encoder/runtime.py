@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,14 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import devices
 from ..errors import UsageError
-from ..modality import canonical
+from ..modality import canonical, resolve_modalities
+from ..progress import Progress
 from .malloc import retain_freed_memory
-from .model import ImageBindModel, resolve_modalities
+from .model.model import ImageBindModel
 
 if TYPE_CHECKING:
-    from .cards import ModelCard
-    from .config import ImageBindConfig
+    from .model.config import ImageBindConfig
+    from .weights.cards import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +57,8 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """ "auto" -> cuda when available, else cpu; an explicit cuda without a GPU is a UsageError."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} was asked for but no CUDA GPU is available; use --device cpu")
-    return resolved
+    """The torch device for ``device`` by :func:`ibsearch.devices.resolve_device`'s rule."""
+    return torch.device(devices.resolve_device(device))
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -97,9 +90,8 @@ class Encoder:
     first use through ``ibsearch.encoder.weights.load_tower_state``. ``device`` is "auto", "cpu"
     or "cuda"; ``precision`` is "auto", "fp32", "bf16" or "fp16". ``batch_size`` bounds how many
     clips go through a tower at once (an item of S clips counts S times). ``checkpoint`` (a local
-    file) replaces the card's checkpoint; ``progress`` is passed to the weights loader (True: a
-    progress bar on stderr for a download or the one-time split; a callable ``(done, total)``;
-    False: silent).
+    file) replaces the card's checkpoint; ``progress`` (see :mod:`ibsearch.progress`) hears about a
+    download, a checksum or the one-time split of the checkpoint.
     """
 
     def __init__(
@@ -109,7 +101,7 @@ class Encoder:
         precision: str = "auto",
         batch_size: int = 16,
         checkpoint: str | Path | None = None,
-        progress: bool | Callable[[int, int | None], None] = True,
+        progress: Progress | None = None,
     ) -> None:
         self._setup(card, card.config, card.model_id, device, precision, batch_size, checkpoint, progress)
 
@@ -122,7 +114,7 @@ class Encoder:
         precision: str,
         batch_size: int,
         checkpoint: str | Path | None = None,
-        progress: bool | Callable[[int, int | None], None] = False,
+        progress: Progress | None = None,
     ) -> None:
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
@@ -189,10 +181,10 @@ class Encoder:
             raise UsageError(
                 f"this encoder was built from an in-memory model without the {', '.join(wanted)} tower(s)"
             )
-        from . import weights  # imported late: it pulls in download and checkpoint machinery
+        from .weights.checkpoint import load_tower_state  # imported late: download and split machinery
 
         started = time.perf_counter()
-        state = weights.load_tower_state(self.card, wanted, self._checkpoint, self._progress)
+        state = load_tower_state(self.card, wanted, self._checkpoint, self._progress)
         model = ImageBindModel.from_reference(state, self.card.config, wanted)
         del state
         self._adopt(model)
@@ -211,16 +203,20 @@ class Encoder:
         for start in range(0, batch.shape[0], step):
             yield batch[start : start + step]
 
-    def encode(self, modality: str, batch: torch.Tensor) -> np.ndarray:
-        """Encode one preprocessed batch: (N, ...) as from ``preprocess`` -> (N, dim) float32 unit rows.
+    def encode(self, modality: str, batch: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Encode one preprocessed batch (numpy or torch): (N, ...) as from ``preprocess`` -> (N, dim).
 
         Shapes per item: vision (3, 224, 224) or clips (S, 3, 2, 224, 224); text (77,) int64; audio
         (S, 1, 128, 204); depth and thermal (1, 224, 224); imu (6, 2000). Clip outputs are
         averaged and re-normalized.
         """
         modality = canonical(modality)
+        if isinstance(batch, np.ndarray):
+            batch = torch.from_numpy(batch)
         if not isinstance(batch, torch.Tensor):
-            raise UsageError(f"encode() takes a torch.Tensor batch, got {type(batch).__name__}")
+            raise UsageError(
+                f"encode() takes a numpy array or torch.Tensor batch, got {type(batch).__name__}"
+            )
         if modality not in self._towers:
             self.load([modality])
         model = self._towers[modality]

@@ -1,10 +1,12 @@
 """Vector indexes: one FAISS index per modality mapping int64 vector ids to L2-normalized vectors.
 
-This package knows nothing of files or models; the ids are the store's vector ids and the engine
-composes the two. Importing it sets FAISS's BLAS threshold (see ``faiss_index.BLAS_THRESHOLD``).
+This package knows nothing of files or models; the ids are the store's vector ids and
+:mod:`ibsearch.library` composes the two. Importing it sets FAISS's BLAS threshold (see
+``faiss_index.BLAS_THRESHOLD``).
 ``TorchExactIndex`` (GPU exact search) imports torch only when constructed.
 """
 
+from ..idsets import IdSetSummary, summarize_ids
 from .faiss_index import (
     BLAS_THRESHOLD,
     EXACT,
@@ -13,8 +15,7 @@ from .faiss_index import (
     StaleIndexError,
     sidecar_path,
 )
-from .idset import IdSetSummary, summarize_ids
-from .torch_index import TorchExactIndex, resolve_device
+from .torch_index import TorchExactIndex
 
 __all__ = [
     "BLAS_THRESHOLD",
@@ -24,7 +25,6 @@ __all__ = [
     "IndexMeta",
     "StaleIndexError",
     "TorchExactIndex",
-    "resolve_device",
     "sidecar_path",
     "summarize_ids",
 ]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -23,7 +22,9 @@ import faiss
 import numpy as np
 
 from ..errors import LibraryError, UsageError
-from .idset import IdSetSummary, Selector, as_ids, summarize_ids
+from ..files import atomic_write
+from ..idsets import IdSetSummary, summarize_ids
+from .selector import Selector, as_ids
 
 # FAISS uses BLAS for exact search only when n_queries * dim reaches this threshold (default 128000,
 # i.e. 125 queries at dim 1024); below it a scalar loop runs, ~20x slower for 100 queries against 1M
@@ -94,44 +95,6 @@ def trim_results(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.nd
     scores, ids = scores[:, :width].copy(), ids[:, :width].copy()
     scores[ids < 0] = -np.inf
     return scores, ids
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not supported on this platform (Windows): the rename itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, write: Any) -> None:
-    """Write a file by calling ``write(fileobj)`` on a temp file in the same directory, fsync, rename."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _remove_quietly(path: str) -> None:
-    """Remove ``path`` if it exists, ignoring errors (cleanup after a failed write)."""
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 class FaissIndex:

@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..errors import UsageError
+from ..idsets import IdSetSummary, summarize_ids
 from .faiss_index import EXACT, FaissIndex, trim_results
-from .idset import IdSetSummary, as_ids, summarize_ids
+from .selector import as_ids
 
 _BLOCK_BYTES = 256 << 20  # score-matrix memory per block
 
@@ -25,13 +27,6 @@ def _torch() -> Any:
     import torch
 
     return torch
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` becomes ``"cuda"`` when torch sees a GPU, else ``"cpu"``; others pass through."""
-    if device != "auto":
-        return device
-    return "cuda" if _torch().cuda.is_available() else "cpu"
 
 
 class TorchExactIndex:

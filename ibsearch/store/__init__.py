@@ -1,21 +1,13 @@
-"""The library database (SQLite, the source of truth): files, vectors, errors, settings.
+"""The library database (SQLite, the source of truth): files, vectors, errors and settings.
 
-This package knows nothing of models or FAISS; the engine composes it with ``ibsearch.index``.
+This package knows nothing of models or FAISS; :mod:`ibsearch.library` composes it with
+:mod:`ibsearch.index` and :mod:`ibsearch.encoder`.
 """
 
-from .db import Store
-from .records import (
-    ErrorRecord,
-    FileRecord,
-    FileStat,
-    IdSetSummary,
-    StoredVector,
-    Upserted,
-    VectorError,
-    VectorRow,
-    hash_file,
-)
+from ..idsets import IdSetSummary
+from .records import ErrorRecord, FileRecord, FileStat, StoredVector, Upserted, VectorError, VectorRow
 from .schema import SCHEMA_VERSION
+from .store import Store
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -28,5 +20,4 @@ __all__ = [
     "Upserted",
     "VectorError",
     "VectorRow",
-    "hash_file",
 ]

@@ -11,10 +11,9 @@ Vectors: little-endian float32 bytes, ``dim * 4`` long.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -22,38 +21,9 @@ from ..errors import IbsearchError
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
-# Constants of the id-set checksum. The index package computes the same function over the ids it holds
-# (tests check that both agree), so the two can be compared without importing each other.
-_CHECK_P = 4294967291  # largest prime below 2**32
-_CHECK_A = 1640531527  # odd multiplier below 2**31, so (id % P) * A stays below 2**63 in SQLite
-_CHECK_MOD = (1 << 61) - 1
-
 
 class VectorError(IbsearchError, ValueError):
     """A vector handed to the store has the wrong shape or holds NaN/Inf; nothing was written."""
-
-
-class IdSetSummary(NamedTuple):
-    """What a set of vector ids looks like, cheap to compute on both sides (database and index).
-
-    Two summaries are equal (plain tuple equality, also across packages) when the sets are the same,
-    up to checksum collisions, which need a deliberately crafted id set.
-    """
-
-    size: int  # number of ids
-    max_id: int  # largest id, -1 when empty
-    checksum: int  # order-independent hash of the ids, 0 when empty
-
-
-def id_set_summary(count: int, max_id: int | None, id_sum: int | None, id_mix: int | None) -> IdSetSummary:
-    """Build an :class:`IdSetSummary` from ``count``, ``max``, ``sum(id)`` and ``sum((id % P) * A % P)``."""
-    if not count:
-        return IdSetSummary(0, -1, 0)
-    checksum = (int(id_sum or 0) * 0x9E3779B1 + int(id_mix or 0)) % _CHECK_MOD
-    return IdSetSummary(int(count), int(max_id if max_id is not None else -1), checksum)
-
-
-CHECKSUM_SQL = f"sum(((id % {_CHECK_P}) * {_CHECK_A}) % {_CHECK_P})"
 
 
 def path_key(path: PathLike) -> bytes:
@@ -69,15 +39,6 @@ def display_path(key: bytes) -> str:
 def key_to_path(key: bytes) -> str:
     """The path as a ``str`` that opens the same file (``os.fsdecode``: surrogate escapes for odd bytes)."""
     return os.fsdecode(bytes(key))
-
-
-def hash_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
-    """Content hash stored in ``files.hash``: BLAKE2b with a 32-byte digest, as 64 hex characters."""
-    digest = hashlib.blake2b(digest_size=32)
-    with open(os.fspath(path), "rb") as fh:
-        while block := fh.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def encode_vectors(vectors: np.ndarray, dim: int, what: str) -> list[bytes]:

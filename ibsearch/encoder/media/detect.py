@@ -1,0 +1,154 @@
+"""What kind of media a file holds, decided by its first bytes and only then by its name.
+
+One table maps a file's signature to a media kind; each kind names the modalities it is indexed
+under. A file whose extension promises media but whose bytes disagree is a bad file (reported),
+while a file that is neither media by content nor by name is simply not ours (skipped).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass
+
+from ...modality import KIND_MODALITIES, FileKind
+
+IMAGE, AUDIO, VIDEO, TEXT = FileKind.IMAGE, FileKind.AUDIO, FileKind.VIDEO, FileKind.TEXT
+DEPTH, THERMAL, IMU = FileKind.DEPTH, FileKind.THERMAL, FileKind.IMU
+
+#: What ``ingest --as KIND`` turns a file of each detected kind into (a grayscale photo and a
+#: thermal image look the same, so thermal, and depth stored as images, are chosen explicitly).
+FORCED_KINDS: dict[FileKind, tuple[FileKind, ...]] = {
+    THERMAL: (IMAGE,),
+    DEPTH: (IMAGE, DEPTH),
+    IMU: (IMU,),
+    IMAGE: (IMAGE,),
+    AUDIO: (AUDIO, VIDEO),
+}
+
+EXTENSIONS: dict[str, FileKind] = {
+    **dict.fromkeys(
+        [".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"], IMAGE
+    ),
+    **dict.fromkeys(
+        [".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"],
+        AUDIO,
+    ),
+    **dict.fromkeys([".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv"], VIDEO),
+    **dict.fromkeys([".txt", ".md", ".markdown"], TEXT),
+    ".npy": DEPTH,  # a 2-D array; (N, 6) or (6, N) arrays are IMU recordings (see sniff_npy)
+    ".csv": IMU,
+}
+
+_AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ")
+
+HEAD_BYTES = 256  # enough for a .npy header
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The outcome for one file: a media kind, or ``kind=None`` with a reason (bad) or without (not media)."""
+
+    kind: FileKind | None
+    reason: str | None = None
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return KIND_MODALITIES[self.kind] if self.kind else ()
+
+
+def sniff(head: bytes) -> FileKind | None:
+    """The media kind that the first bytes of a file announce, or None if they announce none."""
+    if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return IMAGE
+    if head[:6] in (b"GIF87a", b"GIF89a") or head.startswith(b"BM"):
+        return IMAGE
+    if head[:4] in (b"II*\x00", b"MM\x00*") or head[:2] in (b"P5", b"P6"):
+        return IMAGE
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return IMAGE
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return AUDIO
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return VIDEO
+    if head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3":
+        return AUDIO
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return AUDIO
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and head[1] != 0xFF:
+        return AUDIO  # MPEG audio / ADTS AAC frame sync (JPEG's FF D8 was matched above)
+    if head[4:8] == b"ftyp":
+        return AUDIO if head[8:12] in _AUDIO_BRANDS else VIDEO
+    if head[:4] == b"\x1a\x45\xdf\xa3" or head[:4] == b"\x00\x00\x01\xba":
+        return VIDEO
+    return None
+
+
+def sniff_npy(head: bytes) -> FileKind | None:
+    """Kind of a ``.npy`` file from its header: IMU for (N, 6)/(6, N), depth for other 2-D maps."""
+    if not head.startswith(b"\x93NUMPY") or len(head) < 10:
+        return None
+    try:
+        size = int.from_bytes(head[8:10], "little") if head[6] == 1 else int.from_bytes(head[8:12], "little")
+        start = 10 if head[6] == 1 else 12
+        header = ast.literal_eval(head[start : start + size].decode("latin1"))
+        shape = tuple(header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    if len(shape) == 2 and 6 in shape:
+        return IMU
+    if len(shape) == 2 or (len(shape) == 3 and 1 in (shape[0], shape[-1])):
+        return DEPTH
+    return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        # The 64-byte window may cut a multi-byte character at its end.
+        return exc.start >= len(head) - 3
+
+
+def detect(path: str, size: int | None = None, forced: FileKind | None = None) -> Detection:
+    """Decide what ``path`` holds from its first bytes and its extension (one small read).
+
+    ``forced`` is a kind chosen by the user (``ingest --as thermal``): files whose content fits it
+    (see :data:`FORCED_KINDS`) become that kind; others are detected as usual.
+    """
+    forced = None if forced is None else FileKind(forced)
+    ext = os.path.splitext(path)[1].lower()
+    by_name = EXTENSIONS.get(ext)
+    if size == 0:
+        return Detection(None, "empty file (0 bytes)") if by_name else Detection(None)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError as exc:
+        return Detection(None, f"cannot open: {exc.strerror or exc}")
+    if not head:
+        return Detection(None, "empty file (0 bytes)") if by_name else Detection(None)
+    by_content = sniff(head)
+    if head.startswith(b"\x93NUMPY"):
+        by_content = sniff_npy(head)
+        if by_content is None:
+            return Detection(None, "a .npy array that is neither a 2-D depth map nor (N, 6) IMU data")
+    if by_name == IMU and by_content is None:
+        by_content = IMU if _looks_like_text(head) else None
+    if forced is not None and by_content in FORCED_KINDS.get(forced, ()):
+        return Detection(forced)
+    if by_name == TEXT:
+        if by_content is None and _looks_like_text(head):
+            return Detection(TEXT)
+        return Detection(None, "named like a text file but its content is not UTF-8 text")
+    if by_content is not None:
+        # The bytes decide how a file decodes, so they win over a wrong extension (a PNG named .mp3).
+        return Detection(by_content)
+    if by_name is None:
+        return Detection(None)
+    if _looks_like_text(head):
+        return Detection(None, f"named like {by_name} ({ext}) but its content is text")
+    return Detection(None, f"named like {by_name} ({ext}) but its content is not a known {by_name} format")

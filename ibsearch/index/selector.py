@@ -1,0 +1,40 @@
+"""FAISS ID selectors: the allowed ids of a filtered search, in memory FAISS can point into."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faiss
+import numpy as np
+
+
+def as_ids(ids: Any) -> np.ndarray:
+    """``ids`` as a contiguous 1-D int64 array."""
+    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).ravel())
+
+
+class Selector:
+    """A FAISS ``IDSelector`` accepting exactly ``allowed`` ids, plus the memory it points into.
+
+    FAISS keeps a raw pointer to the numpy buffer, so the buffer lives on this object; keep the
+    ``Selector`` alive for as long as a search uses ``.sel``. A bitmap (one bit per id up to the
+    largest) is used while it stays small, since its test is a single load; otherwise a hash set.
+    """
+
+    def __init__(self, allowed: np.ndarray) -> None:
+        self.ids = np.unique(as_ids(allowed))  # sorted, distinct
+        self.ids = self.ids[self.ids >= 0]
+        top = int(self.ids[-1]) if self.ids.size else 0
+        if (top + 8) // 8 <= max(1 << 20, 16 * self.ids.size):
+            bits = np.zeros(top + 1, dtype=bool)
+            bits[self.ids] = True
+            self._buffer = np.packbits(bits, bitorder="little")
+            self.sel: faiss.IDSelector = faiss.IDSelectorBitmap(
+                self._buffer.size, faiss.swig_ptr(self._buffer)
+            )
+        else:
+            self._buffer = self.ids
+            self.sel = faiss.IDSelectorBatch(self._buffer.size, faiss.swig_ptr(self._buffer))
+
+    def __len__(self) -> int:
+        return int(self.ids.size)

@@ -1,0 +1,134 @@
+"""The library's indexes, kept in step with its database: loaded, brought up to date, saved, verified.
+
+An index file is a derived cache of the database's vectors (``<modality>.faiss`` plus a JSON
+sidecar). On first use each one is checked against the database (count, max id, id checksum,
+dimension, model) and brought up to date or rebuilt, never used silently stale; only the writer
+saves them, atomically, when its write ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .index import FaissIndex, StaleIndexError
+from .modality import INDEX_KEYS, canonical
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class IndexSet:
+    """One FAISS index per index key (``vision``, ``audio.segments``...) of the library at ``root``."""
+
+    def __init__(self, root: Path, store: Store, dim: int, model_id: str) -> None:
+        self.root = root
+        self.store = store
+        self.dim = dim
+        self.model_id = model_id
+        self._indexes: dict[str, FaissIndex] = {}
+        self.dirty: set[str] = set()  # keys whose in-memory index differs from its file
+
+    def path(self, key: str) -> Path:
+        """The index file of ``key``."""
+        return self.root / f"{key}.faiss"
+
+    def known(self) -> list[str]:
+        """Index keys that hold vectors in the database or have a file on disk."""
+        return [key for key in INDEX_KEYS if self.store.id_summary(key).size or self.path(key).exists()]
+
+    def get(self, key: str) -> FaissIndex:
+        """The index of ``key`` (a modality, or a segments key such as ``audio.segments``), loaded and
+        checked against the database on first use."""
+        if key not in INDEX_KEYS:
+            key = canonical(key)
+        if key not in self._indexes:
+            self._indexes[key] = self._load(key)
+        return self._indexes[key]
+
+    def _load(self, key: str) -> FaissIndex:
+        path = self.path(key)
+        expected = self.store.id_summary(key)
+        if not path.exists():
+            if expected.size:
+                log.info("%s index missing; building it from the database", key)
+                return self.rebuild(key)
+            return FaissIndex(self.dim, model_id=self.model_id)
+        try:
+            index = FaissIndex.load(path)
+        except StaleIndexError as exc:
+            log.warning("%s; rebuilding it from the database", exc)
+            return self.rebuild(key)
+        if index.dim != self.dim or (index.model_id not in (None, self.model_id)):
+            return self.rebuild(key)
+        if tuple(index.summary()) != tuple(expected):
+            self._bring_up_to_date(key, index)
+        return index
+
+    def rebuild(self, key: str) -> FaissIndex:
+        """A fresh index of ``key`` built from the database (marked to be saved)."""
+        with self.store.snapshot():
+            index = FaissIndex.build(self.dim, self.store.iter_vectors(key), model_id=self.model_id)
+        self._indexes[key] = index
+        self.dirty.add(key)
+        return index
+
+    def _bring_up_to_date(self, key: str, index: FaissIndex) -> None:
+        """Make ``index`` hold exactly the database's ids of ``key`` (after a crash, say)."""
+        with self.store.snapshot():
+            db_ids = self.store.vector_ids(key)
+            held = index.ids()
+            extra = np.setdiff1d(held, db_ids, assume_unique=False)
+            missing = np.setdiff1d(db_ids, held, assume_unique=False)
+            if len(extra):
+                index.remove(extra)
+            if len(missing):
+                ids, vecs = self.store.vectors_by_id(missing)
+                index.add(ids, vecs)
+        log.info("%s index brought up to date: %d added, %d removed", key, len(missing), len(extra))
+        self.dirty.add(key)
+
+    def add(self, key: str, ids: list[int], vectors: np.ndarray) -> None:
+        """Add just-committed vectors of ``key`` under their database ids."""
+        if ids:
+            self.get(key).add(np.asarray(ids, dtype=np.int64), vectors)
+            self.dirty.add(key)
+
+    def remove(self, ids: list[int]) -> None:
+        """Drop vector ids from every index (ids are unique across keys, so each index ignores the
+        ids of the others)."""
+        if not ids:
+            return
+        arr = np.asarray(ids, dtype=np.int64)
+        for key in INDEX_KEYS:
+            if key in self._indexes or self.path(key).exists():
+                if self.get(key).remove(arr):
+                    self.dirty.add(key)
+
+    def save(self) -> None:
+        """Write every changed index atomically (only the writer does this)."""
+        for key in sorted(self.dirty):
+            self._indexes[key].save(self.path(key))
+        self.dirty.clear()
+
+    def verify(self, key: str) -> list[str]:
+        """What is wrong with the index file of ``key`` against the database (empty when it matches)."""
+        try:
+            index = FaissIndex.load(self.path(key))
+        except StaleIndexError as exc:
+            return [f"{key}: {exc}"]
+        expected = self.store.id_summary(key)
+        problems = []
+        if index.dim != self.dim:
+            problems.append(f"{key}: index dimension {index.dim}, library {self.dim}")
+        if tuple(index.summary()) != tuple(expected):
+            problems.append(
+                f"{key}: index holds {index.ntotal} vectors, database {expected.size} "
+                "(or different ids); run 'ibsearch reindex'"
+            )
+        return problems
+
+
+__all__ = ["IndexSet"]

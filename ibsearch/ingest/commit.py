@@ -1,0 +1,132 @@
+"""The files of an ingest, and how finished ones are written: in batches, database first, then indexes."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..library import Library
+from ..modality import INDEX_KEYS, FileKind
+
+#: Bumped whenever preprocessing changes what a vector means; vectors of an older version are not reused.
+PREPROCESS_VERSION = "ref-53680b0.1"
+COMMIT_EVERY = 32  # files per database transaction
+COMMIT_SECONDS = 5.0  # ...or this often, whichever comes first
+
+Span = tuple[float | None, float | None]
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest did. ``encoded`` counts vectors the model computed in this run."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0  # files that are not media ibsearch reads (e.g. .py, .DS_Store)
+    encoded: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "failed": list(self.failed),
+            "encoded": self.encoded,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass
+class Job:
+    """A file to store: its stat and content hash, and its vectors (or why it failed)."""
+
+    path: str
+    st: os.stat_result
+    kind: FileKind | None
+    content_hash: str
+    existed: bool  # the path was in the library before this run
+    modalities: tuple[str, ...] = ()  # file-level modalities; the first names the file's row
+    info: dict[str, Any] = field(default_factory=dict)  # media facts (width, duration...)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # index key -> (n, dim)
+    spans: dict[str, list[Span]] = field(default_factory=dict)
+    error: str | None = None
+
+
+class Committer:
+    """Buffers finished files and writes them in batches: one transaction, then the indexes.
+
+    A killed run loses at most the uncommitted batch; the indexes are derived, and the next open
+    brings their files up to date from the database.
+    """
+
+    def __init__(self, lib: Library, summary: IngestSummary) -> None:
+        self.lib = lib
+        self.summary = summary
+        self.buffer: list[Job] = []
+        self.last = time.monotonic()
+
+    def add(self, job: Job) -> None:
+        self.buffer.append(job)
+        if len(self.buffer) >= COMMIT_EVERY or time.monotonic() - self.last > COMMIT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        store, indexes = self.lib.store, self.lib.indexes
+        added: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        removed: list[int] = []
+        # Load (or build) the indexes before committing: an index first built from the database
+        # after the commit would already hold this batch, and adding it again would duplicate it.
+        for key in {key for job in self.buffer for key in job.vectors}:
+            indexes.get(key)
+        with store.transaction():
+            for job in self.buffer:
+                if job.error is not None:
+                    store.record_error(job.path, job.error, size=job.st.st_size, mtime_ns=job.st.st_mtime_ns)
+                    continue
+                removed += self._store(job, added)
+                if job.existed:
+                    self.summary.updated += 1
+                else:
+                    self.summary.added += 1
+        indexes.remove(removed)
+        for key, (ids, vecs) in added.items():
+            indexes.add(key, ids, np.stack(vecs))
+        self.summary.failed += [{"path": job.path, "reason": job.error} for job in self.buffer if job.error]
+        self.buffer.clear()
+        self.last = time.monotonic()
+
+    def _store(self, job: Job, added: dict[str, tuple[list[int], list[np.ndarray]]]) -> list[int]:
+        """Write one file with all its vectors; note the new ids per key; return the replaced ids."""
+        keys = [k for k in INDEX_KEYS if k in job.vectors]
+        vectors = np.concatenate([job.vectors[k] for k in keys])
+        rows = [k for k in keys for _ in range(len(job.vectors[k]))]
+        result = self.lib.store.upsert_file(
+            job.path,
+            size=job.st.st_size,
+            mtime_ns=job.st.st_mtime_ns,
+            content_hash=job.content_hash,
+            modality=job.modalities[0],
+            vectors=vectors,
+            vector_modalities=rows,
+            segments=[span for k in keys for span in job.spans[k]],
+            info=job.info,
+            preprocess_version=PREPROCESS_VERSION,
+        )
+        for vid, key, vec in zip(result.vector_ids, rows, vectors, strict=True):
+            ids, vecs = added.setdefault(key, ([], []))
+            ids.append(vid)
+            vecs.append(vec)
+        return result.removed_ids
+
+
+__all__ = ["COMMIT_EVERY", "PREPROCESS_VERSION", "Committer", "IngestSummary", "Job"]

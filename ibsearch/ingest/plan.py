@@ -1,0 +1,120 @@
+"""What an ingest has to do with each file it walks: nothing, reuse stored vectors, or encode it.
+
+A file whose size and mtime match the database costs that one stat. A changed or new file is
+hashed: the same content as a stored file (a rename, a copy, a touched file) reuses the stored
+vectors without running the model; everything else is left for the encoder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import numpy as np
+
+from ..encoder.media.detect import detect
+from ..files import hash_file
+from ..modality import KIND_MODALITIES, FileKind, modality_of_key
+from ..store import Store
+from .commit import PREPROCESS_VERSION, IngestSummary, Job
+from .walk import FoundFile
+
+AS_RULES = "ingest_as"  # setting: {folder or file: file kind} from ``ingest --as``
+
+
+class Planner:
+    """Compares walked files with the database, one at a time (see :meth:`visit`).
+
+    ``roots`` are the absolute paths being ingested; ``as_kind`` (``thermal``, ``depth``, ``imu``...)
+    makes the files under them that kind, a choice remembered for later runs.
+    """
+
+    def __init__(self, store: Store, roots: list[str], as_kind: str | None = None) -> None:
+        self.store = store
+        self.known = {}
+        for root in roots:
+            self.known.update(store.files_under(root))
+        self.bad_before = {e.path: e for e in store.errors()}
+        self.rules: dict[str, str] = dict(store.get_setting(AS_RULES, {}))
+        if as_kind is not None:
+            for root in roots:
+                self.rules[root] = as_kind
+            store.set_setting(AS_RULES, self.rules)
+        self.seen: set[str] = set()
+
+    def visit(self, found: FoundFile, summary: IngestSummary) -> Job | None:
+        """The job for one walked file, or None when there is nothing to do (counted in ``summary``).
+
+        A job comes back either finished (failed, or with reused vectors) or with ``vectors`` empty,
+        to be encoded.
+        """
+        path, st = found.path, found.st
+        self.seen.add(path)
+        rec = self.known.get(path)
+        forced = self._forced_kind(path)
+        if rec is not None and forced is not None and rec.modality not in KIND_MODALITIES[forced]:
+            rec = replace(rec, content_hash="")  # declared another modality with --as: encode again
+        elif rec is not None and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
+            summary.unchanged += 1
+            return None
+        old_error = self.bad_before.get(path)
+        if old_error is not None and (old_error.size, old_error.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            summary.failed.append({"path": path, "reason": old_error.reason})  # known bad, not retried
+            return None
+        detection = detect(path, st.st_size, forced=forced)
+        if detection.kind is None:
+            if detection.reason:
+                return self._failed(found, detection.reason)
+            summary.skipped += 1
+            return None
+        try:
+            content_hash = hash_file(path)
+        except OSError as exc:
+            return self._failed(found, f"cannot read: {exc.strerror or exc}")
+        if rec is not None and rec.content_hash == content_hash:
+            self.store.update_stat(path, size=st.st_size, mtime_ns=st.st_mtime_ns)  # touched, not changed
+            summary.unchanged += 1
+            return None
+        job = Job(path, st, detection.kind, content_hash, existed=rec is not None)
+        self._reuse(job)
+        return job
+
+    def gone(self) -> list[str]:
+        """Stored paths under the roots that the walk did not see (deleted, or now excluded)."""
+        return [p for p in self.known if p not in self.seen]
+
+    def _failed(self, found: FoundFile, reason: str) -> Job:
+        return Job(found.path, found.st, None, "", found.path in self.known, error=reason)
+
+    def _forced_kind(self, path: str) -> FileKind | None:
+        """The kind chosen with ``--as`` for ``path`` (the most specific remembered folder wins)."""
+        best, kind = -1, None
+        for root, forced in self.rules.items():
+            if (path == root or path.startswith(root.rstrip(os.sep) + os.sep)) and len(root) > best:
+                best, kind = len(root), forced
+        return None if kind is None else FileKind(kind)
+
+    def _reuse(self, job: Job) -> None:
+        """Take the vectors of a stored file with the same content (rename or copy): no model run."""
+        assert job.kind is not None
+        found = self.store.find_by_hash(job.content_hash)
+        if found is None:
+            return
+        record, vectors = found
+        if any(v.preprocess_version != PREPROCESS_VERSION for v in vectors):
+            return
+        by_key: dict[str, list[np.ndarray]] = {}
+        spans: dict[str, list[tuple[float | None, float | None]]] = {}
+        for v in vectors:
+            by_key.setdefault(v.modality, []).append(v.vector)
+            spans.setdefault(v.modality, []).append((v.start, v.end))
+        whole = tuple(k for k in by_key if modality_of_key(k) == k)
+        if set(whole) != set(KIND_MODALITIES[job.kind]):
+            return
+        job.modalities = tuple(m for m in KIND_MODALITIES[job.kind] if m in whole)
+        job.vectors = {key: np.stack(rows) for key, rows in by_key.items()}
+        job.spans = spans
+        job.info = dict(record.info)
+
+
+__all__ = ["AS_RULES", "Planner"]

@@ -1,0 +1,102 @@
+"""Finding the files an ingest looks at.
+
+The walk is recursive, visits each directory once (so a symlink loop cannot trap it), never opens a
+file (so a FIFO or a device cannot hang it) and yields only regular files, each with the
+``os.stat_result`` it already took: for an unchanged file that stat is the whole cost of a re-ingest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ..errors import UsageError
+
+
+@dataclass
+class WalkOptions:
+    """What the walk skips."""
+
+    hidden: bool = False  # include names starting with "." (skipped by default)
+    exclude: list[str] = field(default_factory=list)  # globs matched against the name and the full path
+    follow_symlinks: bool = True  # follow links to files and directories (loops are still detected)
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """A regular file found by the walk: its absolute path and the stat taken while walking."""
+
+    path: str
+    st: os.stat_result
+
+
+def _excluded(path: str, name: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in patterns)
+
+
+def walk(roots: Iterable[str], options: WalkOptions | None = None) -> Iterator[FoundFile]:
+    """Yield every regular file under ``roots`` (files or directories), each once, in sorted order.
+
+    A root that does not exist is a :class:`UsageError`. Non-UTF-8 names come through as ``str``
+    with surrogate escapes (``os.fsdecode``), so they survive the round trip to the file system.
+    """
+    opts = options or WalkOptions()
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    for root in roots:
+        root = os.path.abspath(os.fsdecode(root))
+        try:
+            st = os.stat(root) if opts.follow_symlinks else os.lstat(root)
+        except OSError as exc:
+            raise UsageError(f"cannot ingest {root!r}: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk_dir(root, st, opts, seen_dirs, seen_files)
+        elif stat.S_ISREG(st.st_mode):
+            if (st.st_dev, st.st_ino) not in seen_files:
+                seen_files.add((st.st_dev, st.st_ino))
+                yield FoundFile(root, st)
+
+
+def _walk_dir(
+    top: str,
+    top_st: os.stat_result,
+    opts: WalkOptions,
+    seen_dirs: set[tuple[int, int]],
+    seen_files: set[tuple[int, int]],
+) -> Iterator[FoundFile]:
+    stack = [(top, top_st)]
+    while stack:
+        directory, dst = stack.pop()
+        key = (dst.st_dev, dst.st_ino)
+        if key in seen_dirs:
+            continue  # a symlink loop or a second link to a directory already walked
+        seen_dirs.add(key)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable directory: nothing to index there
+        subdirs = []
+        for entry in entries:
+            name = entry.name
+            if not opts.hidden and name.startswith("."):
+                continue
+            if opts.exclude and _excluded(entry.path, name, opts.exclude):
+                continue
+            try:
+                if entry.is_symlink() and not opts.follow_symlinks:
+                    continue
+                st = entry.stat(follow_symlinks=True)
+            except OSError:
+                continue  # dangling symlink or a file that vanished during the walk
+            if stat.S_ISDIR(st.st_mode):
+                subdirs.append((entry.path, st))
+            elif stat.S_ISREG(st.st_mode):
+                if (st.st_dev, st.st_ino) in seen_files and entry.is_symlink():
+                    continue  # the same file reached through a link
+                seen_files.add((st.st_dev, st.st_ino))
+                yield FoundFile(entry.path, st)
+            # FIFOs, sockets and devices are skipped without ever being opened.
+        stack.extend(reversed(subdirs))

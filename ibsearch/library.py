@@ -1,0 +1,208 @@
+"""A library: one directory holding a SQLite database (the truth) and one FAISS index per modality.
+
+:class:`Library` owns the resources every command works with: the :class:`~ibsearch.store.Store`,
+the :class:`~ibsearch.index_sync.IndexSet`, the model (:class:`~ibsearch.encoder.runtime.Encoder`,
+its towers loaded on first use) and the write lock. It runs no command itself: ``ingest(lib, ...)``,
+``Searcher(lib)`` and the maintenance functions take a library; :mod:`ibsearch.engine` puts them
+together as methods for users.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import platformdirs
+
+from .errors import LibraryError
+from .files import LockHeld, file_lock
+from .index import FaissIndex
+from .index_sync import IndexSet
+from .modality import MODALITIES
+from .progress import Progress
+from .store import Store
+
+if TYPE_CHECKING:
+    from .encoder.runtime import Encoder
+    from .encoder.weights.cards import ModelCard
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "ibsearch.db"
+LOCK_NAME = "write.lock"
+DEFAULT_MODEL = "imagebind_huge"
+ENV_LIBRARY = "IBSEARCH_LIBRARY"
+ENV_MODEL = "IBSEARCH_MODEL"
+MODEL_SPEC_SETTING = "model_spec"  # how the model was named: a registered name or a card's path
+
+
+def default_library() -> Path:
+    """``$IBSEARCH_LIBRARY``, else ``<platform data dir>/ibsearch/library``."""
+    env = os.environ.get(ENV_LIBRARY, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("ibsearch")) / "library"
+
+
+class Library:
+    """An opened library. Use :meth:`open`; close with :meth:`close` or a ``with`` block."""
+
+    def __init__(
+        self,
+        root: Path,
+        store: Store,
+        card: ModelCard,
+        *,
+        device: str,
+        precision: str,
+        checkpoint: str | None,
+        model_spec: str,
+        progress: Progress | None = None,
+    ) -> None:
+        self.root = root
+        self.store = store
+        self.card = card
+        self.device = device
+        self.precision = precision
+        self.checkpoint = checkpoint
+        self.model_spec = model_spec  # how the model was named: a registered name or a card's path
+        self.progress = progress  # told about downloads and other long one-time work
+        self.indexes = IndexSet(root, store, card.config.out_embed_dim, card.model_id)
+        self._encoder: Encoder | None = None
+        self._writing = False
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        model: str | os.PathLike[str] | None = None,
+        checkpoint: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        create: bool = False,
+        progress: Progress | None = None,
+    ) -> Library:
+        """Open (or with ``create=True`` create) the library at ``path`` (default :func:`default_library`).
+
+        ``model`` is a registered name or a JSON model card path; by default ``$IBSEARCH_MODEL``, else the
+        model the library was built with, else ``imagebind_huge``. A library built with another model is
+        refused with a :class:`LibraryError` that says what to do.
+        """
+        from .encoder.weights.cards import card_names, resolve_model
+
+        root = Path(path).expanduser() if path else default_library()
+        db_path = root / DB_NAME
+        if root.exists() and not root.is_dir():
+            raise LibraryError(f"library path {str(root)!r} is a file; give a directory with --library")
+        if not db_path.exists() and not create:
+            raise LibraryError(
+                f"no library at {str(root)!r}; run 'ibsearch ingest PATH' first (or pick one with --library)"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        store = Store(db_path, create=create)
+        try:
+            spec = os.fspath(
+                model or os.environ.get(ENV_MODEL) or store.get_setting(MODEL_SPEC_SETTING) or DEFAULT_MODEL
+            )
+            card = resolve_model(spec)
+            if os.path.isfile(spec) and spec not in card_names():
+                spec = os.path.abspath(spec)  # a JSON card: remembered by absolute path
+            store.check_model(card.model_id, card.config.out_embed_dim)
+        except BaseException:
+            store.close()
+            raise
+        return cls(
+            root,
+            store,
+            card,
+            device=device,
+            precision=precision,
+            checkpoint=checkpoint,
+            model_spec=spec,
+            progress=progress,
+        )
+
+    def close(self) -> None:
+        """Close the database (indexes are saved when each write ends, see :meth:`writing`)."""
+        self.store.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the library's write lock: one ingest/remove/reindex at a time; readers never wait.
+
+        Changed indexes are saved when the outermost block ends.
+        """
+        if self._writing:
+            yield
+            return
+        try:
+            with file_lock(self.root / LOCK_NAME, wait=False):
+                self._writing = True
+                try:
+                    yield
+                finally:
+                    self._writing = False
+                    self.indexes.save()
+        except LockHeld:
+            raise LibraryError(
+                f"another ibsearch process is changing library {str(self.root)!r}; "
+                "wait for it to finish (queries keep working meanwhile)"
+            ) from None
+
+    # ------------------------------------------------------------------ model
+
+    @property
+    def model_id(self) -> str:
+        return self.card.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.card.config.out_embed_dim
+
+    def encoder(self, batch_size: int | None = None) -> Encoder:
+        """The model runtime; its towers load on first use, only those needed."""
+        from .encoder.runtime import Encoder
+
+        if self._encoder is None:
+            self._encoder = Encoder(
+                self.card,
+                device=self.device,
+                precision=self.precision,
+                checkpoint=self.checkpoint,
+                batch_size=batch_size or 16,
+                progress=self.progress,
+            )
+        elif batch_size:
+            self._encoder.batch_size = batch_size
+        return self._encoder
+
+    def bind_model(self) -> None:
+        """Record the model in the library on first write (and remember how it was named)."""
+        self.store.bind_model(self.model_id, self.dim)
+        if self.store.get_setting(MODEL_SPEC_SETTING) != self.model_spec:
+            self.store.set_setting(MODEL_SPEC_SETTING, self.model_spec)
+
+    # ------------------------------------------------------------------ contents
+
+    def index(self, key: str) -> FaissIndex:
+        """The index of a modality or segments key, checked against the database (see :class:`IndexSet`)."""
+        return self.indexes.get(key)
+
+    def modalities_present(self) -> list[str]:
+        """Modalities with vectors in the library, in ImageBind's order."""
+        counts = self.store.counts()
+        return [m for m in MODALITIES if counts.get(m)]
+
+
+__all__ = ["DB_NAME", "ENV_LIBRARY", "ENV_MODEL", "Library", "default_library"]

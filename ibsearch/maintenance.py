@@ -1,0 +1,106 @@
+"""Looking after a library: ``remove``, ``reindex``, ``check`` and ``info``.
+
+Each takes an opened :class:`~ibsearch.library.Library`; the writers hold its write lock.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LibraryError
+from .library import Library
+
+
+@dataclass
+class CheckReport:
+    """Outcome of :func:`check`."""
+
+    ok: bool = True
+    problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "problems": self.problems, "repaired": self.repaired, "counts": self.counts}
+
+    def lines(self) -> list[str]:
+        out = [f"{m}: {n} vectors, index consistent" for m, n in self.counts.items()]
+        out += [f"repaired: {r}" for r in self.repaired]
+        out += [f"PROBLEM: {p}" for p in self.problems]
+        out.append("ok" if self.ok else "inconsistent")
+        return out
+
+
+def remove(lib: Library, paths: list[str]) -> int:
+    """Drop files (or everything under folders) from the library; returns the number of files removed."""
+    with lib.writing():
+        victims: list[str] = []
+        for p in paths:
+            victims += lib.store.paths_under(os.path.abspath(p))
+        if not victims:
+            raise LibraryError(
+                f"nothing in the library under {', '.join(map(repr, paths))}; see 'ibsearch info'"
+            )
+        lib.indexes.remove(lib.store.delete_files(victims))
+        return len(set(victims))
+
+
+def reindex(lib: Library) -> dict[str, int]:
+    """Rebuild every index from the database; returns vectors per index key."""
+    with lib.writing():
+        return {key: lib.indexes.rebuild(key).ntotal for key in lib.indexes.known()}
+
+
+def check(lib: Library) -> CheckReport:
+    """Check the database, bring stale index files up to date (they are derived), then verify that
+    every index file on disk holds exactly the database's vectors.
+
+    Index files that were behind (after a crash, say) are listed in ``repaired``; anything that
+    still disagrees afterwards, or a damaged database, is a problem (``ok`` is False).
+    """
+    report = CheckReport()
+    for problem in lib.store.integrity_errors():
+        report.problems.append(f"database: {problem}")
+    try:
+        with lib.writing():
+            for key in lib.indexes.known():
+                lib.indexes.get(key)
+            repaired = sorted(lib.indexes.dirty)
+    except LibraryError as exc:
+        repaired = []
+        report.problems.append(f"not repaired: {exc}")
+    report.repaired = [f"{m} index brought up to date from the database" for m in repaired]
+    for key in lib.indexes.known():
+        report.counts[key] = lib.store.id_summary(key).size
+        report.problems += lib.indexes.verify(key)
+    report.ok = not report.problems
+    return report
+
+
+def info(lib: Library) -> dict[str, Any]:
+    """Counts per modality, model, size on disk and recent errors."""
+    store = lib.store
+    size = sum(p.stat().st_size for p in lib.root.iterdir() if p.is_file())
+    notes = []
+    silent = store.count_files_with_info("has_audio", False)
+    if silent:
+        notes.append(f"{silent} video(s) without sound: indexed by their picture only (no audio vector)")
+    return {
+        "library": str(lib.root),
+        "model": store.model_id or lib.model_id,
+        "dim": lib.dim,
+        "files": store.file_count(),
+        "files_by_kind": store.file_counts(),
+        "vectors": store.counts(),
+        "size_bytes": size,
+        "errors": store.error_count(),
+        "recent_errors": [
+            {"path": e.path, "reason": e.reason, "time": e.time} for e in store.errors(limit=10)
+        ],
+        "notes": notes,
+    }
+
+
+__all__ = ["CheckReport", "check", "info", "reindex", "remove"]

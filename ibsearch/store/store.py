@@ -1,0 +1,187 @@
+"""The whole library database API: :class:`Store`, with the ``vectors`` table on top of files and errors.
+
+Vectors are what the indexes are built from (``iter_vectors``), checked against (``id_summary``) and
+filtered by (``select_vector_ids``); a search hit is mapped back to its file with ``rows_for_vectors``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+from ..idsets import MIX_SQL, IdSetSummary, from_sums
+from .files import FILE_COLS_F, INFO_KEY, FileTables, file_record, prefix_clause
+from .records import FileRecord, PathLike, StoredVector, VectorRow, decode_vectors, key_to_path, path_key
+
+
+class Store(FileTables):
+    """One library database (see :class:`~ibsearch.store.database.Database` for opening it).
+
+    ``Store(path)`` opens ``path`` (creating the file and its parent directories unless
+    ``create=False``), switches to WAL and checks the schema; use it as a context manager or call
+    :meth:`close`.
+    """
+
+    # ------------------------------------------------------------------ vectors: reads
+
+    def _stored_vectors(self, where: str, params: Sequence[Any]) -> list[StoredVector]:
+        dim = self.dim or 0
+        rows = self._conn.execute(
+            "SELECT id, file_id, modality, model_id, preprocess_version, seg_start, seg_end, vector"
+            f" FROM vectors WHERE {where} ORDER BY id",
+            params,
+        ).fetchall()
+        vecs = decode_vectors([r[7] for r in rows], dim)
+        return [
+            StoredVector(r[0], r[1], r[2], r[3], r[4], r[5], r[6], vector=v)
+            for r, v in zip(rows, vecs, strict=True)
+        ]
+
+    def file_vectors(self, path: PathLike) -> list[StoredVector]:
+        """The vectors stored for ``path`` (empty if it is not in the library), by id."""
+        return self._stored_vectors("file_id = (SELECT id FROM files WHERE path_key = ?)", (path_key(path),))
+
+    def find_by_hash(
+        self, content_hash: str, *, modality: str | None = None
+    ) -> tuple[FileRecord, list[StoredVector]] | None:
+        """A stored file with this content hash and its vectors, for reuse after a rename or copy.
+
+        Only files with vectors of the library's current model count (and of ``modality`` when given);
+        the most recently updated one is returned. None when there is none.
+        """
+        params: list[Any] = [content_hash, self.model_id]
+        extra = ""
+        if modality is not None:
+            extra, params = " AND v.modality = ?", params + [modality]
+        row = self._conn.execute(
+            f"SELECT {FILE_COLS_F} FROM files f"
+            " WHERE f.hash = ? AND EXISTS (SELECT 1 FROM vectors v WHERE v.file_id = f.id"
+            f" AND v.model_id = ?{extra}) ORDER BY f.updated DESC, f.id DESC LIMIT 1",
+            params,
+        ).fetchone()
+        if row is None:
+            return None
+        record = file_record(row)
+        vectors = self._stored_vectors("file_id = ? AND model_id = ?", (record.id, self.model_id))
+        return record, vectors
+
+    def iter_vectors(
+        self, modality: str, *, chunk_size: int = 16384
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(ids (n,) int64, vectors (n, dim) float32)`` chunks of ``modality`` in id order.
+
+        For index rebuilds; wrap the loop in :meth:`snapshot` to read one consistent state.
+        """
+        dim = self.dim or 0
+        last = -1
+        while True:
+            rows = self._conn.execute(
+                "SELECT id, vector FROM vectors WHERE modality = ? AND id > ? ORDER BY id LIMIT ?",
+                (modality, last, int(chunk_size)),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, decode_vectors([r[1] for r in rows], dim)
+            last = int(ids[-1])
+
+    def vectors_by_id(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids (n,) int64, vectors (n, dim) float32)`` for the given ids that are stored, in id order."""
+        wanted = json.dumps([int(i) for i in ids])
+        rows = self._conn.execute(
+            "SELECT id, vector FROM vectors WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (wanted,),
+        ).fetchall()
+        found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return found, decode_vectors([r[1] for r in rows], self.dim or 0)
+
+    def vector_ids(self, modality: str) -> np.ndarray:
+        """All vector ids of ``modality``, sorted, as int64."""
+        rows = self._conn.execute("SELECT id FROM vectors WHERE modality = ? ORDER BY id", (modality,))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def rows_for_vectors(self, ids: Iterable[int]) -> dict[int, VectorRow]:
+        """File, modality, media info and segment of each vector id (ids not stored are left out)."""
+        wanted = json.dumps([int(i) for i in ids])
+        rows = self._conn.execute(
+            "SELECT v.id, v.file_id, f.path_key, v.modality, f.info, v.seg_start, v.seg_end, f.size,"
+            " f.mtime_ns, f.hash FROM vectors v JOIN files f ON f.id = v.file_id"
+            " WHERE v.id IN (SELECT value FROM json_each(?))",
+            (wanted,),
+        )
+        return {
+            r[0]: VectorRow(
+                r[0], r[1], key_to_path(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], r[9]
+            )
+            for r in rows
+        }
+
+    def select_vector_ids(
+        self,
+        modality: str,
+        *,
+        under: PathLike | None = None,
+        glob: str | None = None,
+        ranges: Mapping[str, tuple[float | None, float | None]] | None = None,
+    ) -> np.ndarray:
+        """Ids (int64, sorted) of ``modality`` vectors whose file passes every given filter.
+
+        ``under``: the path or a directory containing it. ``glob``: SQLite GLOB on the readable path
+        (``*``, ``?``, ``[abc]``, ``[^abc]``; case-sensitive; ``*`` also crosses ``/``). ``ranges``: media
+        info key -> inclusive ``(low, high)`` (None = open end); files without the key are excluded.
+        """
+        where: list[str] = ["v.modality = ?"]
+        params: list[Any] = [modality]
+        if under is not None:
+            clause, extra = prefix_clause("f.path_key", under)
+            where.append(clause)
+            params += extra
+        if glob is not None:
+            where.append("f.path GLOB ?")
+            params.append(glob)
+        for key, (low, high) in (ranges or {}).items():
+            if not INFO_KEY.match(key):
+                raise UsageError(f"invalid media info key {key!r} in a filter; use names like 'duration'")
+            if low is not None:
+                where.append("json_extract(f.info, ?) >= ?")
+                params += [f"$.{key}", low]
+            if high is not None:
+                where.append("json_extract(f.info, ?) <= ?")
+                params += [f"$.{key}", high]
+            if low is None and high is None:
+                where.append("json_extract(f.info, ?) IS NOT NULL")
+                params.append(f"$.{key}")
+        rows = self._conn.execute(
+            "SELECT v.id FROM vectors v JOIN files f ON f.id = v.file_id WHERE "
+            + " AND ".join(where)
+            + " ORDER BY v.id",
+            params,
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        """Number of vectors per modality (modalities without vectors are absent)."""
+        rows = self._conn.execute(
+            "SELECT modality, count(*) FROM vectors GROUP BY modality ORDER BY modality"
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    def file_counts(self) -> dict[str, int]:
+        """Number of files per modality."""
+        rows = self._conn.execute("SELECT modality, count(*) FROM files GROUP BY modality ORDER BY modality")
+        return {r[0]: int(r[1]) for r in rows}
+
+    def vector_count(self) -> int:
+        """Number of vectors in the library."""
+        return int(self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0])
+
+    def id_summary(self, modality: str) -> IdSetSummary:
+        """Count, max id and checksum of the vector ids of ``modality``: what its index must hold."""
+        row = self._conn.execute(
+            f"SELECT count(*), max(id), sum(id), {MIX_SQL} FROM vectors WHERE modality = ?", (modality,)
+        ).fetchone()
+        return from_sums(*row)
