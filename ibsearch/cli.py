@@ -15,42 +15,26 @@ import click
 
 from .errors import IbsearchError
 
+# Options shared by every command that opens a library, as (name, click.option keywords).
+_COMMON_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("--library", {"envvar": "IBSEARCH_LIBRARY", "type": click.Path(file_okay=False),
+                   "help": "Library directory (default: the platform data directory)."}),
+    ("--model", {"envvar": "IBSEARCH_MODEL", "default": None,
+                 "help": "Registered model name (default imagebind_huge) or path to a JSON model card."}),
+    ("--checkpoint", {"envvar": "IBSEARCH_CHECKPOINT", "default": None, "type": click.Path(dir_okay=False),
+                      "help": "Use this local checkpoint file instead of downloading the model's weights."}),
+    ("--device", {"type": click.Choice(["auto", "cpu", "cuda"]), "default": "auto", "show_default": True,
+                  "help": "Where the model runs."}),
+    ("--precision", {"type": click.Choice(["auto", "fp32", "bf16", "fp16"]), "default": "auto",
+                     "show_default": True,
+                     "help": "Compute precision (auto: bf16 on GPUs and CPUs with bf16 units, else fp32)."}),
+]  # fmt: skip
+
 
 def _common(fn: Any) -> Any:
-    """Options shared by every command that opens a library."""
-    fn = click.option(
-        "--library",
-        envvar="IBSEARCH_LIBRARY",
-        type=click.Path(file_okay=False),
-        help="Library directory (default: the platform data directory).",
-    )(fn)
-    fn = click.option(
-        "--model",
-        envvar="IBSEARCH_MODEL",
-        default=None,
-        help="Registered model name (default imagebind_huge) or path to a JSON model card.",
-    )(fn)
-    fn = click.option(
-        "--checkpoint",
-        envvar="IBSEARCH_CHECKPOINT",
-        default=None,
-        type=click.Path(dir_okay=False),
-        help="Use this local checkpoint file instead of downloading the model's weights.",
-    )(fn)
-    fn = click.option(
-        "--device",
-        type=click.Choice(["auto", "cpu", "cuda"]),
-        default="auto",
-        show_default=True,
-        help="Where the model runs.",
-    )(fn)
-    fn = click.option(
-        "--precision",
-        type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-        default="auto",
-        show_default=True,
-        help="Compute precision (auto: bf16 on GPUs and on CPUs with bf16 units, else fp32).",
-    )(fn)
+    """Add the options shared by every command that opens a library."""
+    for name, settings in _COMMON_OPTIONS:
+        fn = click.option(name, **settings)(fn)
     return fn
 
 
@@ -254,6 +238,7 @@ def query(
       ibsearch query --like ~/Pictures/cat.jpg --path-prefix ~/Pictures/2024 --json
       ibsearch query --audio bark.wav --target audio --segments
     """
+    from .search import Searcher, SearchOptions
     from .terms import parse_term
 
     terms = (
@@ -268,16 +253,11 @@ def query(
     )
     lib = _open(common)
     with lib:
-        hits = lib.searcher().search(
-            terms,
-            targets=list(targets) or None,
-            k=k,
-            path_glob=path_glob,
-            path_prefix=os.path.abspath(path_prefix) if path_prefix else None,
-            min_duration=min_duration,
-            max_duration=max_duration,
-            segments=segments,
+        prefix = os.path.abspath(path_prefix) if path_prefix else None
+        options = SearchOptions(
+            list(targets) or None, k, path_glob, prefix, min_duration, max_duration, segments
         )
+        hits = Searcher(lib).search(terms, options)
     if as_json:
         _echo_json([h.to_dict() for h in hits])
         return

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
+from .closing import Closing
 from .errors import LibraryError
 from .files import LockHeld, file_lock
 from .index import FaissIndex
@@ -48,7 +49,7 @@ def default_library() -> Path:
     return Path(platformdirs.user_data_dir("ibsearch")) / "library"
 
 
-class Library:
+class Library(Closing):
     """An opened library. Use :meth:`open`; close with :meth:`close` or a ``with`` block."""
 
     def __init__(
@@ -130,12 +131,6 @@ class Library:
     def close(self) -> None:
         """Close the database (indexes are saved when each write ends, see :meth:`writing`)."""
         self.store.close()
-
-    def __enter__(self) -> Library:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .closing import Closing
 from .errors import UsageError
 from .library import Library
 from .modality import (
@@ -56,7 +57,26 @@ class Hit:
         return data
 
 
-class Searcher:
+@dataclass(frozen=True)
+class SearchOptions:
+    """Where to search and what comes back (the same for every way of asking: CLI, Python, HTTP)."""
+
+    targets: list[str] | None = None  # modalities to search (aliases such as "image" accepted); None: all
+    k: int = 10  # number of hits, best first across targets
+    path_glob: str | None = None  # only files whose readable path matches this SQLite GLOB
+    path_prefix: str | None = None  # only files equal to this path or under it as a folder
+    min_duration: float | None = None  # only media at least this many seconds long
+    max_duration: float | None = None  # only media at most this many seconds long
+    segments: bool = False  # timestamped segments of long media (best per file) instead of files
+
+    def duration_range(self) -> dict[str, tuple[float | None, float | None]]:
+        """The media-info ranges to filter on ({} when none is set)."""
+        if self.min_duration is None and self.max_duration is None:
+            return {}
+        return {"duration": (self.min_duration, self.max_duration)}
+
+
+class Searcher(Closing):
     """Query a library: ``Searcher().query(text="a dog barking", target="vision")``.
 
     ``library`` is an opened :class:`~ibsearch.library.Library` or a library directory (default: the
@@ -86,12 +106,6 @@ class Searcher:
         if self._owned:
             self.library.close()
 
-    def __enter__(self) -> Searcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ the Python API
 
     def query(
@@ -120,8 +134,7 @@ class Searcher:
         arrays; ``audio`` paths or bytes; ``like`` paths of ingested files (their stored vectors).
         ``video`` paths (the picture of a video); ``depth``/``thermal``/``imu`` paths, bytes or arrays
         (see the README's conventions). ``target``: modality name(s) to search (``image`` is
-        an alias of ``vision``; default all). ``segments=True`` returns timestamped segments of long
-        media (best segment per file, with ``start``/``end`` seconds) instead of whole files.
+        an alias of ``vision``; default all). The other keywords are those of :class:`SearchOptions`.
         """
         inputs = [
             (TEXT, text, None), (VISION, image, None), (VISION, vision, None), (AUDIO, audio, None),
@@ -130,72 +143,59 @@ class Searcher:
         ]  # fmt: skip
         terms = [term for kind, given, media in inputs for term in terms_from_inputs(kind, given, media)]
         targets = [target] if isinstance(target, str) else target
-        return self.search(
-            terms,
-            targets=targets,
-            k=k,
-            path_glob=path_glob,
-            path_prefix=path_prefix,
-            min_duration=min_duration,
-            max_duration=max_duration,
-            segments=segments,
-        )
+        options = SearchOptions(targets, k, path_glob, path_prefix, min_duration, max_duration, segments)
+        return self.search(terms, options)
 
-    def search(
-        self,
-        terms: list[Term],
-        *,
-        targets: list[str] | None = None,
-        k: int = 10,
-        path_glob: str | None = None,
-        path_prefix: str | None = None,
-        min_duration: float | None = None,
-        max_duration: float | None = None,
-        segments: bool = False,
-    ) -> list[Hit]:
+    def search(self, terms: list[Term], options: SearchOptions | None = None) -> list[Hit]:
         """Search with parsed :class:`Term` objects (what the CLI calls)."""
+        opts = options or SearchOptions()
         if not terms:
             raise UsageError(
                 "a query needs at least one input: --text, --image, --audio, --video, --depth, --thermal, "
                 "--imu or --like"
             )
-        if k < 1:
-            raise UsageError(f"k must be at least 1, got {k}")
+        if opts.k < 1:
+            raise UsageError(f"k must be at least 1, got {opts.k}")
         lib = self.library
         present = lib.modalities_present()
         if not present:
             raise UsageError(f"library {str(lib.root)!r} is empty; run 'ibsearch ingest PATH' first")
-        wanted = [canonical(t) for t in targets] if targets else present
+        wanted = [canonical(t) for t in opts.targets] if opts.targets else present
         query = self.embed(terms)
-        ranges = {}
-        if min_duration is not None or max_duration is not None:
-            ranges["duration"] = (min_duration, max_duration)
-        filtered = bool(path_glob or path_prefix or ranges)
         found: list[tuple[float, int]] = []
         counts = lib.store.counts()
         for modality in dict.fromkeys(wanted):
-            key = segments_key(modality) if segments else modality
-            if key not in INDEX_KEYS or not counts.get(key):
-                continue
-            allowed = None
-            if filtered:
-                allowed = lib.store.select_vector_ids(key, under=path_prefix, glob=path_glob, ranges=ranges)
-                if not len(allowed):
-                    continue
-            found += self._top(key, query, k, allowed, per_file=segments)
+            key = segments_key(modality) if opts.segments else modality
+            if key in INDEX_KEYS and counts.get(key):
+                found += self._search_index(key, query, opts)
         found.sort(key=lambda item: -item[0])
-        rows = lib.store.rows_for_vectors([i for _, i in found])
+        return self._hits(found, opts)
+
+    def _search_index(self, key: str, query: np.ndarray, opts: SearchOptions) -> list[tuple[float, int]]:
+        """``(score, vector id)`` of the best matches in one index, filters applied inside the search."""
+        store = self.library.store
+        allowed = None
+        ranges = opts.duration_range()
+        if opts.path_glob or opts.path_prefix or ranges:
+            allowed = store.select_vector_ids(key, under=opts.path_prefix, glob=opts.path_glob, ranges=ranges)
+            if not len(allowed):
+                return []
+        return self._top(key, query, opts.k, allowed, per_file=opts.segments)
+
+    def _hits(self, found: list[tuple[float, int]], opts: SearchOptions) -> list[Hit]:
+        """The best ``k`` of ``found`` as hits (with ``segments``, the best segment of each file)."""
+        rows = self.library.store.rows_for_vectors([i for _, i in found])
         hits: list[Hit] = []
         seen_files: set[int] = set()
         for score, vid in found:
             row = rows.get(vid)
             if row is None:
                 continue  # deleted by a concurrent ingest since the index was read
-            if segments and row.file_id in seen_files:
+            if opts.segments and row.file_id in seen_files:
                 continue  # the best segment of each file only
             seen_files.add(row.file_id)
             hits.append(Hit(row.path, score, modality_of_key(row.modality), row.info, row.start, row.end))
-            if len(hits) == k:
+            if len(hits) == opts.k:
                 break
         return hits
 

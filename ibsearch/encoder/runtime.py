@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -103,50 +103,47 @@ class Encoder:
         checkpoint: str | Path | None = None,
         progress: Progress | None = None,
     ) -> None:
-        self._setup(card, card.config, card.model_id, device, precision, batch_size, checkpoint, progress)
+        self._setup(card, card.config, card.model_id, checkpoint, progress)
+        self._place(device, precision, batch_size)
 
     def _setup(
         self,
         card: ModelCard | None,
         config: ImageBindConfig,
         model_id: str,
-        device: str | torch.device,
-        precision: str,
-        batch_size: int,
         checkpoint: str | Path | None = None,
         progress: Progress | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         self.card = card
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
-        self.batch_size = batch_size
         self._config = config
         self._model_id = model_id
         self._towers: dict[str, ImageBindModel] = {}
         self._checkpoint = checkpoint
         self._progress = progress
+
+    def _place(
+        self, device: str | torch.device = "auto", precision: str = "auto", batch_size: int = 16
+    ) -> None:
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.batch_size = batch_size
         if self.device.type == "cpu":
             retain_freed_memory()  # the forward's activations would otherwise page-fault afresh
 
     @classmethod
-    def from_model(
-        cls,
-        model: ImageBindModel,
-        device: str | torch.device = "auto",
-        precision: str = "auto",
-        batch_size: int = 16,
-        model_id: str = "in-memory",
-    ) -> Encoder:
+    def from_model(cls, model: ImageBindModel, *, model_id: str = "in-memory", **placement: Any) -> Encoder:
         """An Encoder over the towers of an already built ``model`` (tests, benchmarks).
 
         The Encoder takes the model over: it moves it to the device and, for bf16/fp16, stores its
         matrix weights in that precision. Pass a copy if the original must stay as it is. Only the
-        model's towers can be encoded.
+        model's towers can be encoded. ``placement``: ``device``, ``precision`` and ``batch_size``, as
+        for the constructor.
         """
         self = cls.__new__(cls)
-        self._setup(None, model.config, model_id, device, precision, batch_size)
+        self._setup(None, model.config, model_id)
+        self._place(**placement)
         self._adopt(model)
         return self
 

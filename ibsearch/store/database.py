@@ -23,13 +23,14 @@ from typing import Any
 
 import sqlite_utils
 
+from ..closing import Closing
 from ..errors import LibraryError
 from . import schema
 
 log = logging.getLogger(__name__)
 
 
-class Database:
+class Database(Closing):
     """One library database: its connection, transactions, model and settings.
 
     ``Store(path)`` opens ``path`` (creating the file and its parent directories unless
@@ -75,12 +76,6 @@ class Database:
     def close(self) -> None:
         """Close the connection (uncommitted work is rolled back)."""
         self._conn.close()
-
-    def __enter__(self) -> Database:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:

@@ -96,71 +96,99 @@ def load_parallel(
     name).
     """
     modality = canonical(modality)
-    run = loader
     if workers <= 0:
         for index, item in enumerate(items):
-            yield index, _result(_work(run, modality, item))
+            yield index, _result(_work(loader, modality, item))
         return
-    limit = max(1, max_in_flight or 2 * workers)
-    source = enumerate(items)
-    exhausted = False
-    suspects: deque[tuple[int, Any]] = deque()
-    pending: dict[Future[tuple[bool, Any]], tuple[int, Any, bool]] = {}
-    pool = _pool(workers)
+    run = _PoolRun(loader, modality, items, workers, max(1, max_in_flight or 2 * workers))
     try:
+        yield from run.results()
+    finally:
+        run.pool.shutdown(wait=True, cancel_futures=True)
+
+
+_CRASHED = "the decoder crashed (its worker process died); the file is probably damaged"
+
+
+class _PoolRun:
+    """One :func:`load_parallel` over a process pool: keeps it fed, and isolates crashes."""
+
+    def __init__(self, loader: Loader, modality: str, items: Iterable[Any], workers: int, limit: int) -> None:
+        self.loader, self.modality, self.workers, self.limit = loader, modality, workers, limit
+        self.source: Iterator[tuple[int, Any]] = enumerate(items)
+        self.exhausted = False
+        # Items that were in flight when a worker died; run alone so that a crash names its item.
+        self.suspects: deque[tuple[int, Any]] = deque()
+        self.pending: dict[Future[tuple[bool, Any]], tuple[int, Any, bool]] = {}
+        self.pool = _pool(workers)
+
+    def results(self) -> Iterator[tuple[int, torch.Tensor | MediaError]]:
         while True:
-            # While suspects remain, run them alone so that a crash identifies its item.
-            while len(pending) < (1 if suspects or any(s for _, _, s in pending.values()) else limit):
-                if suspects:
-                    index, item = suspects.popleft()
-                    alone = True
-                elif not exhausted:
-                    try:
-                        index, item = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        continue
-                    alone = False
-                else:
-                    break
-                try:
-                    future = pool.submit(_work, run, modality, item)
-                except BrokenProcessPool:
-                    suspects.appendleft((index, item))
-                    pool = _replace_pool(pool, workers)
-                    continue
-                pending[future] = (index, item, alone)
-            if not pending:
+            self._fill()
+            if not self.pending:
                 return
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
-                index, item, alone = pending.pop(future)
+                index, item, alone = self.pending.pop(future)
                 try:
                     outcome = future.result()
                 except BrokenProcessPool:
                     broken = True
                     if alone:
-                        reason = "the decoder crashed (its worker process died); the file is probably damaged"
-                        yield index, MediaError(_item_name(item), reason)
+                        yield index, MediaError(_item_name(item), _CRASHED)
                     else:
-                        suspects.append((index, item))
+                        self.suspects.append((index, item))
                     continue
                 yield index, _result(outcome)
             if broken:
-                # Every other in-flight item fails with the pool; settle them, then start afresh.
-                wait(pending)
-                for future, (index, item, _) in list(pending.items()):
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool:
-                        suspects.append((index, item))
-                        continue
-                    yield index, _result(outcome)
-                pending.clear()
-                pool = _replace_pool(pool, workers)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+                yield from self._settle()
+
+    def _next(self) -> tuple[int, Any, bool] | None:
+        """The next item to submit and whether it must run alone, or None when there is none now."""
+        if self.suspects:
+            index, item = self.suspects.popleft()
+            return index, item, True
+        if self.exhausted:
+            return None
+        try:
+            index, item = next(self.source)
+        except StopIteration:
+            self.exhausted = True
+            return None
+        return index, item, False
+
+    def _fill(self) -> None:
+        """Submit items until ``limit`` are in flight (only one while a suspect runs)."""
+        while True:
+            alone_running = self.suspects or any(alone for _, _, alone in self.pending.values())
+            if len(self.pending) >= (1 if alone_running else self.limit):
+                return
+            chosen = self._next()
+            if chosen is None:
+                return
+            index, item, alone = chosen
+            try:
+                future = self.pool.submit(_work, self.loader, self.modality, item)
+            except BrokenProcessPool:
+                self.suspects.appendleft((index, item))
+                self.pool = _replace_pool(self.pool, self.workers)
+                continue
+            self.pending[future] = (index, item, alone)
+
+    def _settle(self) -> Iterator[tuple[int, torch.Tensor | MediaError]]:
+        """After a crash every other in-flight item fails with the pool: keep what finished, retry the
+        rest alone, and start a fresh pool."""
+        wait(self.pending)
+        for future, (index, item, _) in list(self.pending.items()):
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                self.suspects.append((index, item))
+                continue
+            yield index, _result(outcome)
+        self.pending.clear()
+        self.pool = _replace_pool(self.pool, self.workers)
 
 
 def _replace_pool(pool: ProcessPoolExecutor, workers: int) -> ProcessPoolExecutor:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
+from ...closing import Closing
 from ...errors import MediaError
 
 # decode.open_container: the same checks and messages as for audio files (missing, empty, unreadable).
@@ -44,7 +45,7 @@ def video_stream(container: av.container.InputContainer, name: str) -> av.VideoS
     return best if best in moving else moving[0]
 
 
-class FrameReader:
+class FrameReader(Closing):
     """One open video: frames numbered by a packet scan, then seek-and-decode of chosen frames.
 
     Frame ``i`` is the ``i``-th frame in presentation order, as decord numbers frames: the scan
@@ -106,12 +107,6 @@ class FrameReader:
 
     def close(self) -> None:
         self.container.close()
-
-    def __enter__(self) -> FrameReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- positioning
 
