@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
@@ -31,11 +31,20 @@ _COMMON_OPTIONS: list[tuple[str, dict[str, Any]]] = [
 ]  # fmt: skip
 
 
-def _common(fn: Any) -> Any:
-    """Add the options shared by every command that opens a library."""
-    for name, settings in _COMMON_OPTIONS:
-        fn = click.option(name, **settings)(fn)
-    return fn
+def _command(json_help: str, *, paths: bool = False) -> Any:
+    """Declare a command that opens a library: its shared options, ``--json`` (``json_help``) and,
+    with ``paths``, a required PATHS... argument."""
+
+    def declare(fn: Any) -> Any:
+        command = cli.command()(fn)
+        shared: list[click.Parameter] = [click.Option([name], **kw) for name, kw in _COMMON_OPTIONS]
+        if paths:
+            shared.insert(0, click.Argument(["paths"], nargs=-1, required=True, type=click.Path()))
+        command.params[:0] = shared
+        command.params.append(click.Option(["--json", "as_json"], is_flag=True, help=json_help))
+        return command
+
+    return declare
 
 
 def _open(common: dict[str, Any], **kw: Any) -> Any:
@@ -76,8 +85,23 @@ def _progress_bars() -> Any:
     return start
 
 
+def _with_library(common: dict[str, Any], work: Callable[[Any], Any]) -> Any:
+    """Open the library the options name, run ``work(library)`` and close it again."""
+    with _open(common) as lib:
+        return work(lib)
+
+
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=None))
+
+
+def _emit(as_json: bool, data: Any, lines: Callable[[], Iterable[str]]) -> None:
+    """Print ``data`` as JSON, or the human-readable ``lines()``."""
+    if as_json:
+        _echo_json(data)
+        return
+    for line in lines():
+        click.echo(line)
 
 
 class _Group(click.Group):
@@ -102,9 +126,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
-@_common
+@_command("Print the summary as one JSON object.", paths=True)
 @click.option(
     "--hidden", is_flag=True, help="Also ingest hidden files and folders (names starting with '.')."
 )
@@ -122,7 +144,6 @@ def cli() -> None:
 @click.option(
     "--batch-size", type=int, default=None, help="Items per model call (default depends on device)."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def ingest(
     paths: Sequence[str],
     hidden: bool,
@@ -180,8 +201,7 @@ def _mmss(seconds: float) -> str:
     return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
-@cli.command()
-@_common
+@_command("Print the hits as a JSON list.")
 @click.option("--text", "texts", multiple=True, metavar="[W=]TEXT", help="A text query term (repeatable).")
 @click.option("--image", "images", multiple=True, metavar="[W=]PATH", help="An image query term.")
 @click.option("--audio", "audios", multiple=True, metavar="[W=]PATH", help="An audio query term.")
@@ -206,7 +226,6 @@ def _mmss(seconds: float) -> str:
 @click.option(
     "--segments", is_flag=True, help="Return timestamped segments of long media (best per file), not files."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the hits as a JSON list.")
 def query(
     texts: Sequence[str],
     images: Sequence[str],
@@ -272,9 +291,7 @@ def query(
         click.echo(f"{rank:3d}  {hit.score:7.4f}  {hit.modality:<7}  {hit.path}{where}  {meta}".rstrip())
 
 
-@cli.command()
-@_common
-@click.option("--json", "as_json", is_flag=True, help="Print as one JSON object.")
+@_command("Print as one JSON object.")
 def info(as_json: bool, **common: Any) -> None:
     """Show what the library holds: counts per modality, model, size on disk and recent errors.
 
@@ -282,30 +299,26 @@ def info(as_json: bool, **common: Any) -> None:
     Example:
       ibsearch info --json
     """
-    lib = _open(common)
-    with lib:
-        data = lib.info()
-    if as_json:
-        _echo_json(data)
-        return
-    click.echo(f"library   {data['library']}")
-    click.echo(f"model     {data['model']}")
-    click.echo(f"files     {data['files']}")
-    click.echo(f"size      {data['size_bytes'] / 1e6:.1f} MB")
-    for modality, count in data["vectors"].items():
-        click.echo(f"  {modality:<8} {count}")
-    for note in data.get("notes", []):
-        click.echo(f"note      {note}")
+    data = _with_library(common, lambda lib: lib.info())
+    _emit(as_json, data, lambda: _info_lines(data))
+
+
+def _info_lines(data: dict[str, Any]) -> list[str]:
+    lines = [
+        f"library   {data['library']}",
+        f"model     {data['model']}",
+        f"files     {data['files']}",
+        f"size      {data['size_bytes'] / 1e6:.1f} MB",
+    ]
+    lines += [f"  {modality:<8} {count}" for modality, count in data["vectors"].items()]
+    lines += [f"note      {note}" for note in data.get("notes", [])]
     if data["recent_errors"]:
-        click.echo("recent errors:")
-        for err in data["recent_errors"]:
-            click.echo(f"  {err['path']}: {err['reason']}")
+        lines.append("recent errors:")
+        lines += [f"  {err['path']}: {err['reason']}" for err in data["recent_errors"]]
+    return lines
 
 
-@cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
-@_common
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_command("Print the result as JSON.", paths=True)
 def remove(
     paths: Sequence[str],
     as_json: bool,
@@ -317,18 +330,11 @@ def remove(
     Example:
       ibsearch remove ~/Pictures/old
     """
-    lib = _open(common)
-    with lib:
-        removed = lib.remove([os.path.abspath(p) for p in paths])
-    if as_json:
-        _echo_json({"removed": removed})
-    else:
-        click.echo(f"removed {removed} file(s)")
+    removed = _with_library(common, lambda lib: lib.remove([os.path.abspath(p) for p in paths]))
+    _emit(as_json, {"removed": removed}, lambda: [f"removed {removed} file(s)"])
 
 
-@cli.command()
-@_common
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_command("Print the result as JSON.")
 def reindex(
     as_json: bool,
     **common: Any,
@@ -339,18 +345,11 @@ def reindex(
     Example:
       ibsearch reindex
     """
-    lib = _open(common)
-    with lib:
-        counts = lib.reindex()
-    if as_json:
-        _echo_json(counts)
-    else:
-        click.echo(", ".join(f"{m}: {n}" for m, n in counts.items()) or "empty library")
+    counts = _with_library(common, lambda lib: lib.reindex())
+    _emit(as_json, counts, lambda: [", ".join(f"{m}: {n}" for m, n in counts.items()) or "empty library"])
 
 
-@cli.command()
-@_common
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_command("Print the report as JSON.")
 def check(as_json: bool, **common: Any) -> None:
     """Check that the database and the indexes agree; exit code 1 if they do not.
 
@@ -358,14 +357,8 @@ def check(as_json: bool, **common: Any) -> None:
     Example:
       ibsearch check && echo consistent
     """
-    lib = _open(common)
-    with lib:
-        report = lib.check()
-    if as_json:
-        _echo_json(report.to_dict())
-    else:
-        for line in report.lines():
-            click.echo(line)
+    report = _with_library(common, lambda lib: lib.check())
+    _emit(as_json, report.to_dict(), report.lines)
     if not report.ok:
         sys.exit(1)
 

@@ -25,7 +25,7 @@ import torch
 
 from ...errors import MediaError
 from . import audio_dsp
-from .decode import Source, first_audio_stream, frame_samples, open_container, source_name
+from .decode import Source, audio_frames, first_audio_stream, frame_samples, open_container, source_name
 
 WINDOW_SECONDS = 6.0
 HOP_SECONDS = 3.0
@@ -60,48 +60,40 @@ def stream_segments(
     file-level vector). Raises :class:`MediaError` for undecodable input.
     """
     name = name or source_name(src)
-    container = open_container(src, name)
-    with container:
-        stream = first_audio_stream(container, name)
-        chunks: list[np.ndarray] = []
-        held = 0  # samples in chunks
-        buf_start = 0  # absolute index of the first held sample
-        next_start = 0
-        rate = 0
-        emitted = False
-        try:
-            for frame in container.decode(stream):
-                if frame.samples == 0:
-                    continue
-                if not rate:
-                    rate = frame.sample_rate
-                width, step = int(round(window * rate)), int(round(hop * rate))
-                chunks.append(frame_samples(frame))
-                held += chunks[-1].shape[1]
-                if buf_start + held < next_start + width:
-                    continue
-                buf = np.concatenate(chunks, axis=1)
-                while buf_start + buf.shape[1] >= next_start + width:
-                    offset = next_start - buf_start
-                    yield Segment(
-                        next_start / rate,
-                        (next_start + width) / rate,
-                        _features(buf[:, offset : offset + width].copy(), rate, name),
-                    )
-                    emitted = True
-                    next_start += step
-                buf = buf[:, next_start - buf_start :]
-                buf_start = next_start
-                chunks, held = [buf], buf.shape[1]
-        except av.error.FFmpegError as exc:
-            raise MediaError(name, f"decoding failed ({exc})") from exc
-        if not emitted or not chunks:
-            return
+    chunks: list[np.ndarray] = []
+    held = 0  # samples in chunks
+    buf_start = 0  # absolute index of the first held sample
+    next_start = 0
+    rate = width = step = 0
+    emitted = False
+    for frame_rate, samples in audio_frames(src, name):
+        if not rate:
+            rate = frame_rate
+            width, step = int(round(window * rate)), int(round(hop * rate))
+        chunks.append(samples)
+        held += samples.shape[1]
+        if buf_start + held < next_start + width:
+            continue
         buf = np.concatenate(chunks, axis=1)
-        total = buf_start + buf.shape[1]
-        last_end = next_start - step + width
-        if total - last_end >= _TAIL_SECONDS * rate and buf.shape[1] >= audio_dsp.MIN_SAMPLES:
-            yield Segment(buf_start / rate, total / rate, _features(buf.copy(), rate, name))
+        while buf_start + buf.shape[1] >= next_start + width:
+            offset = next_start - buf_start
+            yield Segment(
+                next_start / rate,
+                (next_start + width) / rate,
+                _features(buf[:, offset : offset + width].copy(), rate, name),
+            )
+            emitted = True
+            next_start += step
+        buf = buf[:, next_start - buf_start :]
+        buf_start = next_start
+        chunks, held = [buf], buf.shape[1]
+    if not emitted or not chunks:
+        return
+    buf = np.concatenate(chunks, axis=1)
+    total = buf_start + buf.shape[1]
+    last_end = next_start - step + width
+    if total - last_end >= _TAIL_SECONDS * rate and buf.shape[1] >= audio_dsp.MIN_SAMPLES:
+        yield Segment(buf_start / rate, total / rate, _features(buf.copy(), rate, name))
 
 
 def long_file_features(src: Source, duration: float, *, name: str | None = None) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -102,6 +103,24 @@ def frame_samples(frame: av.AudioFrame) -> np.ndarray:
     return raw.astype(np.float32, copy=False)
 
 
+def audio_frames(src: Source, name: str) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode the first audio stream of ``src`` frame by frame: ``(sample_rate, samples)`` per frame,
+    samples float32 ``(channels, n)`` (empty frames are skipped).
+
+    Raises :class:`MediaError` naming ``name`` for a file that cannot be opened, has no audio stream,
+    or whose stream is damaged.
+    """
+    container = open_container(src, name)
+    with container:
+        stream = first_audio_stream(container, name)
+        try:
+            for frame in container.decode(stream):
+                if frame.samples:
+                    yield frame.sample_rate, frame_samples(frame)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise MediaError(name, f"the audio stream is damaged ({_why(exc)})") from exc
+
+
 def decode_audio(src: Source, *, name: str | None = None) -> tuple[np.ndarray, int]:
     """Decode the first audio stream of ``src``.
 
@@ -116,27 +135,18 @@ def decode_audio(src: Source, *, name: str | None = None) -> tuple[np.ndarray, i
     channel count changes midway, and samples that are NaN or infinite.
     """
     name = name or source_name(src)
-    container = open_container(src, name)
-    with container:
-        stream = first_audio_stream(container, name)
-        chunks: list[np.ndarray] = []
-        rate = 0
-        try:
-            for frame in container.decode(stream):
-                if frame.samples == 0:
-                    continue
-                samples = frame_samples(frame)
-                if not chunks:
-                    rate = frame.sample_rate
-                elif frame.sample_rate != rate or samples.shape[0] != chunks[0].shape[0]:
-                    raise MediaError(
-                        name,
-                        f"the audio format changes midway ({rate} Hz/{chunks[0].shape[0]} ch to "
-                        f"{frame.sample_rate} Hz/{samples.shape[0]} ch); convert it to a plain file first",
-                    )
-                chunks.append(samples)
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise MediaError(name, f"the audio stream is damaged ({_why(exc)})") from exc
+    chunks: list[np.ndarray] = []
+    rate = 0
+    for frame_rate, samples in audio_frames(src, name):
+        if not chunks:
+            rate = frame_rate
+        elif frame_rate != rate or samples.shape[0] != chunks[0].shape[0]:
+            raise MediaError(
+                name,
+                f"the audio format changes midway ({rate} Hz/{chunks[0].shape[0]} ch to "
+                f"{frame_rate} Hz/{samples.shape[0]} ch); convert it to a plain file first",
+            )
+        chunks.append(samples)
     if not chunks:
         raise MediaError(name, "no audio samples could be decoded (empty or truncated stream)")
     waveform = np.ascontiguousarray(np.concatenate(chunks, axis=1))
