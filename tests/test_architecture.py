@@ -234,3 +234,24 @@ def test_the_repeated_block_finder_finds_a_copy(tmp_path):
 
 def test_no_block_of_six_lines_is_written_twice_in_the_package():
     assert repeated_blocks(list(MODULES.values())) == []
+
+
+def test_architecture_md_names_every_module_and_only_modules_that_exist():
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([a-z_/]+(?:\.py)?)`", text))
+    for name in MODULES:
+        parts = name.split(".")[1:]
+        if not parts or parts[-1].startswith("__"):
+            continue
+        # Each module is named: by its file, its folder, or in a qualified name (`media.registry`).
+        assert re.search(rf"(?<![\w]){re.escape(parts[-1])}(?![\w])", text), f"{name} is not described"
+    for word in named:
+        if word.endswith(".py") or word.endswith("/"):
+            candidates = [
+                PACKAGE.parent / word,
+                PACKAGE / word,
+                *PACKAGE.glob(f"*/{word}"),
+                *PACKAGE.glob(f"*/*/{word}"),
+            ]
+            assert any(c.exists() for c in candidates), f"ARCHITECTURE.md names {word}, which does not exist"
+    assert "ARCHITECTURE.md" in (PACKAGE.parent / "README.md").read_text(encoding="utf-8")

@@ -86,8 +86,8 @@ def _store_matmul_weights_in(model: nn.Module, dtype: torch.dtype) -> None:
 class Encoder:
     """Encode preprocessed batches of one modality into float32 unit vectors (N, dim).
 
-    ``card`` names the model (a :class:`~ibsearch.encoder.cards.ModelCard`); towers are loaded on
-    first use through ``ibsearch.encoder.weights.load_tower_state``. ``device`` is "auto", "cpu"
+    ``card`` names the model (a :class:`~ibsearch.encoder.weights.cards.ModelCard`); towers are loaded on
+    first use through ``ibsearch.encoder.weights.checkpoint.load_tower_state``. ``device`` is "auto", "cpu"
     or "cuda"; ``precision`` is "auto", "fp32", "bf16" or "fp16". ``batch_size`` bounds how many
     clips go through a tower at once (an item of S clips counts S times). ``checkpoint`` (a local
     file) replaces the card's checkpoint; ``progress`` (see :mod:`ibsearch.progress`) hears about a

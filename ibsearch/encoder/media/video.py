@@ -67,7 +67,7 @@ def clip_times(
     duration: float, clip_seconds: int = CLIP_SECONDS, clips: int = CLIPS_PER_VIDEO
 ) -> list[tuple[Fraction, Fraction]]:
     """Start and end (seconds, exact fractions) of the 5 clips taken from a video (the audio clip
-    sampler's rule, :func:`ibsearch.encoder.audio_dsp.clip_times`); video rounds them up to frames."""
+    sampler's rule, :func:`ibsearch.encoder.media.audio_dsp.clip_times`); video rounds them up to frames."""
     return audio_dsp.clip_times(duration, clip_seconds, clips)
 
 

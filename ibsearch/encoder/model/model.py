@@ -3,7 +3,7 @@
 :class:`ImageBindModel` holds only the towers it is asked for. Its ``forward`` reproduces the
 reference model's outputs (normalized and scaled per modality, clips averaged), ``embed`` gives what
 a search index stores (float32 unit vectors). Checkpoints are read in the official key layout
-(see :mod:`ibsearch.encoder.keymap`) and checked strictly: a wrong file fails loudly, naming keys.
+(see :mod:`ibsearch.encoder.model.keymap`) and checked strictly: a wrong file fails loudly, naming keys.
 """
 
 from __future__ import annotations

@@ -147,12 +147,12 @@ class SelfAttention(nn.Module):
             self.register_parameter("bias_v", None)
 
     def forward(
-        self, x: torch.Tensor, pooled: torch.Tensor | None = None, segments: list[int] | None = None
+        self, x: torch.Tensor, pooled: torch.Tensor | None = None, packed: list[int] | None = None
     ) -> torch.Tensor:
         """x: (B, L, D) -> (B, L, D), or (B, P, D) for the P positions indexed by ``pooled``.
 
-        ``segments`` (packed text): x holds B = 1 row of several sequences laid end to end, of these
-        lengths; each attends causally within itself only. With ``segments``, ``pooled`` indexes
+        ``packed`` (packed text): x holds B = 1 row of several sequences laid end to end, of these
+        lengths; each attends causally within itself only. With ``packed``, ``pooled`` indexes
         the last position of each sequence.
         """
         b, n, d = x.shape
@@ -166,11 +166,11 @@ class SelfAttention(nn.Module):
             k, v = F.linear(x, w[d:], bias[d:]).view(b, n, 2, h, d // h).unbind(2)
         # A pooled query needs no mask: for causal text it is the last position of its sequence.
         causal = self.causal and pooled is None
-        if segments is None:
+        if packed is None:
             out = self._attend(q, k, v, causal)
         else:
             parts, start = [], 0
-            for i, length in enumerate(segments):
+            for i, length in enumerate(packed):
                 span = slice(start, start + length)
                 queries = q[:, i : i + 1] if pooled is not None else q[:, span]
                 parts.append(self._attend(queries, k[:, span], v[:, span], causal))
@@ -205,13 +205,13 @@ class Block(nn.Module):
         self.mlp.add_module("fc2", nn.Linear(spec.mlp_ratio * d, d))
 
     def forward(
-        self, x: torch.Tensor, pooled: torch.Tensor | None = None, segments: list[int] | None = None
+        self, x: torch.Tensor, pooled: torch.Tensor | None = None, packed: list[int] | None = None
     ) -> torch.Tensor:
         """x: (B, L, D) -> (B, L, D), or only the positions indexed by ``pooled`` (B, P, D).
 
-        ``segments``: x is packed text, see :meth:`SelfAttention.forward`.
+        ``packed``: x is packed text, see :meth:`SelfAttention.forward`.
         """
-        out = self.attn(self.norm1(x), pooled, segments)
+        out = self.attn(self.norm1(x), pooled, packed)
         x = (x if pooled is None else x[:, pooled]) + out
         return x + self.mlp(self.norm2(x))
 
@@ -323,27 +323,27 @@ class Tower(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, *clip_shape) -> (B, out_dim), L2-normalized then multiplied by the tower's scale."""
         h = self.tokens(x)
-        segments: list[int] | None = None
+        packed: list[int] | None = None
         if self.spec.pooling == "eot":
             # <|endoftext|> has the largest id, so argmax finds it (its first occurrence).
             eot = x.argmax(dim=-1)
             if self.spec.causal:
                 # Under the causal mask no position after a text's EOT can reach that EOT, so those
                 # positions are dropped: the same math, and a short text costs a fraction of 77.
-                h, segments = self._drop_after_eot(h, eot)
+                h, packed = self._drop_after_eot(h, eot)
         if self.pre_norm is not None:
             h = self.pre_norm(h)
         # Only the pooled positions' outputs are used, so the last block computes those alone.
-        if segments is not None:
-            last_pooled = torch.tensor(segments, device=h.device).cumsum(0) - 1
+        if packed is not None:
+            last_pooled = torch.tensor(packed, device=h.device).cumsum(0) - 1
         elif self.spec.pooling == "first":
             last_pooled = torch.zeros(1, dtype=torch.long, device=h.device)
         else:
             last_pooled = None  # padded text: each row pools another position
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            h = block(h, last_pooled if i == last else None, segments)
-        if segments is not None:
+            h = block(h, last_pooled if i == last else None, packed)
+        if packed is not None:
             pooled = h[0] if self.blocks else h[0, last_pooled]  # (1, B, D) -> (B, D)
         elif self.spec.pooling == "eot":
             pooled = h[torch.arange(h.shape[0], device=h.device), eot]
