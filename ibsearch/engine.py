@@ -8,6 +8,7 @@ in the package imports this module but the command line and ``ibsearch`` itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import library, maintenance
@@ -36,9 +37,9 @@ class Library(library.Library):
         """Rebuild every index from the database; see :func:`ibsearch.maintenance.reindex`."""
         return maintenance.reindex(self)
 
-    def check(self) -> CheckReport:
+    def check(self, on_wait: Callable[[], None] | None = None) -> CheckReport:
         """Check and repair the indexes against the database; see :func:`ibsearch.maintenance.check`."""
-        return maintenance.check(self)
+        return maintenance.check(self, on_wait)
 
     def info(self) -> dict[str, Any]:
         """What the library holds; see :func:`ibsearch.maintenance.info`."""

@@ -15,17 +15,22 @@ class IbsearchError(Exception):
 class MediaError(IbsearchError):
     """A file (or in-memory input) could not be decoded or preprocessed.
 
-    ``path`` names the input (a path string, or a short description such as ``"<bytes>"``).
+    ``path`` names the input (a path string, or a short description such as ``"<bytes>"``) and
+    ``reason`` says why. ``transient`` is True when the failure says nothing about the file's content
+    (a decoder crash, a time limit, an I/O or permission error): the file should be tried again next
+    time rather than recorded as bad for good.
     """
 
-    def __init__(self, path: str, reason: str) -> None:
+    def __init__(self, path: str, reason: str, *, transient: bool = False) -> None:
         self.path = path
         self.reason = reason
+        self.transient = transient
         super().__init__(f"cannot read {path!r}: {reason}")
 
-    def __reduce__(self) -> tuple[type[MediaError], tuple[str, str]]:
-        # Rebuilt from (path, reason) when it crosses a process boundary (worker pools).
-        return (type(self), (self.path, self.reason))
+    def __reduce__(self) -> tuple[type[MediaError], tuple[str, str], dict[str, bool]]:
+        # Rebuilt from (path, reason) when it crosses a process boundary (worker pools); the keyword
+        # goes as state, which BaseException.__setstate__ sets back on the rebuilt error.
+        return (type(self), (self.path, self.reason), {"transient": self.transient})
 
 
 class ModelError(IbsearchError):

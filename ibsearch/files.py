@@ -6,6 +6,7 @@ caches are replaced atomically, writers take turns), so they live here, below al
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import hashlib
@@ -60,6 +61,28 @@ def hash_file(
     return str(digest.hexdigest())
 
 
+# ------------------------------------------------------------------------------------ path names
+
+
+def display_path(path: str | bytes) -> str:
+    """A path as valid UTF-8 text for people and for text columns: bytes that are not UTF-8 (POSIX
+    names may hold any) appear as ``\\xNN``. ``path`` is the name's bytes or an ``os.fsdecode`` string."""
+    raw = path if isinstance(path, bytes) else os.fsencode(path)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def path_fields(path: str) -> dict[str, str]:
+    """A path for JSON output: ``{"path": display_path(path)}``, plus ``"path_bytes"`` (the name's raw
+    bytes in base64) when it is not valid UTF-8, so that a program can still open exactly that file."""
+    raw = os.fsencode(path)
+    fields = {"path": raw.decode("utf-8", "backslashreplace")}
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        fields["path_bytes"] = base64.b64encode(raw).decode("ascii")
+    return fields
+
+
 # ---------------------------------------------------------------------------------- atomic writes
 
 TMP_SUFFIX = ".tmp"
@@ -68,6 +91,11 @@ TMP_SUFFIX = ".tmp"
 def temp_prefix(path: str | os.PathLike[str]) -> str:
     """The name prefix of the temporary files :func:`atomic_write` makes for ``path`` (``.<name>.``)."""
     return "." + os.path.basename(os.fspath(path)) + "."
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is that of an :func:`atomic_write` temporary (``.<name>.XXXX.tmp``)."""
+    return name.startswith(".") and name.endswith(TMP_SUFFIX)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -162,7 +190,10 @@ __all__ = [
     "atomic_write_text",
     "file_lock",
     "hash_file",
+    "display_path",
     "hash_into",
+    "path_fields",
+    "is_temporary",
     "new_hash",
     "temp_prefix",
 ]

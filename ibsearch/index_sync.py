@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .index import FaissIndex, StaleIndexError
+from .files import TMP_SUFFIX, temp_prefix
+from .index import FaissIndex, StaleIndexError, sidecar_path
 from .modality import INDEX_KEYS, canonical
 from .store import Store
 
@@ -106,6 +107,25 @@ class IndexSet:
             if key in self._indexes or self.path(key).exists():
                 if self.get(key).remove(arr):
                     self.dirty.add(key)
+
+    @staticmethod
+    def vectors_on_disk(root: Path) -> int:
+        """How many vectors the index files in ``root`` hold, by their sidecars (0 when there are none)."""
+        metas = (FaissIndex.read_meta(root / f"{key}.faiss") for key in INDEX_KEYS)
+        return sum(meta.count for meta in metas if meta is not None)
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete the temporary files of index saves that were killed halfway (only the writer, which
+        holds the lock, may call this: no other save can be under way). Returns what was removed."""
+        removed = []
+        for key in INDEX_KEYS:
+            for target in (self.path(key), Path(sidecar_path(self.path(key)))):
+                for leftover in self.root.glob(temp_prefix(target) + "*" + TMP_SUFFIX):
+                    leftover.unlink(missing_ok=True)
+                    removed.append(leftover)
+        if removed:
+            log.info("removed %d temporary file(s) of interrupted index saves", len(removed))
+        return removed
 
     def save(self) -> None:
         """Write every changed index atomically (only the writer does this)."""

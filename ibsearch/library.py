@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,6 +104,9 @@ class Library(Closing):
             raise LibraryError(
                 f"no library at {str(root)!r}; run 'ibsearch ingest PATH' first (or pick one with --library)"
             )
+        _refuse_a_lost_database(root, db_path, create)
+        if not db_path.exists():  # a model that cannot be resolved must not leave an empty library behind
+            resolve_model(os.fspath(model or os.environ.get(ENV_MODEL) or DEFAULT_MODEL))
         root.mkdir(parents=True, exist_ok=True)
         store = Store(db_path, create=create)
         try:
@@ -133,18 +136,26 @@ class Library(Closing):
         self.store.close()
 
     @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self, *, wait: bool = False, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the library's write lock: one ingest/remove/reindex at a time; readers never wait.
 
-        Changed indexes are saved when the outermost block ends.
+        With another writer at work this raises a :class:`LibraryError`, or with ``wait`` waits for it
+        (``on_wait`` is called first). Temporary files that a killed writer left are removed; changed
+        indexes are saved when the outermost block ends.
         """
         if self._writing:
             yield
             return
+        if self.store.read_only:
+            raise LibraryError(
+                f"library {str(self.root)!r} is read-only: queries work, but changing it needs write "
+                "permission on the folder and its files"
+            )
         try:
-            with file_lock(self.root / LOCK_NAME, wait=False):
+            with file_lock(self.root / LOCK_NAME, wait=wait, on_wait=on_wait):
                 self._writing = True
                 try:
+                    self.indexes.remove_leftovers()
                     yield
                 finally:
                     self._writing = False
@@ -198,6 +209,24 @@ class Library(Closing):
         """Modalities with vectors in the library, in ImageBind's order."""
         counts = self.store.counts()
         return [m for m in MODALITIES if counts.get(m)]
+
+
+def _refuse_a_lost_database(root: Path, db_path: Path, create: bool) -> None:
+    """A 0-byte database is never taken for a new library when index files still hold vectors."""
+    if not db_path.is_file() or db_path.stat().st_size:
+        return
+    held = IndexSet.vectors_on_disk(root)
+    if held:
+        raise LibraryError(
+            f"library database {str(db_path)!r} is empty (0 bytes) but the index files beside it hold "
+            f"{held} vectors: the database was truncated or replaced. Restore it from a backup (the index "
+            "files cannot rebuild it: they hold no paths), or move the library folder away to start over."
+        )
+    if not create:
+        raise LibraryError(
+            f"library database {str(db_path)!r} is empty (0 bytes); restore it from a backup, or run "
+            "'ibsearch ingest PATH' to build the library again"
+        )
 
 
 __all__ = ["DB_NAME", "ENV_LIBRARY", "ENV_MODEL", "Library", "default_library"]

@@ -6,10 +6,13 @@ Each takes an opened :class:`~ibsearch.library.Library`; the writers hold its wr
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LibraryError
+from .files import is_temporary, path_fields
+from .integrity import scan
 from .library import Library
 
 
@@ -53,18 +56,21 @@ def reindex(lib: Library) -> dict[str, int]:
         return {key: lib.indexes.rebuild(key).ntotal for key in lib.indexes.known()}
 
 
-def check(lib: Library) -> CheckReport:
+def check(lib: Library, on_wait: Callable[[], None] | None = None) -> CheckReport:
     """Check the database, bring stale index files up to date (they are derived), then verify that
-    every index file on disk holds exactly the database's vectors.
+    every stored vector is a finite unit vector and every index file holds exactly the database's
+    vectors, row for row.
 
-    Index files that were behind (after a crash, say) are listed in ``repaired``; anything that
-    still disagrees afterwards, or a damaged database, is a problem (``ok`` is False).
+    A library that another process is writing is waited for (``on_wait`` is called first): its
+    files are only comparable once the write has ended. Index files that were behind (after a
+    crash, say) are listed in ``repaired``; anything that still disagrees afterwards, or a damaged
+    database, is a problem (``ok`` is False).
     """
     report = CheckReport()
     for problem in lib.store.integrity_errors():
         report.problems.append(f"database: {problem}")
     try:
-        with lib.writing():
+        with lib.writing(wait=True, on_wait=on_wait):
             for key in lib.indexes.known():
                 lib.indexes.get(key)
             repaired = sorted(lib.indexes.dirty)
@@ -75,6 +81,7 @@ def check(lib: Library) -> CheckReport:
     for key in lib.indexes.known():
         report.counts[key] = lib.store.id_summary(key).size
         report.problems += lib.indexes.verify(key)
+        report.problems += scan(lib.store, lib.indexes, key).problems
     report.ok = not report.problems
     return report
 
@@ -82,7 +89,8 @@ def check(lib: Library) -> CheckReport:
 def info(lib: Library) -> dict[str, Any]:
     """Counts per modality, model, size on disk and recent errors."""
     store = lib.store
-    size = sum(p.stat().st_size for p in lib.root.iterdir() if p.is_file())
+    # Temporary files of a save under way (or of one that was killed) are not part of the library.
+    size = sum(p.stat().st_size for p in lib.root.iterdir() if p.is_file() and not is_temporary(p.name))
     notes = []
     silent = store.count_files_with_info("has_audio", False)
     if silent:
@@ -97,7 +105,7 @@ def info(lib: Library) -> dict[str, Any]:
         "size_bytes": size,
         "errors": store.error_count(),
         "recent_errors": [
-            {"path": e.path, "reason": e.reason, "time": e.time} for e in store.errors(limit=10)
+            {**path_fields(e.path), "reason": e.reason, "time": e.time} for e in store.errors(limit=10)
         ],
         "notes": notes,
     }

@@ -8,6 +8,7 @@ matching vectors exist.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from .closing import Closing
 from .errors import UsageError
+from .files import path_fields
 from .library import Library
 from .modality import (
     AUDIO,
@@ -47,7 +49,7 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "path": self.path,
+            **path_fields(self.path),
             "score": round(float(self.score), 6),
             "modality": self.modality,
             "metadata": self.metadata,
@@ -68,6 +70,15 @@ class SearchOptions:
     min_duration: float | None = None  # only media at least this many seconds long
     max_duration: float | None = None  # only media at most this many seconds long
     segments: bool = False  # timestamped segments of long media (best per file) instead of files
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.k, int) or self.k < 1:
+            raise UsageError(f"k must be a whole number of hits, at least 1, got {self.k!r}")
+        for name in ("min_duration", "max_duration"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int | float) or math.isnan(value)):
+                option = "--" + name.replace("_", "-")
+                raise UsageError(f"{option} must be a number of seconds, got {value!r}")
 
     def duration_range(self) -> dict[str, tuple[float | None, float | None]]:
         """The media-info ranges to filter on ({} when none is set)."""
@@ -154,8 +165,6 @@ class Searcher(Closing):
                 "a query needs at least one input: --text, --image, --audio, --video, --depth, --thermal, "
                 "--imu or --like"
             )
-        if opts.k < 1:
-            raise UsageError(f"k must be at least 1, got {opts.k}")
         lib = self.library
         present = lib.modalities_present()
         if not present:

@@ -59,6 +59,25 @@ def imports_of(name: str) -> set[str]:
 GRAPH = {name: imports_of(name) for name in MODULES}
 
 
+def unresolved_relative_imports(name: str) -> list[str]:
+    """Relative imports in ``name`` that name no module of the package (a lazy one would only fail
+    when it runs)."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    package = name if is_package(name) else name.rpartition(".")[0]
+    broken = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+            if target not in MODULES:
+                broken.append(f"{name}:{node.lineno} from {'.' * node.level}{node.module or ''}")
+    return broken
+
+
+def test_every_relative_import_names_a_module_of_the_package():
+    assert [b for name in MODULES for b in unresolved_relative_imports(name)] == []
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan)."""
     index: dict[str, int] = {}

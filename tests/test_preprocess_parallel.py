@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from ibsearch.encoder import preprocess
-from ibsearch.errors import MediaError
+from ibsearch.encoder.media import pool
+from ibsearch.errors import MediaError, UsageError
 
 DATA = Path(__file__).parent / "data"
 CRASH = "<crash the worker>"
+HANG = "<hang the worker>"
+SLOW = "<take a second>"
+DENIED = "<permission denied>"
 
 
 def crash_on_marker(modality: str, item: Any) -> torch.Tensor:
@@ -22,6 +29,17 @@ def crash_on_marker(modality: str, item: Any) -> torch.Tensor:
     if item == CRASH:
         os.kill(os.getpid(), signal.SIGSEGV)
     return preprocess.load(modality, item)
+
+
+def misbehave_on_markers(modality: str, item: Any) -> torch.Tensor:
+    """A loader that crashes, hangs, dawdles or cannot open a file on the marker items."""
+    if item == HANG:
+        time.sleep(3600)  # a decoder stuck for good: only killing its process ends it
+    elif item == SLOW:
+        time.sleep(1.0)
+    elif item == DENIED:
+        raise PermissionError(13, "Permission denied", item)
+    return crash_on_marker(modality, item)
 
 
 def test_in_process_loading_yields_every_index_with_errors_in_place() -> None:
@@ -82,3 +100,67 @@ def test_items_are_pulled_lazily_with_bounded_work_in_flight() -> None:
         assert pulled - done <= 3
         seen.append(index)
     assert sorted(seen) == list(range(12))
+
+
+def test_a_hung_decoder_times_out_alone_and_the_other_items_still_load() -> None:
+    texts = ["a dog", "a cat", HANG, "a bird", "a fish", "a horse"]
+    began = time.monotonic()
+    results = dict(pool.load_parallel("text", texts, 2, loader=misbehave_on_markers, timeout=2))
+    assert time.monotonic() - began < 30
+    assert sorted(results) == list(range(len(texts)))
+    hung = results[2]
+    assert isinstance(hung, MediaError) and hung.transient
+    assert "timed out after 2 s" in hung.reason and "--timeout" in hung.reason
+    for i, text in enumerate(texts):
+        if i != 2:
+            assert torch.equal(results[i], preprocess.load("text", text)), text
+
+
+def test_a_crash_and_a_hang_in_one_run_each_cost_only_their_own_item() -> None:
+    # The crash makes both markers suspects; the hung one then times out while it runs alone.
+    texts = ["a dog", CRASH, HANG, "a bird", HANG, "a fish"]
+    began = time.monotonic()
+    results = dict(pool.load_parallel("text", texts, 2, loader=misbehave_on_markers, timeout=1))
+    assert time.monotonic() - began < 30
+    assert sorted(results) == list(range(len(texts)))
+    crashed = results[1]
+    assert isinstance(crashed, MediaError) and "crashed" in crashed.reason and crashed.transient
+    for i in (2, 4):
+        hung = results[i]
+        assert isinstance(hung, MediaError) and "timed out after 1 s" in hung.reason and hung.transient
+    for i in (0, 3, 5):
+        assert torch.equal(results[i], preprocess.load("text", texts[i])), texts[i]
+
+
+def test_an_item_queued_behind_slow_ones_is_not_timed_out_for_their_slowness() -> None:
+    # One worker, three items in flight: the last waits about 2 s in the queue, past the limit,
+    # but runs for only 1 s itself.
+    texts = [SLOW, SLOW, SLOW]
+    results = dict(
+        pool.load_parallel("text", texts, 1, max_in_flight=3, loader=misbehave_on_markers, timeout=2)
+    )
+    assert sorted(results) == [0, 1, 2]
+    assert all(isinstance(result, torch.Tensor) for result in results.values()), results
+
+
+def test_an_os_error_in_a_loader_is_transient_and_a_bad_file_is_not() -> None:
+    items = [DENIED, str(DATA / "bad" / "truncated.jpg")]
+    for workers in (0, 1):
+        results = dict(pool.load_parallel("vision", items, workers, loader=misbehave_on_markers, timeout=5))
+        denied, bad = results[0], results[1]
+        assert isinstance(denied, MediaError) and "PermissionError" in denied.reason and denied.transient
+        assert isinstance(bad, MediaError) and not bad.transient
+
+
+def test_a_time_limit_must_be_a_positive_number_of_seconds() -> None:
+    for bad in (0, -1.5, float("nan"), float("inf")):
+        with pytest.raises(UsageError, match="positive number of seconds"):
+            list(pool.load_parallel("text", ["a dog"], 1, loader=misbehave_on_markers, timeout=bad))
+
+
+def test_media_errors_keep_whether_they_are_transient_through_pickling() -> None:
+    for transient in (False, True):
+        copy = pickle.loads(pickle.dumps(MediaError("clip.mp3", "no audio stream", transient=transient)))
+        assert (copy.path, copy.reason, copy.transient) == ("clip.mp3", "no audio stream", transient)
+        assert str(copy) == "cannot read 'clip.mp3': no audio stream"
+    assert MediaError("a.png", "truncated").transient is False

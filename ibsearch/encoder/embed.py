@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IbsearchError, MediaError
+from ..errors import MediaError
 from ..modality import AUDIO, KIND_MODALITIES, MODALITIES, VISION, FileKind, segments_key
-from .media import audio_segments, pool, registry, video
+from .media import DECODE_TIMEOUT, audio_segments, pool, registry, video
 from .media.probe import probe
 from .runtime import Encoder
 
@@ -70,7 +70,9 @@ class Segments(Enum):
 def plan_segments(kind: FileKind, info: dict[str, Any]) -> tuple[tuple[str, ...], dict[str, Segments]]:
     """The file-level modalities of a file and how each segmented one is cut, from its media facts."""
     modalities = KIND_MODALITIES[kind]
-    if kind == FileKind.VIDEO and info.get("has_audio") is False:
+    if kind == FileKind.VIDEO and info.get("has_video") is False and info.get("has_audio"):
+        modalities = (AUDIO,)  # an MP4 with sound only (a voice memo, music): a sound file
+    elif kind == FileKind.VIDEO and info.get("has_audio") is False:
         modalities = (VISION,)  # a video without sound: a picture vector only
     duration = float(info.get("duration") or 0.0)  # unknown: treated as short (one segment)
     short = duration < audio_segments.MIN_SEGMENTED_SECONDS
@@ -97,6 +99,7 @@ class _Work:
     result: FileVectors
     plan: dict[str, Segments]
     error: str | None = None
+    transient: bool = False  # the error is not the file's content (a crash, a timeout, an I/O error)
     reported: bool = False
 
     @property
@@ -130,13 +133,16 @@ def embed_files(
     items: Iterable[MediaItem],
     *,
     workers: int | None = None,
+    timeout: float | None = DECODE_TIMEOUT,
     on_decoded: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, FileVectors | MediaError]]:
     """Embed ``items``; yield ``(index, FileVectors or MediaError)`` once per item, as each completes.
 
     ``index`` is the item's position in ``items``. ``workers``: decoding processes (None: see
-    :func:`default_workers`; 0: in this process). ``on_decoded(index)`` is called each time an item
-    has been decoded for one tower, before it is encoded (a sign of life for progress displays).
+    :func:`default_workers`; 0: in this process). ``timeout``: seconds a worker may spend decoding
+    one file (None: no limit; none can be enforced in this process). ``on_decoded(index)`` is called
+    each time an item has been decoded for one tower, before it is encoded (a sign of life for
+    progress displays).
     A bad file comes back as a :class:`MediaError`; it never stops the others.
     """
     works = []
@@ -150,7 +156,7 @@ def embed_files(
     for modality in order:
         todo = [w for w in works if modality in w.result.modalities and w.error is None]
         todo = [w for w in todo if w.plan.get(modality) != Segments.LONG]  # done while streaming
-        yield from _encode_tower(encoder, modality, todo, workers, on_decoded)
+        yield from _encode_tower(encoder, modality, todo, _Decoding(workers, timeout, on_decoded))
     for work in works:
         streamed = [m for m, how in work.plan.items() if how != Segments.WHOLE]
         for modality in streamed:
@@ -164,30 +170,41 @@ def _finished(works: Iterable[_Work]) -> Iterator[tuple[int, FileVectors | Media
         if work.done and not work.reported:
             work.reported = True
             name = work.item.source if isinstance(work.item.source, str) else "<bytes>"
-            yield work.index, (work.result if work.error is None else MediaError(name, work.error))
+            if work.error is None:
+                yield work.index, work.result
+            else:
+                yield work.index, MediaError(name, work.error, transient=work.transient)
+
+
+@dataclass(frozen=True)
+class _Decoding:
+    """How items are decoded: worker processes, a time limit per item, and who hears of each."""
+
+    workers: int | None
+    timeout: float | None
+    on_decoded: Callable[[int], None] | None
 
 
 def _encode_tower(
-    encoder: Encoder,
-    modality: str,
-    todo: list[_Work],
-    workers: int | None,
-    on_decoded: Callable[[int], None] | None,
+    encoder: Encoder, modality: str, todo: list[_Work], decoding: _Decoding
 ) -> Iterator[tuple[int, FileVectors | MediaError]]:
     """Decode ``todo`` for ``modality``'s tower and encode it in batches of one input shape each."""
     if not todo:
         return
+    workers = decoding.workers
     n_workers = workers if workers is not None else default_workers(encoder.device.type, len(todo))
     # One batch per input shape: images (3, 224, 224) and videos (15, 3, 2, 224, 224) are both vision.
     batches: dict[tuple[int, ...], list[tuple[_Work, Any]]] = {}
     sources = [(w.item.kind, w.item.source) for w in todo]
-    loaded = pool.load_parallel(modality, sources, n_workers, loader=registry.load_item)
+    loaded = pool.load_parallel(
+        modality, sources, n_workers, loader=registry.load_item, timeout=decoding.timeout
+    )
     for position, tensor in loaded:
         work = todo[position]
-        if on_decoded is not None:
-            on_decoded(work.index)
-        if isinstance(tensor, IbsearchError):
-            work.error = tensor.reason if isinstance(tensor, MediaError) else str(tensor)
+        if decoding.on_decoded is not None:
+            decoding.on_decoded(work.index)
+        if isinstance(tensor, MediaError):
+            work.error, work.transient = tensor.reason, tensor.transient
             yield from _finished([work])
             continue
         batch = batches.setdefault(tuple(tensor.shape), [])
@@ -249,7 +266,7 @@ def _encode_segments(encoder: Encoder, work: _Work, modality: str) -> None:
                 flush()
         flush()
     except MediaError as exc:
-        work.error = exc.reason
+        work.error, work.transient = exc.reason, exc.transient
         return
     if not vectors:
         vectors = list(result.vectors[modality])

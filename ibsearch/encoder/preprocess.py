@@ -69,12 +69,15 @@ def load_parallel(
     *,
     max_in_flight: int | None = None,
     loader: pool.Loader | None = None,
+    timeout: float | None = None,
 ) -> Iterator[tuple[int, torch.Tensor | MediaError]]:
-    """:func:`load` (or ``loader(modality, item)``) over ``items`` in ``workers`` processes.
-
-    Yields ``(index, tensor or MediaError)`` in completion order; see :func:`.media.pool.load_parallel`.
+    """:func:`load` (or ``loader(modality, item)``) over ``items`` in ``workers`` processes, each item
+    given at most ``timeout`` seconds. Yields ``(index, tensor or MediaError)`` in completion order;
+    see :func:`.media.pool.load_parallel`.
     """
-    return pool.load_parallel(modality, items, workers, max_in_flight=max_in_flight, loader=loader or load)
+    return pool.load_parallel(
+        modality, items, workers, max_in_flight=max_in_flight, loader=loader or load, timeout=timeout
+    )
 
 
 __all__ = [

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+from ..encoder.media import DECODE_TIMEOUT
 from ..errors import MediaError
+from ..files import hash_file
 from ..library import Library
 from ..progress import FILES, Progress, start
 from .commit import Committer, IngestSummary, Job
@@ -30,18 +33,23 @@ def ingest(
     *,
     hidden: bool = False,
     exclude: Iterable[str] = (),
+    follow_symlinks: bool = True,
     workers: int | None = None,
+    timeout: float | None = DECODE_TIMEOUT,
     batch_size: int | None = None,
     progress: Progress | None = None,
     as_kind: str | None = None,
 ) -> IngestSummary:
     """Bring the library up to date with ``paths`` (files or folders); see the module docs.
 
-    ``workers``: decoding processes (None: automatic, 0: in this process). ``batch_size``: items per
-    model call. ``progress`` hears about the files encoded (task ``"ingest"``). ``as_kind``
-    (``thermal``, ``depth``, ``imu``...): index the files under ``paths`` as that kind; the choice
-    is remembered for these folders in later runs. Bad files are recorded and listed in ``failed``;
-    they never raise. Holds the library's write lock.
+    ``follow_symlinks``: follow links to files and folders (loops are detected either way); the roots
+    themselves are always followed. ``workers``: decoding processes (None: automatic, 0: in this
+    process); ``timeout``: seconds a worker may decode one file (a hung decoder fails that file, and
+    it is retried on the next run). ``batch_size``: items per model call. ``progress`` hears about
+    the files encoded (task ``"ingest"``). ``as_kind`` (``thermal``, ``depth``, ``imu``...): index
+    the files under ``paths`` as that kind; the choice is remembered for these folders in later
+    runs. Bad files are recorded and listed in ``failed``; they never raise. Holds the library's
+    write lock.
     """
     with lib.writing():
         summary = IngestSummary()
@@ -50,7 +58,9 @@ def ingest(
         planner = Planner(lib.store, roots, as_kind)
         committer = Committer(lib, summary)
         to_encode: list[Job] = []
-        for found in walk(roots, WalkOptions(hidden=hidden, exclude=list(exclude))):
+        options = WalkOptions(hidden=hidden, exclude=list(exclude), follow_symlinks=follow_symlinks)
+        options.on_error = lambda path, reason: summary.failed.append({"path": path, "reason": reason})
+        for found in walk(roots, options):
             job = planner.visit(found, summary)
             if job is None:
                 continue
@@ -62,41 +72,83 @@ def ingest(
         if gone:
             lib.indexes.remove(lib.store.delete_files(gone))
             summary.removed = len(gone)
-        _encode(lib, to_encode, committer, summary, workers, batch_size, progress)
+        lib.store.clear_errors(planner.vanished_errors())
+        _encode(lib, to_encode, committer, summary, _Encoding(workers, timeout, batch_size, progress))
         committer.flush()
         return summary
 
 
+#: Times a file that changes while it is being encoded is encoded again before it is given up on.
+CHANGED_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    """The options of an ingest that concern running the model."""
+
+    workers: int | None
+    timeout: float | None
+    batch_size: int | None
+    progress: Progress | None
+
+
 def _encode(
-    lib: Library,
-    jobs: list[Job],
-    committer: Committer,
-    summary: IngestSummary,
-    workers: int | None,
-    batch_size: int | None,
-    progress: Progress | None,
+    lib: Library, jobs: list[Job], committer: Committer, summary: IngestSummary, how: _Encoding
 ) -> None:
-    """Run the model over ``jobs`` and commit each as soon as all its vectors are there."""
+    """Run the model over ``jobs`` and commit each as soon as all its vectors are there.
+
+    A stored vector must be the vector of the content its hash names, so after encoding each file is
+    hashed again: one that changed since it was hashed (and so perhaps since it was decoded) is
+    encoded again with its new hash, up to :data:`CHANGED_RETRIES` times.
+    """
     if not jobs:
         return
     from ..encoder.embed import MediaItem, embed_files  # the model is loaded only when needed
 
-    report = start(progress, "ingest", FILES)
-    items = []
+    report = start(how.progress, "ingest", FILES)
+    total, done = len(jobs), 0
+    for _ in range(CHANGED_RETRIES + 1):
+        changed: list[Job] = []
+        items = []
+        for job in jobs:
+            assert job.kind is not None  # detected by the planner
+            items.append(MediaItem(job.path, job.kind))
+        encoder = lib.encoder(how.batch_size)
+        for index, result in embed_files(encoder, items, workers=how.workers, timeout=how.timeout):
+            job = jobs[index]
+            if isinstance(result, MediaError):
+                job.error, job.transient = result.reason, result.transient
+            else:
+                summary.encoded += result.encoded
+                if _changed_since_hashed(job):
+                    changed.append(job)
+                    continue
+                job.modalities, job.info = result.modalities, result.info
+                job.vectors, job.spans = result.vectors, result.spans
+            committer.add(job)
+            done += 1
+            if report is not None:
+                report(done, total)
+        jobs = changed
+        if not jobs:
+            return
     for job in jobs:
-        assert job.kind is not None  # detected by the planner
-        items.append(MediaItem(job.path, job.kind))
-    for done, (index, result) in enumerate(embed_files(lib.encoder(batch_size), items, workers=workers), 1):
-        job = jobs[index]
-        if isinstance(result, MediaError):
-            job.error = result.reason
-        else:
-            summary.encoded += result.encoded
-            job.modalities, job.info = result.modalities, result.info
-            job.vectors, job.spans = result.vectors, result.spans
+        job.error, job.transient = "the file kept changing while it was being ingested", True
         committer.add(job)
-        if report is not None:
-            report(done, len(jobs))
+
+
+def _changed_since_hashed(job: Job) -> bool:
+    """Whether ``job``'s file no longer has the content hash it was planned with; if so, the job
+    takes the file's current stat and hash, ready to be encoded again."""
+    try:
+        st = os.stat(job.path)
+        content_hash = hash_file(job.path)
+    except OSError:
+        return False  # gone or unreadable now: the next run sees that; the vectors are of the hash
+    if content_hash == job.content_hash:
+        return False
+    job.st, job.content_hash = st, content_hash
+    return True
 
 
 __all__ = ["IngestSummary", "ingest"]

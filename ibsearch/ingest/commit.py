@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import path_fields
 from ..library import Library
 from ..modality import INDEX_KEYS, FileKind
 
@@ -38,7 +39,7 @@ class IngestSummary:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "removed": self.removed,
-            "failed": list(self.failed),
+            "failed": [{**path_fields(f["path"]), "reason": f["reason"]} for f in self.failed],
             "encoded": self.encoded,
             "skipped": self.skipped,
         }
@@ -58,6 +59,7 @@ class Job:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # index key -> (n, dim)
     spans: dict[str, list[Span]] = field(default_factory=dict)
     error: str | None = None
+    transient: bool = False  # the error is not the file's content (I/O, permission, crash): retry next run
 
 
 class Committer:
@@ -91,7 +93,10 @@ class Committer:
         with store.transaction():
             for job in self.buffer:
                 if job.error is not None:
-                    store.record_error(job.path, job.error, size=job.st.st_size, mtime_ns=job.st.st_mtime_ns)
+                    # A content failure is remembered with the file's stat, so an unchanged bad file
+                    # is not tried again; a transient one without, so the next run retries it.
+                    size, mtime = (None, None) if job.transient else (job.st.st_size, job.st.st_mtime_ns)
+                    store.record_error(job.path, job.error, size=size, mtime_ns=mtime)
                     continue
                 removed += self._store(job, added)
                 if job.existed:

@@ -31,6 +31,7 @@ class Planner:
 
     def __init__(self, store: Store, roots: list[str], as_kind: str | None = None) -> None:
         self.store = store
+        self.roots = roots
         self.known = {}
         for root in roots:
             self.known.update(store.files_under(root))
@@ -58,19 +59,20 @@ class Planner:
             summary.unchanged += 1
             return None
         old_error = self.bad_before.get(path)
+        # Only content failures carry the stat they happened at; transient ones are always retried.
         if old_error is not None and (old_error.size, old_error.mtime_ns) == (st.st_size, st.st_mtime_ns):
             summary.failed.append({"path": path, "reason": old_error.reason})  # known bad, not retried
             return None
         detection = detect(path, st.st_size, forced=forced)
         if detection.kind is None:
             if detection.reason:
-                return self._failed(found, detection.reason)
+                return self._failed(found, detection.reason, transient=detection.transient)
             summary.skipped += 1
             return None
         try:
             content_hash = hash_file(path)
         except OSError as exc:
-            return self._failed(found, f"cannot read: {exc.strerror or exc}")
+            return self._failed(found, f"cannot read: {exc.strerror or exc}", transient=True)
         if rec is not None and rec.content_hash == content_hash:
             self.store.update_stat(path, size=st.st_size, mtime_ns=st.st_mtime_ns)  # touched, not changed
             summary.unchanged += 1
@@ -83,14 +85,20 @@ class Planner:
         """Stored paths under the roots that the walk did not see (deleted, or now excluded)."""
         return [p for p in self.known if p not in self.seen]
 
-    def _failed(self, found: FoundFile, reason: str) -> Job:
-        return Job(found.path, found.st, None, "", found.path in self.known, error=reason)
+    def vanished_errors(self) -> list[str]:
+        """Paths under the roots with a recorded error that the walk did not see (deleted since)."""
+        return [p for p in self.bad_before if p not in self.seen and _under(p, self.roots)]
+
+    def _failed(self, found: FoundFile, reason: str, *, transient: bool = False) -> Job:
+        job = Job(found.path, found.st, None, "", found.path in self.known, error=reason)
+        job.transient = transient
+        return job
 
     def _forced_kind(self, path: str) -> FileKind | None:
         """The kind chosen with ``--as`` for ``path`` (the most specific remembered folder wins)."""
         best, kind = -1, None
         for root, forced in self.rules.items():
-            if (path == root or path.startswith(root.rstrip(os.sep) + os.sep)) and len(root) > best:
+            if _under(path, [root]) and len(root) > best:
                 best, kind = len(root), forced
         return None if kind is None else FileKind(kind)
 
@@ -109,12 +117,19 @@ class Planner:
             by_key.setdefault(v.modality, []).append(v.vector)
             spans.setdefault(v.modality, []).append((v.start, v.end))
         whole = tuple(k for k in by_key if modality_of_key(k) == k)
-        if set(whole) != set(KIND_MODALITIES[job.kind]):
+        # Same bytes, same vectors: what the stored copy yielded (a silent video: its picture only)
+        # is what this one would, unless --as declared the file another kind.
+        if not whole or not set(whole) <= set(KIND_MODALITIES[job.kind]):
             return
         job.modalities = tuple(m for m in KIND_MODALITIES[job.kind] if m in whole)
         job.vectors = {key: np.stack(rows) for key, rows in by_key.items()}
         job.spans = spans
         job.info = dict(record.info)
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or inside one of them as a folder."""
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 __all__ = ["AS_RULES", "Planner"]

@@ -3,14 +3,17 @@
 The walk is recursive, visits each directory once (so a symlink loop cannot trap it), never opens a
 file (so a FIFO or a device cannot hang it) and yields only regular files, each with the
 ``os.stat_result`` it already took: for an unchanged file that stat is the whole cost of a re-ingest.
+What it cannot enter or stat (an unreadable folder, a path longer than the system allows) is told to
+``WalkOptions.on_error``, never dropped without a word.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
@@ -22,7 +25,8 @@ class WalkOptions:
 
     hidden: bool = False  # include names starting with "." (skipped by default)
     exclude: list[str] = field(default_factory=list)  # globs matched against the name and the full path
-    follow_symlinks: bool = True  # follow links to files and directories (loops are still detected)
+    follow_symlinks: bool = True  # follow links to files and folders (loops are still detected)
+    on_error: Callable[[str, str], None] | None = None  # (path, reason) for what cannot be walked
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ def walk(roots: Iterable[str], options: WalkOptions | None = None) -> Iterator[F
     for root in roots:
         root = os.path.abspath(os.fsdecode(root))
         try:
-            st = os.stat(root) if opts.follow_symlinks else os.lstat(root)
+            st = os.stat(root)  # a root the user names is followed even when links are not (find -H)
         except OSError as exc:
             raise UsageError(f"cannot ingest {root!r}: {exc.strerror or exc}") from None
         if stat.S_ISDIR(st.st_mode):
@@ -76,8 +80,9 @@ def _walk_dir(
         seen_dirs.add(key)
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError:
-            continue  # unreadable directory: nothing to index there
+        except OSError as exc:
+            _report(opts, directory, "cannot read folder", exc)
+            continue
         subdirs = []
         for entry in entries:
             name = entry.name
@@ -89,8 +94,10 @@ def _walk_dir(
                 if entry.is_symlink() and not opts.follow_symlinks:
                     continue
                 st = entry.stat(follow_symlinks=True)
-            except OSError:
-                continue  # dangling symlink or a file that vanished during the walk
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:  # not a dangling link or a file that vanished meanwhile
+                    _report(opts, entry.path, "cannot read", exc)
+                continue
             if stat.S_ISDIR(st.st_mode):
                 subdirs.append((entry.path, st))
             elif stat.S_ISREG(st.st_mode):
@@ -100,3 +107,13 @@ def _walk_dir(
                 yield FoundFile(entry.path, st)
             # FIFOs, sockets and devices are skipped without ever being opened.
         stack.extend(reversed(subdirs))
+
+
+def _report(opts: WalkOptions, path: str, what: str, exc: OSError) -> None:
+    if opts.on_error is None:
+        return
+    if exc.errno == errno.ENAMETOOLONG:
+        reason = f"the path is longer than this system allows ({exc.strerror}); move or rename it"
+    else:
+        reason = f"{what}: {exc.strerror or exc}"
+    opts.on_error(path, reason)

@@ -26,6 +26,7 @@ import sqlite_utils
 from ..closing import Closing
 from ..errors import LibraryError
 from . import schema
+from .connection import connect, database_error, guard_methods
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,24 @@ class Database(Closing):
                 raise LibraryError(f"no library database at {where}; run 'ibsearch ingest' to create one")
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         try:
-            # timeout installs SQLite's busy handler: a writer waits for another writer's commit.
-            self._conn = sqlite3.connect(self.path, timeout=timeout)
+            self._conn, self.read_only = connect(self.path, timeout=timeout)
+        except sqlite3.DatabaseError as exc:
+            raise LibraryError(
+                f"{where} is not a usable library database ({exc}); move it away or choose another --library"
+            ) from None
         except sqlite3.Error as exc:
             raise LibraryError(f"cannot open library database {where}: {exc}") from None
         self.db = sqlite_utils.Database(self._conn, execute_plugins=False)
         try:
-            self.db.enable_wal()
             # NORMAL is durable against a killed process in WAL mode; only an OS crash or power loss
             # can lose the last commits, and those are re-ingested by the next run.
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             if schema.needs_setup(self._conn, where):
+                if self.read_only:
+                    raise LibraryError(
+                        f"{where} is read-only and not set up as a library; choose another --library"
+                    )
                 with self.transaction():
                     schema.setup(self._conn, where)
         except sqlite3.DatabaseError as exc:
@@ -91,6 +98,8 @@ class Database(Closing):
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise database_error(self.path, exc) from None
             raise LibraryError(
                 f"library database {self.path!r} is locked ({exc}) after waiting {self.timeout:g} s; "
                 "another ibsearch process is writing to it: wait for it to finish and retry"
@@ -101,7 +110,10 @@ class Database(Closing):
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise database_error(self.path, exc) from None
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Database]:
@@ -111,7 +123,10 @@ class Database(Closing):
             return
         self._conn.execute("BEGIN")
         try:
-            self._conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()  # pins the snapshot now
+            try:
+                self._conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()  # pins the snapshot now
+            except sqlite3.DatabaseError as exc:
+                raise database_error(self.path, exc) from None
             yield self
         finally:
             if self._conn.in_transaction:
@@ -178,3 +193,6 @@ class Database(Closing):
         """SQLite's ``quick_check`` findings (empty when the file is sound)."""
         rows = [r[0] for r in self._conn.execute("PRAGMA quick_check")]
         return [] if rows == ["ok"] else rows
+
+
+guard_methods(Database)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import LibraryError, UsageError
+from ..files import display_path
+from .connection import guard_methods
 from .database import Database
 from .records import (
     ErrorRecord,
@@ -23,7 +25,6 @@ from .records import (
     FileStat,
     PathLike,
     Upserted,
-    display_path,
     encode_vectors,
     key_to_path,
     path_key,
@@ -233,3 +234,6 @@ class FileTables(Database):
     def error_count(self) -> int:
         """Number of paths with a recorded error."""
         return int(self._conn.execute("SELECT count(*) FROM errors").fetchone()[0])
+
+
+guard_methods(FileTables)

@@ -31,11 +31,6 @@ def path_key(path: PathLike) -> bytes:
     return os.fsencode(os.fspath(path))
 
 
-def display_path(key: bytes) -> str:
-    """A readable, valid-UTF-8 form of a path key (undecodable bytes shown as ``\\xNN``)."""
-    return key.decode("utf-8", "backslashreplace")
-
-
 def key_to_path(key: bytes) -> str:
     """The path as a ``str`` that opens the same file (``os.fsdecode``: surrogate escapes for odd bytes)."""
     return os.fsdecode(bytes(key))

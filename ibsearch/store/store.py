@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..idsets import MIX_SQL, IdSetSummary, from_sums
+from .connection import guard_methods
 from .files import FILE_COLS_F, INFO_KEY, FileTables, file_record, prefix_clause
 from .records import FileRecord, PathLike, StoredVector, VectorRow, decode_vectors, key_to_path, path_key
 
@@ -185,3 +186,6 @@ class Store(FileTables):
             f"SELECT count(*), max(id), sum(id), {MIX_SQL} FROM vectors WHERE modality = ?", (modality,)
         ).fetchone()
         return from_sums(*row)
+
+
+guard_methods(Store)

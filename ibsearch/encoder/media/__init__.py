@@ -6,3 +6,6 @@ thermal, IMU) and ``text`` + ``tokenizer``; ``audio_segments`` cuts long sound i
 windows; ``probe`` reads cheap facts from headers; ``pool`` decodes in worker processes. Submodules
 load on import, so importing this package costs nothing.
 """
+
+#: Seconds a decoding worker may spend on one file before it is given up on (``ingest --timeout``).
+DECODE_TIMEOUT = 300.0

@@ -28,7 +28,8 @@ FORCED_KINDS: dict[FileKind, tuple[FileKind, ...]] = {
 
 EXTENSIONS: dict[str, FileKind] = {
     **dict.fromkeys(
-        [".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"], IMAGE
+        [".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif"],
+        IMAGE,
     ),
     **dict.fromkeys(
         [".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"],
@@ -41,6 +42,8 @@ EXTENSIONS: dict[str, FileKind] = {
 }
 
 _AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ")
+# ISO base media files that hold still pictures (AVIF, HEIF), not moving ones.
+_IMAGE_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1")
 
 HEAD_BYTES = 256  # enough for a .npy header
 
@@ -51,6 +54,7 @@ class Detection:
 
     kind: FileKind | None
     reason: str | None = None
+    transient: bool = False  # the reason is not the content (the file could not be opened)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -78,6 +82,9 @@ def sniff(head: bytes) -> FileKind | None:
     if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and head[1] != 0xFF:
         return AUDIO  # MPEG audio / ADTS AAC frame sync (JPEG's FF D8 was matched above)
     if head[4:8] == b"ftyp":
+        if head[8:12] in _IMAGE_BRANDS:
+            return IMAGE
+        # An MP4 of another brand may still hold only sound (a voice memo): the probe finds out.
         return AUDIO if head[8:12] in _AUDIO_BRANDS else VIDEO
     if head[:4] == b"\x1a\x45\xdf\xa3" or head[:4] == b"\x00\x00\x01\xba":
         return VIDEO
@@ -128,7 +135,7 @@ def detect(path: str, size: int | None = None, forced: FileKind | None = None) -
         with open(path, "rb") as fh:
             head = fh.read(HEAD_BYTES)
     except OSError as exc:
-        return Detection(None, f"cannot open: {exc.strerror or exc}")
+        return Detection(None, f"cannot open: {exc.strerror or exc}", transient=True)
     if not head:
         return Detection(None, "empty file (0 bytes)") if by_name else Detection(None)
     by_content = sniff(head)
@@ -141,7 +148,8 @@ def detect(path: str, size: int | None = None, forced: FileKind | None = None) -
     if forced is not None and by_content in FORCED_KINDS.get(forced, ()):
         return Detection(forced)
     if by_name == TEXT:
-        if by_content is None and _looks_like_text(head):
+        # A note may begin like a magic number ("BM", "GIF89a", "ID3"): for a text name, text wins.
+        if _looks_like_text(head):
             return Detection(TEXT)
         return Detection(None, "named like a text file but its content is not UTF-8 text")
     if by_content is not None:

@@ -2,14 +2,20 @@
 
 Decoding (PyAV, Pillow, resampling) runs on CPU cores while the model runs in the parent. A decoder
 that crashes its process (a damaged file can do that) is isolated: the items that were in flight are
-retried one at a time, and only the culprit comes back as a :class:`MediaError`.
+retried one at a time, and only the culprit comes back as a :class:`MediaError`. A decoder that
+hangs is bounded by an optional time limit per item: its pool is killed and replaced, and the item
+comes back as a transient :class:`MediaError` while the others run again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import multiprocessing
 import os
+import signal
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -18,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ...errors import MediaError
+from ...errors import MediaError, UsageError
 from ...modality import canonical
 from .decode import source_name
 
@@ -41,40 +47,74 @@ def _item_name(item: Any) -> str:
         return f"<{type(item).__name__}>"
 
 
-def _work(loader: Loader, modality: str, item: Any) -> tuple[bool, Any]:
-    """Run in a worker: ``(True, ndarray)`` or ``(False, (path, reason))``.
+def _work(loader: Loader, modality: str, item: Any, index: int | None = None) -> tuple[bool, Any]:
+    """Run in a worker: ``(True, ndarray)`` or ``(False, (path, reason, transient))``.
 
     Arrays and plain tuples cross the process boundary; tensors and exceptions are rebuilt in
-    the parent (pickled tensors would travel through shared-memory handles).
+    the parent (pickled tensors would travel through shared-memory handles). Under a time limit
+    the worker first says ``(index, pid)`` on its start queue, so that the parent times how long
+    the item runs, not how long it waited in the executor's queue.
     """
+    if index is not None and _started is not None:
+        _started.put((index, os.getpid()))
     try:
         return True, loader(modality, item).numpy()
     except MediaError as exc:
-        return False, (exc.path, exc.reason)
+        return False, (exc.path, exc.reason, exc.transient)
     except Exception as exc:  # a bad file must never stop a run; keep the cause for the report
         log.exception("unexpected error while loading %s", _item_name(item))
-        return False, (_item_name(item), f"unexpected {type(exc).__name__}: {exc}")
+        # Permission denied or an I/O error says nothing about the content: worth a retry later.
+        reason = f"unexpected {type(exc).__name__}: {exc}"
+        return False, (_item_name(item), reason, isinstance(exc, OSError))
 
 
 def _result(outcome: tuple[bool, Any]) -> torch.Tensor | MediaError:
     ok, payload = outcome
-    return torch.from_numpy(payload) if ok else MediaError(*payload)
+    if ok:
+        return torch.from_numpy(payload)
+    path, reason, transient = payload
+    return MediaError(path, reason, transient=transient)
 
 
-def _init_worker() -> None:
+# In a worker under a time limit: the queue it announces each item's start on (set by _init_worker).
+_started: Any = None
+
+
+def _init_worker(started: Any) -> None:
+    global _started
     # Workers run side by side; intra-op threads would only oversubscribe the cores.
     torch.set_num_threads(1)
+    _started = started
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    ctx: multiprocessing.context.BaseContext
+def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = server = multiprocessing.get_context("forkserver")
+        server = multiprocessing.get_context("forkserver")
         # Forked from a server that already imported torch, PIL and PyAV: fast worker starts.
         server.set_forkserver_preload([_PRELOAD])
+        return server
+    return multiprocessing.get_context("spawn")
+
+
+def _discard(pool: ProcessPoolExecutor, busy: Iterable[int]) -> None:
+    """Shut ``pool`` down without waiting for its workers, which are killed first; ``busy`` are the
+    pids that the workers still running an item announced."""
+    # ProcessPoolExecutor cannot stop a running call, and shutdown(wait=True) would wait for a hung
+    # decoder forever, so the processes are killed. ``_processes`` (pid -> Process) is private but
+    # has held the workers since Python 3.2; were it gone, the announced pids still name every
+    # worker that is running something (idle ones exit on shutdown by themselves). Only then are
+    # bare pids signalled: a pid that the executor has let go of may belong to another process.
+    processes = getattr(pool, "_processes", None)
+    if processes is not None:
+        for process in list(processes.values()):
+            process.kill()
     else:
-        ctx = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+        for pid in busy:
+            with contextlib.suppress(OSError):
+                os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    # No waiting even now: a process stuck in the kernel (a dead network mount) dies only when the
+    # kernel lets it; the executor's own thread reaps the workers as they go.
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def load_parallel(
@@ -84,6 +124,7 @@ def load_parallel(
     *,
     max_in_flight: int | None = None,
     loader: Loader,
+    timeout: float | None = None,
 ) -> Iterator[tuple[int, torch.Tensor | MediaError]]:
     """Prepare ``items`` in ``workers`` processes; yield ``(index, tensor or MediaError)``.
 
@@ -94,40 +135,97 @@ def load_parallel(
     were in flight are retried one at a time and the culprit yields a :class:`MediaError`.
     ``loader(modality, item)`` loads one item; it must be a module-level function (it is pickled by
     name).
+
+    ``timeout`` limits the seconds one item may decode (None: no limit), counted from when a worker
+    starts it, not from when it was queued. An item past the limit yields a transient
+    :class:`MediaError`; its pool is killed and replaced, and the other items that were in flight
+    run again. With ``workers=0`` no limit can be enforced (a hung decoder cannot be stopped in
+    this process) and ``timeout`` is ignored. Raises :class:`UsageError` for a ``timeout`` that is
+    not a positive, finite number of seconds.
     """
     modality = canonical(modality)
+    if timeout is not None and not 0 < timeout < math.inf:
+        raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r} (None for no limit)")
     if workers <= 0:
         for index, item in enumerate(items):
             yield index, _result(_work(loader, modality, item))
         return
-    run = _PoolRun(loader, modality, items, workers, max(1, max_in_flight or 2 * workers))
+    run = _PoolRun(loader, modality, items, workers, max(1, max_in_flight or 2 * workers), timeout)
     try:
         yield from run.results()
     finally:
-        run.pool.shutdown(wait=True, cancel_futures=True)
+        run.close()
 
 
 _CRASHED = "the decoder crashed (its worker process died); the file is probably damaged"
+# How often the parent looks for start announcements while an item in flight has not yet started.
+_POLL_S = 0.1
 
 
 class _PoolRun:
-    """One :func:`load_parallel` over a process pool: keeps it fed, and isolates crashes."""
+    """One :func:`load_parallel` over a process pool: keeps it fed, isolates crashes, and kills the
+    pool when an item overruns the time limit."""
 
-    def __init__(self, loader: Loader, modality: str, items: Iterable[Any], workers: int, limit: int) -> None:
+    def __init__(
+        self,
+        loader: Loader,
+        modality: str,
+        items: Iterable[Any],
+        workers: int,
+        limit: int,
+        timeout: float | None,
+    ) -> None:
         self.loader, self.modality, self.workers, self.limit = loader, modality, workers, limit
+        self.timeout = timeout
         self.source: Iterator[tuple[int, Any]] = enumerate(items)
         self.exhausted = False
         # Items that were in flight when a worker died; run alone so that a crash names its item.
         self.suspects: deque[tuple[int, Any]] = deque()
+        # Items that were in flight beside one that timed out: not at fault, so run again normally.
+        self.retry: deque[tuple[int, Any]] = deque()
         self.pending: dict[Future[tuple[bool, Any]], tuple[int, Any, bool]] = {}
-        self.pool = _pool(workers)
+        self._start_pool()
+
+    def _start_pool(self) -> None:
+        ctx = _context()
+        # The time limit counts from each item's start, which its worker announces: the executor
+        # queues items behind busy workers (and starts workers lazily), so submission time would
+        # time out an item for the slowness of others. A SimpleQueue writes at once under a lock,
+        # where a Queue's feeder thread might never run in a worker hung while holding the GIL. A
+        # worker killed holding that lock would block the others' announcements, so each pool gets
+        # its own queue, thrown away with the pool.
+        self.clock = ctx.SimpleQueue() if self.timeout is not None else None
+        # index -> (when the parent heard that it started, the pid of its worker), for this pool.
+        self.started: dict[int, tuple[float, int]] = {}
+        self.pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.clock,)
+        )
+
+    def _restart(self, why: str, in_flight: dict[Future[tuple[bool, Any]], tuple[int, Any, bool]]) -> None:
+        """Kill the pool (``in_flight``: its items that may still run) and start a fresh one."""
+        log.warning("%s; restarting the worker pool", why)
+        self._discard(in_flight)
+        if self.clock is not None:
+            self.clock.close()
+        self._start_pool()
+
+    def _discard(self, in_flight: dict[Future[tuple[bool, Any]], tuple[int, Any, bool]]) -> None:
+        running = (index for future, (index, _, _) in in_flight.items() if not future.done())
+        _discard(self.pool, [self.started[index][1] for index in running if index in self.started])
+
+    def close(self) -> None:
+        """Shut the pool down; kill it if an item still runs (nobody will take the result)."""
+        if any(not future.done() for future in self.pending):
+            self._discard(self.pending)
+        else:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
     def results(self) -> Iterator[tuple[int, torch.Tensor | MediaError]]:
         while True:
             self._fill()
             if not self.pending:
                 return
-            done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(self.pending, timeout=self._wait_s(), return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
                 index, item, alone = self.pending.pop(future)
@@ -136,19 +234,64 @@ class _PoolRun:
                 except BrokenProcessPool:
                     broken = True
                     if alone:
-                        yield index, MediaError(_item_name(item), _CRASHED)
+                        yield index, MediaError(_item_name(item), _CRASHED, transient=True)
                     else:
                         self.suspects.append((index, item))
                     continue
                 yield index, _result(outcome)
             if broken:
                 yield from self._settle()
+            elif self.timeout is not None:
+                yield from self._expire(self.timeout)
+
+    def _wait_s(self) -> float | None:
+        """Seconds to wait for a result: until the earliest deadline, or a short poll while an item
+        in flight has not announced its start; None without a time limit."""
+        if self.timeout is None or self.clock is None:
+            return None
+        while not self.clock.empty():
+            index, pid = self.clock.get()
+            self.started[index] = (time.monotonic(), pid)
+        now = time.monotonic()
+        waits = [
+            self.started[index][0] + self.timeout - now if index in self.started else _POLL_S
+            for index, _, _ in self.pending.values()
+        ]
+        return max(0.0, min(waits, default=_POLL_S))
+
+    def _expire(self, timeout: float) -> Iterator[tuple[int, torch.Tensor | MediaError]]:
+        """Fail the items that have run for ``timeout`` seconds, kill the pool without waiting for
+        them, keep what the others finished and run the rest again in a fresh pool."""
+        now = time.monotonic()
+        late = {
+            future
+            for future, (index, _, _) in self.pending.items()
+            if not future.done() and index in self.started and now - self.started[index][0] >= timeout
+        }
+        if not late:
+            return
+        pending, self.pending = self.pending, {}
+        self._restart(f"a preprocessing worker ran past the {timeout:g} s limit", pending)
+        reason = (
+            f"timed out after {timeout:g} s (the decoder hung, or the file is damaged or too large to "
+            "decode in time); if the file is sound, raise the limit with the ingest option --timeout"
+        )
+        for future, (index, item, alone) in pending.items():
+            if future in late:
+                yield index, MediaError(_item_name(item), reason, transient=True)
+            elif future.done() and not future.cancelled() and future.exception() is None:
+                yield index, _result(future.result())
+            else:
+                (self.suspects if alone else self.retry).append((index, item))
 
     def _next(self) -> tuple[int, Any, bool] | None:
         """The next item to submit and whether it must run alone, or None when there is none now."""
         if self.suspects:
             index, item = self.suspects.popleft()
             return index, item, True
+        if self.retry:
+            index, item = self.retry.popleft()
+            return index, item, False
         if self.exhausted:
             return None
         try:
@@ -169,10 +312,10 @@ class _PoolRun:
                 return
             index, item, alone = chosen
             try:
-                future = self.pool.submit(_work, self.loader, self.modality, item)
+                future = self.pool.submit(_work, self.loader, self.modality, item, index)
             except BrokenProcessPool:
                 self.suspects.appendleft((index, item))
-                self.pool = _replace_pool(self.pool, self.workers)
+                self._restart("a preprocessing worker died", {})
                 continue
             self.pending[future] = (index, item, alone)
 
@@ -188,13 +331,7 @@ class _PoolRun:
                 continue
             yield index, _result(outcome)
         self.pending.clear()
-        self.pool = _replace_pool(self.pool, self.workers)
-
-
-def _replace_pool(pool: ProcessPoolExecutor, workers: int) -> ProcessPoolExecutor:
-    log.warning("a preprocessing worker died; restarting the worker pool")
-    pool.shutdown(wait=True, cancel_futures=True)
-    return _pool(workers)
+        self._restart("a preprocessing worker died", {})
 
 
 __all__ = ["Loader", "load_parallel"]

@@ -22,7 +22,7 @@ def probe(path: str, kind: FileKind) -> dict[str, Any]:
         if kind == FileKind.IMAGE:
             return _probe_image(path)
         if kind in (FileKind.AUDIO, FileKind.VIDEO):
-            return _probe_av(path)
+            return _probe_av(path, kind)
     except Exception as exc:  # noqa: BLE001 - a header we cannot read is not an error here
         log.debug("cannot probe %r: %s", path, exc)
     return {}
@@ -35,7 +35,7 @@ def _probe_image(path: str) -> dict[str, Any]:
         return {"width": int(img.width), "height": int(img.height)}
 
 
-def _probe_av(path: str) -> dict[str, Any]:
+def _probe_av(path: str, kind: FileKind) -> dict[str, Any]:
     import av
 
     info: dict[str, Any] = {}
@@ -50,8 +50,14 @@ def _probe_av(path: str) -> dict[str, Any]:
             if "duration" not in info and stream.duration is not None and stream.time_base:
                 info["duration"] = round(float(stream.duration * stream.time_base), 3)
         info["has_audio"] = bool(container.streams.audio)
-        if container.streams.video:
-            video = container.streams.video[0]
+        # Cover art is a "video stream" of one attached picture: it does not make a file a video.
+        moving = [
+            s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic
+        ]
+        if kind == FileKind.VIDEO:
+            info["has_video"] = bool(moving)
+        if moving:
+            video = moving[0]
             info["width"], info["height"] = int(video.width), int(video.height)
             if video.average_rate:
                 info["fps"] = round(float(video.average_rate), 3)

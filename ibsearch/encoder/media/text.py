@@ -30,7 +30,7 @@ def read_text(src: Source, *, name: str | None = None) -> str:
         else:
             raw = source.read(MAX_TEXT_BYTES)
     except OSError as exc:
-        raise MediaError(name, f"cannot read: {exc.strerror or exc}") from None
+        raise MediaError(name, f"cannot read: {exc.strerror or exc}", transient=True) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

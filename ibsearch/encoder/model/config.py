@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ModelError
+from ...modality import MODALITIES
 from ..inputs import AUDIO_FRAMES, AUDIO_MEL_BINS, CLIP_FRAMES
 
 
@@ -55,6 +56,20 @@ class ImageBindConfig:
     def __post_init__(self) -> None:
         # JSON model cards give lists; keep the field hashable and comparable.
         object.__setattr__(self, "kernel_size", tuple(int(k) for k in self.kernel_size))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("drop_path"):
+                if not 0.0 <= value < 1.0:
+                    raise ModelError(f"config field {f.name} must be in [0, 1), got {value!r}")
+            elif any(v < 1 for v in (value if isinstance(value, tuple) else (value,))):
+                raise ModelError(f"config field {f.name} must be a positive whole number, got {value!r}")
+        for tower in MODALITIES:
+            width, heads = getattr(self, f"{tower}_embed_dim"), getattr(self, f"{tower}_num_heads")
+            if width % heads:
+                raise ModelError(
+                    f"config field {tower}_embed_dim ({width}) must be a multiple of "
+                    f"{tower}_num_heads ({heads})"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able values."""

@@ -1,0 +1,88 @@
+"""The ``ibsearch`` group: options every command shares, how commands are declared, errors shown.
+
+Every ibsearch error becomes click's ``Error: ...`` with exit code 1 here, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import IbsearchError
+from ..files import display_path
+from .output import progress_bars
+
+# Options shared by every command that opens a library, as (name, click.option keywords).
+_COMMON_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("--library", {"envvar": "IBSEARCH_LIBRARY", "type": click.Path(file_okay=False),
+                   "help": "Library directory (default: the platform data directory)."}),
+    ("--model", {"envvar": "IBSEARCH_MODEL", "default": None,
+                 "help": "Registered model name (default imagebind_huge) or path to a JSON model card."}),
+    ("--checkpoint", {"envvar": "IBSEARCH_CHECKPOINT", "default": None, "type": click.Path(dir_okay=False),
+                      "help": "Use this local checkpoint file instead of downloading the model's weights."}),
+    ("--device", {"type": click.Choice(["auto", "cpu", "cuda"]), "default": "auto", "show_default": True,
+                  "help": "Where the model runs."}),
+    ("--precision", {"type": click.Choice(["auto", "fp32", "bf16", "fp16"]), "default": "auto",
+                     "show_default": True,
+                     "help": "Compute precision (auto: bf16 on GPUs and CPUs with bf16 units, else fp32)."}),
+]  # fmt: skip
+
+
+def command(json_help: str, *, paths: bool = False) -> Any:
+    """Declare a command that opens a library: its shared options, ``--json`` (``json_help``) and,
+    with ``paths``, a required PATHS... argument."""
+
+    def declare(fn: Any) -> Any:
+        command = cli.command()(fn)
+        shared: list[click.Parameter] = [click.Option([name], **kw) for name, kw in _COMMON_OPTIONS]
+        if paths:
+            shared.insert(0, click.Argument(["paths"], nargs=-1, required=True, type=click.Path()))
+        command.params[:0] = shared
+        command.params.append(click.Option(["--json", "as_json"], is_flag=True, help=json_help))
+        return command
+
+    return declare
+
+
+def open_library(common: dict[str, Any], **kw: Any) -> Any:
+    from ..engine import Library
+
+    return Library.open(
+        common["library"],
+        model=common["model"],
+        checkpoint=common["checkpoint"],
+        device=common["device"],
+        precision=common["precision"],
+        progress=progress_bars(),
+        **kw,
+    )
+
+
+def with_library(common: dict[str, Any], work: Callable[[Any], Any]) -> Any:
+    """Open the library the options name, run ``work(library)`` and close it again."""
+    with open_library(common) as lib:
+        return work(lib)
+
+
+class _Group(click.Group):
+    """Turns every ibsearch error into click's ``Error: ...`` with exit code 1, in this one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IbsearchError as exc:
+            raise click.ClickException(display_path(str(exc))) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ibsearch")
+def cli() -> None:
+    """Search photos, videos, recordings and notes by meaning, from any modality to any other.
+
+    \b
+    Example:
+      ibsearch ingest ~/Pictures ~/Music
+      ibsearch query --text "a dog barking" --target vision --k 10
+    """

@@ -1,0 +1,101 @@
+"""The full check of a library's contents: every stored vector sound, every index row equal to it.
+
+SQLite's own ``quick_check`` sees a damaged page structure, not damaged values: a page overwritten
+inside a vector blob still reads back, as NaN or as a vector of the wrong length. And an index file
+whose vector bytes were overwritten keeps its ids, so the id summary still matches. Both are found
+here, in one pass over each modality's vectors (chunks of the database, compared with the index's
+rows), so a check costs one read of the database (figures in BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .index import EXACT, FaissIndex, StaleIndexError
+from .index_sync import IndexSet
+from .store import Store
+
+#: How far from 1 a stored vector's norm may be (they are float32 unit vectors).
+NORM_TOLERANCE = 1e-3
+_SHOW = 5  # files named in a finding before "and others"
+# Sorted ids, their row positions, the rows, and the index they point into (kept alive with them).
+_Rows = tuple[np.ndarray, np.ndarray, np.ndarray, FaissIndex]
+
+
+@dataclass
+class Findings:
+    """What :func:`scan` found for one index key."""
+
+    key: str
+    vectors: int = 0  # vectors read from the database
+    damaged: list[int] = field(default_factory=list)  # stored vector ids that are not finite unit vectors
+    differing: list[int] = field(default_factory=list)  # ids whose index row differs from the database
+    problems: list[str] = field(default_factory=list)  # in words, naming files and what to do
+
+
+def scan(store: Store, indexes: IndexSet, key: str) -> Findings:
+    """Read every stored vector of ``key``; compare it with the norm rule and with the index file."""
+    found = Findings(key)
+    index = _exact_rows(indexes, key)
+    with store.snapshot():
+        for ids, vectors in store.iter_vectors(key):
+            found.vectors += len(ids)
+            norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+            bad = ~np.isfinite(vectors).all(axis=1) | (np.abs(norms - 1.0) > NORM_TOLERANCE)
+            found.damaged += ids[bad].tolist()
+            if index is not None:
+                found.differing += _differing(index, ids, vectors)
+    if found.damaged:
+        found.problems.append(
+            f"database: {len(found.damaged)} {key} vector(s) are not finite unit vectors (damaged pages?), "
+            f"of {_files(store, found.damaged)}; restore the database from a backup, or 'ibsearch remove' "
+            "those files and ingest them again"
+        )
+    if found.differing:
+        found.problems.append(
+            f"{key}: {len(found.differing)} index row(s) differ from the database "
+            f"(of {_files(store, found.differing)}); run 'ibsearch reindex'"
+        )
+    return found
+
+
+def _exact_rows(indexes: IndexSet, key: str) -> _Rows | None:
+    """The rows of the exact index file of ``key`` (see ``_Rows``), or None."""
+    path = indexes.path(key)
+    if not path.exists():
+        return None
+    try:
+        index = FaissIndex.load(path)
+    except StaleIndexError:
+        return None  # reported by IndexSet.verify
+    if index.spec != EXACT or index.dim != indexes.dim:
+        return None
+    ids, rows = index.vectors_view()
+    order = np.argsort(ids, kind="stable")
+    return ids[order], order, rows, index
+
+
+def _differing(index: _Rows, ids: np.ndarray, vectors: np.ndarray) -> list[int]:
+    """The ids among ``ids`` whose row in the index is not bit-identical to ``vectors``."""
+    sorted_ids, order, rows, _ = index
+    if not len(sorted_ids):
+        return []
+    at = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
+    present = sorted_ids[at] == ids  # ids missing from the index are the id summary's business
+    held = rows[order[at[present]]]
+    # Bytes, not values: a NaN row must equal a NaN row, and nothing else counts as equal.
+    same = (held.view(np.uint32) == vectors[present].view(np.uint32)).all(axis=1)
+    return [int(i) for i in ids[present][~same]]
+
+
+def _files(store: Store, ids: list[int]) -> str:
+    """The files of some of ``ids``, for a message."""
+    rows = store.rows_for_vectors(ids[: _SHOW * 4])
+    paths = sorted({row.path for row in rows.values()})
+    shown = ", ".join(repr(p) for p in paths[:_SHOW])
+    return shown + (" and others" if len(paths) > _SHOW or len(ids) > len(rows) else "")
+
+
+__all__ = ["NORM_TOLERANCE", "Findings", "scan"]
