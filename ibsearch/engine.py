@@ -37,13 +37,13 @@ class Library(library.Library):
         """Rebuild every index from the database; see :func:`ibsearch.maintenance.reindex`."""
         return maintenance.reindex(self)
 
-    def check(self, on_wait: Callable[[], None] | None = None) -> CheckReport:
-        """Check and repair the indexes against the database; see :func:`ibsearch.maintenance.check`."""
-        return maintenance.check(self, on_wait)
+    def check(self, on_wait: Callable[[], None] | None = None, *, repair: bool = True) -> CheckReport:
+        """Check (and repair) the indexes against the database; see :func:`ibsearch.maintenance.check`."""
+        return maintenance.check(self, on_wait, repair=repair)
 
-    def info(self) -> dict[str, Any]:
+    def info(self, errors: int | None = 10) -> dict[str, Any]:
         """What the library holds; see :func:`ibsearch.maintenance.info`."""
-        return maintenance.info(self)
+        return maintenance.info(self, errors)
 
 
 __all__ = ["DB_NAME", "ENV_LIBRARY", "ENV_MODEL", "CheckReport", "Library", "default_library"]

@@ -31,6 +31,7 @@ class IndexSet:
         self.model_id = model_id
         self._indexes: dict[str, FaissIndex] = {}
         self.dirty: set[str] = set()  # keys whose in-memory index differs from its file
+        self.repairs: dict[str, str] = {}  # key -> what was wrong with its file and what was done
 
     def path(self, key: str) -> Path:
         """The index file of ``key``."""
@@ -54,19 +55,22 @@ class IndexSet:
         expected = self.store.id_summary(key)
         if not path.exists():
             if expected.size:
-                log.info("%s index missing; building it from the database", key)
-                return self.rebuild(key)
+                return self._repair(key, f"{key} index file was missing: rebuilt from the database")
             return FaissIndex(self.dim, model_id=self.model_id)
         try:
             index = FaissIndex.load(path)
         except StaleIndexError as exc:
-            log.warning("%s; rebuilding it from the database", exc)
-            return self.rebuild(key)
+            return self._repair(key, f"{exc}: rebuilt from the database")
         if index.dim != self.dim or (index.model_id not in (None, self.model_id)):
-            return self.rebuild(key)
+            return self._repair(key, f"{key} index was built for another model: rebuilt from the database")
         if tuple(index.summary()) != tuple(expected):
             self._bring_up_to_date(key, index)
         return index
+
+    def _repair(self, key: str, what: str) -> FaissIndex:
+        log.warning("%s", what)
+        self.repairs[key] = what
+        return self.rebuild(key)
 
     def rebuild(self, key: str) -> FaissIndex:
         """A fresh index of ``key`` built from the database (marked to be saved)."""
@@ -88,14 +92,20 @@ class IndexSet:
             if len(missing):
                 ids, vecs = self.store.vectors_by_id(missing)
                 index.add(ids, vecs)
-        log.info("%s index brought up to date: %d added, %d removed", key, len(missing), len(extra))
+        what = f"{key} index was behind the database: {len(missing)} added, {len(extra)} removed"
+        log.info("%s", what)
+        self.repairs[key] = what
         self.dirty.add(key)
 
     def add(self, key: str, ids: list[int], vectors: np.ndarray) -> None:
         """Add just-committed vectors of ``key`` under their database ids."""
-        if ids:
-            self.get(key).add(np.asarray(ids, dtype=np.int64), vectors)
-            self.dirty.add(key)
+        if not ids:
+            return
+        if key not in self._indexes:
+            self.get(key)  # loaded from the database now, it already holds these committed ids
+            return
+        self._indexes[key].add(np.asarray(ids, dtype=np.int64), vectors)
+        self.dirty.add(key)
 
     def remove(self, ids: list[int]) -> None:
         """Drop vector ids from every index (ids are unique across keys, so each index ignores the
@@ -135,10 +145,16 @@ class IndexSet:
 
     def verify(self, key: str) -> list[str]:
         """What is wrong with the index file of ``key`` against the database (empty when it matches)."""
+        if not self.path(key).exists():
+            return (
+                [f"{key} index file is missing; run 'ibsearch reindex'"]
+                if self.store.id_summary(key).size
+                else []
+            )
         try:
             index = FaissIndex.load(self.path(key))
         except StaleIndexError as exc:
-            return [f"{key}: {exc}"]
+            return [f"{exc}; run 'ibsearch reindex'"]
         expected = self.store.id_summary(key)
         problems = []
         if index.dim != self.dim:

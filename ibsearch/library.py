@@ -116,7 +116,7 @@ class Library(Closing):
             card = resolve_model(spec)
             if os.path.isfile(spec) and spec not in card_names():
                 spec = os.path.abspath(spec)  # a JSON card: remembered by absolute path
-            store.check_model(card.model_id, card.config.out_embed_dim)
+            store.check_model(card.model_id, card.config.out_embed_dim, store.get_setting(MODEL_SPEC_SETTING))
         except BaseException:
             store.close()
             raise

@@ -24,12 +24,16 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    troubled: set[str] = field(default_factory=set)  # index keys with a problem
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "problems": self.problems, "repaired": self.repaired, "counts": self.counts}
 
     def lines(self) -> list[str]:
-        out = [f"{m}: {n} vectors, index consistent" for m, n in self.counts.items()]
+        out = [
+            f"{m}: {n} vectors" + ("" if m in self.troubled else ", index consistent")
+            for m, n in self.counts.items()
+        ]
         out += [f"repaired: {r}" for r in self.repaired]
         out += [f"PROBLEM: {p}" for p in self.problems]
         out.append("ok" if self.ok else "inconsistent")
@@ -56,38 +60,40 @@ def reindex(lib: Library) -> dict[str, int]:
         return {key: lib.indexes.rebuild(key).ntotal for key in lib.indexes.known()}
 
 
-def check(lib: Library, on_wait: Callable[[], None] | None = None) -> CheckReport:
+def check(lib: Library, on_wait: Callable[[], None] | None = None, *, repair: bool = True) -> CheckReport:
     """Check the database, bring stale index files up to date (they are derived), then verify that
     every stored vector is a finite unit vector and every index file holds exactly the database's
     vectors, row for row.
 
     A library that another process is writing is waited for (``on_wait`` is called first): its
-    files are only comparable once the write has ended. Index files that were behind (after a
-    crash, say) are listed in ``repaired``; anything that still disagrees afterwards, or a damaged
-    database, is a problem (``ok`` is False).
+    files are only comparable once the write has ended. Index files that are missing, damaged or
+    behind (after a crash, say) are rebuilt or brought up to date and listed in ``repaired`` (with
+    ``repair=False`` nothing is changed, and they are problems); anything that still disagrees
+    afterwards, or a damaged database, is a problem (``ok`` is False).
     """
     report = CheckReport()
     for problem in lib.store.integrity_errors():
         report.problems.append(f"database: {problem}")
-    try:
-        with lib.writing(wait=True, on_wait=on_wait):
-            for key in lib.indexes.known():
-                lib.indexes.get(key)
-            repaired = sorted(lib.indexes.dirty)
-    except LibraryError as exc:
-        repaired = []
-        report.problems.append(f"not repaired: {exc}")
-    report.repaired = [f"{m} index brought up to date from the database" for m in repaired]
+    if repair:
+        try:
+            with lib.writing(wait=True, on_wait=on_wait):
+                for key in lib.indexes.known():
+                    lib.indexes.get(key)
+                report.repaired = [lib.indexes.repairs[key] for key in sorted(lib.indexes.repairs)]
+        except LibraryError as exc:
+            report.problems.append(f"not repaired: {exc}")
     for key in lib.indexes.known():
         report.counts[key] = lib.store.id_summary(key).size
-        report.problems += lib.indexes.verify(key)
-        report.problems += scan(lib.store, lib.indexes, key).problems
+        problems = lib.indexes.verify(key) + scan(lib.store, lib.indexes, key).problems
+        if problems:
+            report.troubled.add(key)
+            report.problems += problems
     report.ok = not report.problems
     return report
 
 
-def info(lib: Library) -> dict[str, Any]:
-    """Counts per modality, model, size on disk and recent errors."""
+def info(lib: Library, errors: int | None = 10) -> dict[str, Any]:
+    """Counts per modality, model, size on disk, and the ``errors`` most recent errors (None: all)."""
     store = lib.store
     # Temporary files of a save under way (or of one that was killed) are not part of the library.
     size = sum(p.stat().st_size for p in lib.root.iterdir() if p.is_file() and not is_temporary(p.name))
@@ -98,6 +104,7 @@ def info(lib: Library) -> dict[str, Any]:
     return {
         "library": str(lib.root),
         "model": store.model_id or lib.model_id,
+        **({"model_description": lib.card.description} if lib.card.description else {}),
         "dim": lib.dim,
         "files": store.file_count(),
         "files_by_kind": store.file_counts(),
@@ -105,7 +112,7 @@ def info(lib: Library) -> dict[str, Any]:
         "size_bytes": size,
         "errors": store.error_count(),
         "recent_errors": [
-            {**path_fields(e.path), "reason": e.reason, "time": e.time} for e in store.errors(limit=10)
+            {**path_fields(e.path), "reason": e.reason, "time": e.time} for e in store.errors(limit=errors)
         ],
         "notes": notes,
     }

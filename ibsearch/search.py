@@ -70,8 +70,14 @@ class SearchOptions:
     min_duration: float | None = None  # only media at least this many seconds long
     max_duration: float | None = None  # only media at most this many seconds long
     segments: bool = False  # timestamped segments of long media (best per file) instead of files
+    include_like: bool = False  # also return the files of ``like`` terms (left out: "more like this")
 
     def __post_init__(self) -> None:
+        # Relative paths mean the same in both filters: relative to the current folder (see README).
+        if self.path_prefix is not None:
+            object.__setattr__(self, "path_prefix", os.path.abspath(os.path.expanduser(self.path_prefix)))
+        if self.path_glob is not None:
+            object.__setattr__(self, "path_glob", anchored_glob(self.path_glob))
         if not isinstance(self.k, int) or self.k < 1:
             raise UsageError(f"k must be a whole number of hits, at least 1, got {self.k!r}")
         for name in ("min_duration", "max_duration"):
@@ -85,6 +91,19 @@ class SearchOptions:
         if self.min_duration is None and self.max_duration is None:
             return {}
         return {"duration": (self.min_duration, self.max_duration)}
+
+
+def anchored_glob(glob: str) -> str:
+    """A path glob as matched against the stored absolute paths.
+
+    A glob with a ``/`` that starts with neither ``/`` nor ``*`` is a path relative to the current
+    folder (``images/*.png``), like ``--path-prefix``; a glob without a ``/`` (``*.png``), or one
+    that starts with ``/`` or ``*``, is matched against the whole path as it is.
+    """
+    glob = os.path.expanduser(glob)
+    if "/" in glob and not glob.startswith(("/", "*")):
+        return os.path.join(os.getcwd(), glob)
+    return glob
 
 
 class Searcher(Closing):
@@ -138,6 +157,7 @@ class Searcher(Closing):
         min_duration: float | None = None,
         max_duration: float | None = None,
         segments: bool = False,
+        include_like: bool = False,
     ) -> list[Hit]:
         """Search with any mix of inputs; each keyword takes one input, a list, or ``weighted(x, w)``.
 
@@ -154,7 +174,9 @@ class Searcher(Closing):
         ]  # fmt: skip
         terms = [term for kind, given, media in inputs for term in terms_from_inputs(kind, given, media)]
         targets = [target] if isinstance(target, str) else target
-        options = SearchOptions(targets, k, path_glob, path_prefix, min_duration, max_duration, segments)
+        options = SearchOptions(
+            targets, k, path_glob, path_prefix, min_duration, max_duration, segments, include_like
+        )
         return self.search(terms, options)
 
     def search(self, terms: list[Term], options: SearchOptions | None = None) -> list[Hit]:
@@ -171,16 +193,23 @@ class Searcher(Closing):
             raise UsageError(f"library {str(lib.root)!r} is empty; run 'ibsearch ingest PATH' first")
         wanted = [canonical(t) for t in opts.targets] if opts.targets else present
         query = self.embed(terms)
+        excluded: set[int] = set()  # vectors of the files of --like terms: "more like this" means others
+        if not opts.include_like:
+            for term in terms:
+                if term.kind == LIKE:
+                    excluded |= {v.id for v in lib.store.file_vectors(os.path.abspath(str(term.value)))}
         found: list[tuple[float, int]] = []
         counts = lib.store.counts()
         for modality in dict.fromkeys(wanted):
             key = segments_key(modality) if opts.segments else modality
             if key in INDEX_KEYS and counts.get(key):
-                found += self._search_index(key, query, opts)
+                found += self._search_index(key, query, opts, excluded)
         found.sort(key=lambda item: -item[0])
         return self._hits(found, opts)
 
-    def _search_index(self, key: str, query: np.ndarray, opts: SearchOptions) -> list[tuple[float, int]]:
+    def _search_index(
+        self, key: str, query: np.ndarray, opts: SearchOptions, excluded: set[int]
+    ) -> list[tuple[float, int]]:
         """``(score, vector id)`` of the best matches in one index, filters applied inside the search."""
         store = self.library.store
         allowed = None
@@ -189,7 +218,7 @@ class Searcher(Closing):
             allowed = store.select_vector_ids(key, under=opts.path_prefix, glob=opts.path_glob, ranges=ranges)
             if not len(allowed):
                 return []
-        return self._top(key, query, opts.k, allowed, per_file=opts.segments)
+        return self._top(key, query, opts.k, allowed, per_file=opts.segments, excluded=excluded)
 
     def _hits(self, found: list[tuple[float, int]], opts: SearchOptions) -> list[Hit]:
         """The best ``k`` of ``found`` as hits (with ``segments``, the best segment of each file)."""
@@ -209,15 +238,23 @@ class Searcher(Closing):
         return hits
 
     def _top(
-        self, key: str, query: np.ndarray, k: int, allowed: np.ndarray | None, per_file: bool
+        self,
+        key: str,
+        query: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        per_file: bool,
+        excluded: set[int],
     ) -> list[tuple[float, int]]:
-        """Top hits of one index; with ``per_file``, enough hits to give ``k`` distinct files."""
+        """Top hits of one index, ``excluded`` ids left out; with ``per_file``, enough hits to give
+        ``k`` distinct files."""
         index = self.library.index(key)
-        want = k
+        want = k + len(excluded)
         while True:
             scores, ids = index.search(query[None, :], want, allowed_ids=allowed)
-            found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
-            if not per_file or len(found) < want:
+            held = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+            found = [(s, i) for s, i in held if i not in excluded]
+            if not per_file or len(held) < want:
                 return found
             files = {
                 row.file_id for row in self.library.store.rows_for_vectors([i for _, i in found]).values()

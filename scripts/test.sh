@@ -8,7 +8,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# constraints.txt pins the CPU torch wheel; an open range would pull several GB of CUDA packages.
+# The tests need no GPU: take torch from PyTorch's CPU index (PyPI's Linux wheels are CUDA builds of
+# several GB). Where that index cannot be reached, pip falls back to the other indexes it knows.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  .venv/bin/python -m pip install -q -c constraints.txt torch --index-url https://download.pytorch.org/whl/cpu \
+    || .venv/bin/python -m pip install -q -c constraints.txt torch
+fi
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
 .venv/bin/ruff check ibsearch tests scripts
 .venv/bin/mypy ibsearch

@@ -131,7 +131,7 @@ def test_weighted_arithmetic_with_a_negative_term_matches_the_hand_computed_quer
 
 def test_like_reuses_the_stored_vector(ingested, media_dir, lib_args):
     png = media_dir / "photos" / "rgba_alpha_320x240.png"
-    hits = run_json("query", "--like", png, "--target", "vision", *lib_args)
+    hits = run_json("query", "--like", png, "--include-like", "--target", "vision", *lib_args)
     assert hits[0]["path"] == str(png) and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
 
 

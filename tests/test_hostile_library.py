@@ -365,9 +365,10 @@ def test_13_a_read_only_library_can_be_queried(tmp_path, lib_args, media_dir):
     for path in [lib_dir, *lib_dir.iterdir()]:
         path.chmod(0o555 if path.is_dir() else 0o444)
     try:
-        done = as_user("query", "--like", media_dir / "photos" / "photo_640x480.jpg", *lib_args, "--json")
+        photo = media_dir / "photos" / "photo_640x480.jpg"
+        done = as_user("query", "--like", photo, "--include-like", *lib_args, "--json")
         assert done.returncode == 0, done.stderr.decode()
-        assert json.loads(done.stdout)[0]["path"] == str(media_dir / "photos" / "photo_640x480.jpg")
+        assert json.loads(done.stdout)[0]["path"] == str(photo)
         done = as_user("ingest", media_dir, *lib_args)
         assert done.returncode == 1 and b"read-only" in done.stderr and b"Traceback" not in done.stderr
         assert b"move it away" not in done.stderr

@@ -12,7 +12,7 @@ from PIL import Image
 
 
 def paths_in_results(lib_args: list[str], like: Path) -> list[str]:
-    return [h["path"] for h in run_json("query", "--like", like, "--k", "50", *lib_args)]
+    return [h["path"] for h in run_json("query", "--like", like, "--include-like", "--k", "50", *lib_args)]
 
 
 def test_an_unchanged_rerun_encodes_nothing(media_dir, lib_args):
@@ -20,14 +20,15 @@ def test_an_unchanged_rerun_encodes_nothing(media_dir, lib_args):
     again = run_json("ingest", media_dir, *lib_args)
     assert again == {
         "added": 0, "updated": 0, "unchanged": first["added"], "removed": 0, "failed": [], "encoded": 0,
-        "skipped": 0,
+        "skipped": 0, "known_bad": 0,
     }  # fmt: skip
 
 
 def test_a_modified_file_is_re_embedded(media_dir, lib_args):
     run_json("ingest", media_dir, *lib_args)
     photo = media_dir / "photos" / "photo_640x480.jpg"
-    before = run_json("query", "--like", photo, "--target", "vision", "--k", "1", *lib_args)[0]
+    args = ["--like", photo, "--include-like", "--target", "vision", "--k", "1"]
+    before = run_json("query", *args, *lib_args)[0]
     Image.open(DATA / "images" / "portrait_270x1000.jpg").save(photo, format="JPEG")
     summary = run_json("ingest", media_dir, *lib_args)
     assert (summary["updated"], summary["encoded"], summary["added"]) == (1, 1, 0)
@@ -85,9 +86,8 @@ def test_remove_reindex_and_check(media_dir, lib_args, tmp_path):
     assert run_json("check", *lib_args)["ok"] is True
     # A stale index file (as after a crash) is brought up to date from the database on open.
     (tmp_path / "lib" / "vision.faiss").unlink()
-    hits = run_json(
-        "query", "--like", media_dir / "photos" / "photo_640x480.jpg", "--target", "vision", *lib_args
-    )
+    photo = media_dir / "photos" / "photo_640x480.jpg"
+    hits = run_json("query", "--like", photo, "--include-like", "--target", "vision", *lib_args)
     assert len(hits) == 4
     report = run_json("check", *lib_args)
     assert report["ok"] is True and report["counts"]["vision"] == 4

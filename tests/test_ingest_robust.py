@@ -83,7 +83,10 @@ def test_hostile_folder_ingests_every_good_file_and_reports_every_bad_one(tmp_pa
         lib.close()
     # Bad files are remembered: an unchanged rerun neither retries nor forgets them.
     again = run_json("ingest", root, *lib_args)
-    assert again["encoded"] == 0 and {f["path"] for f in again["failed"]} == {str(p) for p in bad}
+    assert again["encoded"] == 0 and again["failed"] == [] and again["known_bad"] == len(bad)
+    assert {e["path"] for e in run_json("info", "--errors", *lib_args)["recent_errors"]} == {
+        str(p) for p in bad
+    }
 
 
 def many_images(folder: Path, count: int) -> list[Path]:
@@ -136,7 +139,8 @@ def test_queries_from_another_process_succeed_during_an_ingest(tmp_path, lib_arg
     answered = 0
     try:
         while proc.poll() is None and answered < 20:
-            query = [sys.executable, "-m", "ibsearch", "query", "--like", str(like), "--target", "audio"]
+            query = [sys.executable, "-m", "ibsearch", "query", "--like", str(like), "--include-like"]
+            query += ["--target", "audio"]
             query += [*lib_args, "--json"]
             done = subprocess.run(query, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
             assert done.returncode == 0, done.stderr.decode()

@@ -57,7 +57,16 @@ def test_the_environment_names_the_default_library_and_model(tmp_path: Path, tin
     photos.mkdir()
     (photos / "a.jpg").write_bytes((DATA / "images" / "photo_640x480.jpg").read_bytes())
     summary = run_json("ingest", photos, "--device", "cpu")
-    assert set(summary) == {"added", "updated", "unchanged", "removed", "failed", "encoded", "skipped"}
+    assert set(summary) == {
+        "added",
+        "updated",
+        "unchanged",
+        "removed",
+        "failed",
+        "encoded",
+        "skipped",
+        "known_bad",
+    }
     assert summary["added"] == 1 and (library / "ibsearch.db").is_file()
     hits = run_json("query", "--image", photos / "a.jpg", "--device", "cpu")
     assert set(hits[0]) == {"path", "score", "modality", "metadata"} and hits[0]["path"] == str(

@@ -14,12 +14,15 @@ from ..errors import IbsearchError
 from ..files import display_path
 from .output import progress_bars
 
-# Options shared by every command that opens a library, as (name, click.option keywords).
-_COMMON_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+# Options of every command that opens a library, and of those that run the model, as
+# (name, click.option keywords).
+_LIBRARY_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--library", {"envvar": "IBSEARCH_LIBRARY", "type": click.Path(file_okay=False),
                    "help": "Library directory (default: the platform data directory)."}),
     ("--model", {"envvar": "IBSEARCH_MODEL", "default": None,
                  "help": "Registered model name (default imagebind_huge) or path to a JSON model card."}),
+]  # fmt: skip
+_MODEL_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--checkpoint", {"envvar": "IBSEARCH_CHECKPOINT", "default": None, "type": click.Path(dir_okay=False),
                       "help": "Use this local checkpoint file instead of downloading the model's weights."}),
     ("--device", {"type": click.Choice(["auto", "cpu", "cuda"]), "default": "auto", "show_default": True,
@@ -30,13 +33,16 @@ _COMMON_OPTIONS: list[tuple[str, dict[str, Any]]] = [
 ]  # fmt: skip
 
 
-def command(json_help: str, *, paths: bool = False) -> Any:
-    """Declare a command that opens a library: its shared options, ``--json`` (``json_help``) and,
-    with ``paths``, a required PATHS... argument."""
+def command(json_help: str, *, paths: bool = False, model: bool = False) -> Any:
+    """Declare a command that opens a library: its shared options, ``--json`` (``json_help``), with
+    ``paths`` a required PATHS... argument, and with ``model`` the options of running the model."""
 
     def declare(fn: Any) -> Any:
         command = cli.command()(fn)
-        shared: list[click.Parameter] = [click.Option([name], **kw) for name, kw in _COMMON_OPTIONS]
+        shared: list[click.Parameter] = [click.Option([name], **kw) for name, kw in _LIBRARY_OPTIONS]
+        # Commands that do not run the model still accept its options, so that one set of options
+        # works for every command, but do not list them: they change nothing there.
+        shared += [click.Option([name], **kw, hidden=not model) for name, kw in _MODEL_OPTIONS]
         if paths:
             shared.insert(0, click.Argument(["paths"], nargs=-1, required=True, type=click.Path()))
         command.params[:0] = shared

@@ -12,11 +12,12 @@ from typing import Any
 
 import click
 
-from .app import command, open_library, with_library
+from ..encoder.model.config import config_names
+from .app import cli, command, open_library, with_library
 from .output import echo_json, emit, format_meta, mmss, say
 
 
-@command("Print the summary as one JSON object.", paths=True)
+@command("Print the summary as one JSON object.", paths=True, model=True)
 @click.option(
     "--hidden", is_flag=True, help="Also ingest hidden files and folders (names starting with '.')."
 )
@@ -99,9 +100,13 @@ def ingest(
     )
     for bad in data["failed"]:
         say(f"  failed: {bad['path']}: {bad['reason']}", err=True)
+    if data["known_bad"]:
+        click.echo(
+            f"  {data['known_bad']} known bad file(s) skipped, unchanged since they failed (ibsearch info)"
+        )
 
 
-@command("Print the hits as a JSON list.")
+@command("Print the hits as a JSON list.", model=True)
 @click.option("--text", "texts", multiple=True, metavar="[W=]TEXT", help="A text query term (repeatable).")
 @click.option("--image", "images", multiple=True, metavar="[W=]PATH", help="An image query term.")
 @click.option("--audio", "audios", multiple=True, metavar="[W=]PATH", help="An audio query term.")
@@ -119,12 +124,24 @@ def ingest(
     help="Modality to search: vision/image, text, audio, depth, thermal, imu; repeatable (default: all).",
 )
 @click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Number of hits.")
-@click.option("--path-glob", default=None, metavar="GLOB", help="Only files whose path matches GLOB.")
-@click.option("--path-prefix", default=None, metavar="DIR", help="Only files under DIR.")
+@click.option(
+    "--path-glob",
+    default=None,
+    metavar="GLOB",
+    help="Only files whose path matches GLOB ('*.png'; 'photos/*.jpg' is relative to this folder).",
+)
+@click.option(
+    "--path-prefix", default=None, metavar="DIR", help="Only files under DIR (relative: to this folder)."
+)
 @click.option("--min-duration", type=float, default=None, help="Only media at least this many seconds long.")
 @click.option("--max-duration", type=float, default=None, help="Only media at most this many seconds long.")
 @click.option(
     "--segments", is_flag=True, help="Return timestamped segments of long media (best per file), not files."
+)
+@click.option(
+    "--include-like",
+    is_flag=True,
+    help="With --like: also return the --like files themselves (left out by default: more like this).",
 )
 def query(
     texts: Sequence[str],
@@ -142,6 +159,7 @@ def query(
     min_duration: float | None,
     max_duration: float | None,
     segments: bool,
+    include_like: bool,
     as_json: bool,
     **common: Any,
 ) -> None:
@@ -170,12 +188,10 @@ def query(
         + [parse_term("imu", t) for t in imus]
         + [parse_term("like", t) for t in likes]
     )
-    lib = open_library(common)
-    with lib:
-        prefix = os.path.abspath(path_prefix) if path_prefix else None
-        options = SearchOptions(
-            list(targets) or None, k, path_glob, prefix, min_duration, max_duration, segments
-        )
+    options = SearchOptions(
+        list(targets) or None, k, path_glob, path_prefix, min_duration, max_duration, segments, include_like
+    )
+    with open_library(common) as lib:
         hits = Searcher(lib).search(terms, options)
     if as_json:
         echo_json([h.to_dict() for h in hits])
@@ -183,38 +199,49 @@ def query(
     if not hits:
         click.echo("no matches", err=True)
         return
+    say(f"{'rank':>4}  {'score':>7}  {'modality':<8}  path [segment]  media")
     for rank, hit in enumerate(hits, 1):
         where = (
             f" [{mmss(hit.start)}-{mmss(hit.end)}]" if hit.start is not None and hit.end is not None else ""
         )
         meta = format_meta(hit.metadata)
-        say(f"{rank:3d}  {hit.score:7.4f}  {hit.modality:<7}  {hit.path}{where}  {meta}".rstrip())
+        say(f"{rank:4d}  {hit.score:7.4f}  {hit.modality:<8}  {hit.path}{where}  {meta}".rstrip())
 
 
 @command("Print as one JSON object.")
-def info(as_json: bool, **common: Any) -> None:
+@click.option(
+    "--errors", "all_errors", is_flag=True, help="List every recorded error, not only the 10 latest."
+)
+def info(all_errors: bool, as_json: bool, **common: Any) -> None:
     """Show what the library holds: counts per modality, model, size on disk and recent errors.
 
     \b
     Example:
       ibsearch info --json
     """
-    data = with_library(common, lambda lib: lib.info())
+    data = with_library(common, lambda lib: lib.info(None if all_errors else 10))
     emit(as_json, data, lambda: _info_lines(data))
 
 
 def _info_lines(data: dict[str, Any]) -> list[str]:
     lines = [
         f"library   {data['library']}",
-        f"model     {data['model']}",
+        f"model     {data['model']}"
+        + (f" ({data['model_description']})" if "model_description" in data else ""),
         f"files     {data['files']}",
         f"size      {data['size_bytes'] / 1e6:.1f} MB",
     ]
-    lines += [f"  {modality:<8} {count}" for modality, count in data["vectors"].items()]
+    width = max((len(modality) for modality in data["vectors"]), default=0)
+    lines += [f"  {modality:<{width}}  {count:>9}" for modality, count in data["vectors"].items()]
     lines += [f"note      {note}" for note in data.get("notes", [])]
     if data["recent_errors"]:
-        lines.append("recent errors:")
+        shown = len(data["recent_errors"])
+        lines.append(
+            "errors:" if shown == data["errors"] else f"recent errors ({shown} of {data['errors']}):"
+        )
         lines += [f"  {err['path']}: {err['reason']}" for err in data["recent_errors"]]
+        if shown < data["errors"]:
+            lines.append("  (ibsearch info --errors lists them all)")
     return lines
 
 
@@ -250,15 +277,57 @@ def reindex(
 
 
 @command("Print the report as JSON.")
-def check(as_json: bool, **common: Any) -> None:
-    """Check that the database and the indexes agree; exit code 1 if they do not.
+@click.option(
+    "--no-repair", is_flag=True, help="Change nothing: an index file that needs repair is a problem (exit 1)."
+)
+def check(no_repair: bool, as_json: bool, **common: Any) -> None:
+    """Check the whole library: the database file, every stored vector, every index row.
+
+    An index file that is missing, damaged or behind the database (after a crash) is rebuilt or brought
+    up to date, and listed as repaired. Exit code 0 when the library is consistent (after those
+    repairs), 1 when a problem remains; with --no-repair nothing is changed and an index that needs
+    repair is a problem.
 
     \b
     Example:
       ibsearch check && echo consistent
     """
     waiting = lambda: click.echo("another ibsearch process is writing the library; waiting for it", err=True)  # noqa: E731
-    report = with_library(common, lambda lib: lib.check(waiting))
+    report = with_library(common, lambda lib: lib.check(waiting, repair=not no_repair))
     emit(as_json, report.to_dict(), report.lines)
     if not report.ok:
         sys.exit(1)
+
+
+@cli.group()
+def model() -> None:
+    """Models: make one to try ibsearch without downloading the real weights.
+
+    \b
+    Example:
+      ibsearch model random imagebind_small small.pth
+    """
+
+
+@model.command("random")
+@click.argument("config", type=click.Choice(config_names()))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+def random_model(config: str, out: str, seed: int) -> None:
+    """Write a random-weight checkpoint OUT of the model config CONFIG, and its model card beside it.
+
+    The weights are random: search results mean nothing. This is for trying ibsearch (and testing a
+    pipeline) without the 4.8 GB ImageBind-Huge file; imagebind_small or imagebind_tiny are small and
+    fast. Use the card with --model (or IBSEARCH_MODEL).
+
+    \b
+    Example:
+      ibsearch model random imagebind_small small.pth
+      ibsearch ingest ./media --model small.json --library ./try-lib
+    """
+    from ..encoder.weights.random_weights import RANDOM_NOTE, write_random_model
+
+    checkpoint, card = write_random_model(config, out, seed)
+    click.echo(f"wrote {checkpoint} and its model card {card}")
+    click.echo(f"  {RANDOM_NOTE}")
+    click.echo(f"  try it: ibsearch ingest PATH --model {card} --library DIR")

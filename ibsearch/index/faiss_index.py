@@ -12,6 +12,7 @@ An index file is a derived cache: :meth:`FaissIndex.save` writes it atomically w
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -25,6 +26,8 @@ from ..errors import LibraryError, UsageError
 from ..files import atomic_write
 from ..idsets import IdSetSummary, summarize_ids
 from .selector import Selector, as_ids
+
+log = logging.getLogger(__name__)
 
 # FAISS uses BLAS for exact search only when n_queries * dim reaches this threshold (default 128000,
 # i.e. 125 queries at dim 1024); below it a scalar loop runs, ~20x slower for 100 queries against 1M
@@ -52,7 +55,8 @@ _GATHER_BYTES = 256 << 20  # memory for one gathered block of allowed vectors
 
 
 class StaleIndexError(LibraryError):
-    """An index file is missing, unreadable or disagrees with its sidecar; rebuild it from the database."""
+    """An index file is missing, unreadable or disagrees with its sidecar (the message says which;
+    the caller says what is done about it: an index is rebuilt from the database)."""
 
 
 @dataclass(frozen=True)
@@ -316,9 +320,7 @@ class FaissIndex:
         target = os.fspath(path)
         meta = cls.read_meta(target)
         if meta is None:
-            raise StaleIndexError(
-                f"index {target!r} has no readable sidecar; rebuild it ('ibsearch reindex')"
-            )
+            raise StaleIndexError(f"index file {target!r} has no readable sidecar")
         try:
             if mmap:
                 index = faiss.read_index(target, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
@@ -328,19 +330,15 @@ class FaissIndex:
                     index = faiss.read_index(reader)
                     del reader
         except (OSError, RuntimeError, UnicodeError) as exc:
-            raise StaleIndexError(
-                f"cannot read index {target!r} ({exc}); rebuild it ('ibsearch reindex')"
-            ) from None
+            log.debug("FAISS cannot read %s: %s", target, exc)  # C++ detail, not for users
+            raise StaleIndexError(f"cannot read index file {target!r}: it is damaged or truncated") from None
         loaded = cls._wrap(index, meta, read_only=mmap, nprobe=nprobe)
         if (
             index.d != meta.dim
             or index.metric_type != faiss.METRIC_INNER_PRODUCT
             or loaded.summary() != meta.summary
         ):
-            raise StaleIndexError(
-                f"index {target!r} does not match its sidecar (an interrupted save?); "
-                "rebuild it ('ibsearch reindex')"
-            )
+            raise StaleIndexError(f"index file {target!r} does not match its sidecar (an interrupted save?)")
         return loaded
 
     @classmethod

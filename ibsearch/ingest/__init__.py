@@ -13,6 +13,7 @@ This package never imports torch: the encoder is loaded only when some file need
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from ..encoder.media import DECODE_TIMEOUT
 from ..errors import MediaError
 from ..files import hash_file
 from ..library import Library
-from ..progress import FILES, Progress, start
+from ..progress import FILES, Progress, TaskProgress, start
 from .commit import Committer, IngestSummary, Job
 from .plan import Planner
 from .walk import WalkOptions, walk
@@ -105,8 +106,7 @@ def _encode(
         return
     from ..encoder.embed import MediaItem, embed_files  # the model is loaded only when needed
 
-    report = start(how.progress, "ingest", FILES)
-    total, done = len(jobs), 0
+    tally = _Tally(start(how.progress, "ingest", FILES), len(jobs))
     for _ in range(CHANGED_RETRIES + 1):
         changed: list[Job] = []
         items = []
@@ -114,7 +114,9 @@ def _encode(
             assert job.kind is not None  # detected by the planner
             items.append(MediaItem(job.path, job.kind))
         encoder = lib.encoder(how.batch_size)
-        for index, result in embed_files(encoder, items, workers=how.workers, timeout=how.timeout):
+        decoded = functools.partial(tally.advance_to, jobs)
+        done = embed_files(encoder, items, workers=how.workers, timeout=how.timeout, on_decoded=decoded)
+        for index, result in done:
             job = jobs[index]
             if isinstance(result, MediaError):
                 job.error, job.transient = result.reason, result.transient
@@ -126,15 +128,33 @@ def _encode(
                 job.modalities, job.info = result.modalities, result.info
                 job.vectors, job.spans = result.vectors, result.spans
             committer.add(job)
-            done += 1
-            if report is not None:
-                report(done, total)
+            tally.advance(job.path)
         jobs = changed
         if not jobs:
             return
     for job in jobs:
         job.error, job.transient = "the file kept changing while it was being ingested", True
         committer.add(job)
+
+
+class _Tally:
+    """Files under way for the progress display: a file counts once it is decoded, so the display
+    moves with every file rather than with every model batch."""
+
+    def __init__(self, report: TaskProgress | None, total: int) -> None:
+        self.report, self.total = report, total
+        self.seen: set[str] = set()
+
+    def advance_to(self, jobs: list[Job], index: int) -> None:
+        """``jobs[index]`` is under way (what ``embed_files`` says of a decoded item)."""
+        self.advance(jobs[index].path)
+
+    def advance(self, path: str) -> None:
+        """The file ``path`` is under way or done."""
+        if path not in self.seen:
+            self.seen.add(path)
+            if self.report is not None:
+                self.report(len(self.seen), self.total)
 
 
 def _changed_since_hashed(job: Job) -> bool:

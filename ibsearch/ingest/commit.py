@@ -32,6 +32,7 @@ class IngestSummary:
     skipped: int = 0  # files that are not media ibsearch reads (e.g. .py, .DS_Store)
     encoded: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    known_bad: int = 0  # files that failed before and are unchanged since: not tried again
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class IngestSummary:
             "failed": [{**path_fields(f["path"]), "reason": f["reason"]} for f in self.failed],
             "encoded": self.encoded,
             "skipped": self.skipped,
+            "known_bad": self.known_bad,
         }
 
 

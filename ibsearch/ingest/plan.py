@@ -61,7 +61,7 @@ class Planner:
         old_error = self.bad_before.get(path)
         # Only content failures carry the stat they happened at; transient ones are always retried.
         if old_error is not None and (old_error.size, old_error.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            summary.failed.append({"path": path, "reason": old_error.reason})  # known bad, not retried
+            summary.known_bad += 1  # failed before and unchanged since: its reason is in the errors table
             return None
         detection = detect(path, st.st_size, forced=forced)
         if detection.kind is None:

@@ -154,8 +154,12 @@ class Database(Closing):
         value = self._meta("dim")
         return None if value is None else int(value)
 
-    def check_model(self, model_id: str, dim: int) -> None:
-        """Raise :class:`LibraryError` if the library holds vectors of a different model or dimension."""
+    def check_model(self, model_id: str, dim: int, remembered: str | None = None) -> None:
+        """Raise :class:`LibraryError` if the library holds vectors of a different model or dimension.
+
+        ``remembered`` is how the library's model was named when it was built (a registered name or a
+        model card's path): what the message tells the user to pass to ``--model``.
+        """
         stored, stored_dim = self.model_id, self.dim
         if stored is None or (stored == model_id and stored_dim == dim):
             return
@@ -163,8 +167,9 @@ class Database(Closing):
             return  # nothing encoded yet: bind_model may switch the model
         raise LibraryError(
             f"library {self.path!r} was built with model {stored!r} (dim {stored_dim}) but model "
-            f"{model_id!r} (dim {dim}) was asked for; use --model {stored} (or IBSEARCH_MODEL), or "
-            "point --library at another directory to build a separate library for this model"
+            f"{model_id!r} (dim {dim}) was asked for; use --model {remembered or stored} (or "
+            "IBSEARCH_MODEL), or point --library at another directory to build a separate library for "
+            "this model"
         )
 
     def bind_model(self, model_id: str, dim: int) -> None:

@@ -26,7 +26,7 @@ from ..model.config import ImageBindConfig, get_config
 IMAGEBIND_HUGE_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CARD_FIELDS = ("name", "config", "checkpoint", "sha256")
+_CARD_FIELDS = ("name", "config", "checkpoint", "sha256", "description")
 
 
 def is_url(location: str) -> bool:
@@ -42,6 +42,7 @@ class ModelCard:
     config: ImageBindConfig  # tower sizes
     checkpoint: str  # absolute path, or an http(s) URL downloaded into the cache
     sha256: str | None = None  # expected lowercase hex digest of the checkpoint file, if published
+    description: str | None = None  # a note for people (e.g. that the weights are random), shown by info
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -70,6 +71,7 @@ class ModelCard:
             "config": self.config.to_dict(),
             "checkpoint": self.checkpoint,
             "sha256": self.sha256,
+            **({"description": self.description} if self.description else {}),
         }
 
 
@@ -158,8 +160,11 @@ def load_card(path: str | Path) -> ModelCard:
     sha256 = data.get("sha256")
     if sha256 is not None and not isinstance(sha256, str):
         raise ModelError(f"model card {path}: field 'sha256' must be a string of 64 hex digits or null")
+    description = data.get("description")
+    if description is not None and not isinstance(description, str):
+        raise ModelError(f"model card {path}: field 'description' must be a string")
     try:
-        return ModelCard(name, config, checkpoint, sha256)
+        return ModelCard(name, config, checkpoint, sha256, description)
     except ModelError as exc:
         raise ModelError(f"model card {path}: {exc}") from None
 

@@ -214,7 +214,9 @@ def _manual_hint(url: str, dest: Path) -> str:
         f"To install the file by hand, download {url} on a machine with internet access and put it at "
         f"{dest} "
         f"(the cache folder is set by {ENV_CACHE}), or point {ENV_CHECKPOINT} (CLI: --checkpoint) at an "
-        "existing copy."
+        "existing copy. To try ibsearch without the real weights, make a random-weight model with "
+        "'ibsearch model random imagebind_small small.pth' and use '--model small.json' (its search "
+        "results are meaningless)."
     )
 
 

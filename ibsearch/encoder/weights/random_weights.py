@@ -96,4 +96,28 @@ def _random_value(key: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return value
 
 
-__all__ = ["write_random_checkpoint"]
+RANDOM_NOTE = "random weights: search results are meaningless; for trying the plumbing (tests, CI, demos)"
+
+
+def write_random_model(config_name: str, path: str | Path, seed: int = 0) -> tuple[Path, Path]:
+    """A random-weight checkpoint of the registered config ``config_name`` at ``path`` and a model
+    card beside it (``path`` with ``.json``); returns ``(checkpoint, card)``.
+
+    The card is named ``<config>-random`` (``-seed<N>`` for other seeds) and says in its
+    description that its results mean nothing: it is for trying ibsearch without the real weights.
+    """
+    from ..model.config import get_config
+    from .cards import ModelCard, save_card
+
+    config = get_config(config_name)
+    checkpoint = Path(path).absolute()
+    fmt = "safetensors" if checkpoint.suffix == ".safetensors" else "pth"
+    write_random_checkpoint(config, checkpoint, seed=seed, fmt=fmt)
+    name = f"{config_name}-random" + (f"-seed{seed}" if seed else "")
+    card = save_card(
+        ModelCard(name, config, str(checkpoint), description=RANDOM_NOTE), checkpoint.with_suffix(".json")
+    )
+    return checkpoint, card
+
+
+__all__ = ["RANDOM_NOTE", "write_random_checkpoint", "write_random_model"]
