@@ -10,17 +10,18 @@ what the ImageBind and Omnivore authors published (details and sources in the RE
   percentiles), resized and cropped like an image, no mean/std: ``(1, 224, 224)``;
 * IMU -> accelerometer xyz (m/s^2) then gyroscope xyz (rad/s) at 200 Hz, 2000 samples (10 s):
   longer recordings are centre-cropped, shorter ones zero-padded at the end: ``(6, 2000)``.
+
+A ``.npy`` file given as a path is memory-mapped, so a depth or thermal map over Pillow's pixel limit
+is refused before it is read, and of an IMU recording only the rows around the kept 10 s are read
+(:mod:`.imu` computes that window).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import os
-import re
 from collections.abc import Iterable
-from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
@@ -31,6 +32,15 @@ from ...errors import MediaError
 from ..inputs import IMAGE_SIZE, IMU_CHANNELS, IMU_SAMPLES
 from .decode import Source, checked_source, source_name
 from .images import open_image, resize_and_crop
+from .imu import (
+    IMU_RATE_HZ,
+    IMU_RATE_RANGE_HZ,
+    array_window,
+    csv_window,
+    fit_window,
+    resample_imu,
+    window_samples,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +61,9 @@ DEPTH_UNITS_PER_M = 1000.0
 #: Thermal: wider-than-8-bit data is stretched between these percentiles (a camera's auto gain).
 THERMAL_PERCENTILES = (1.0, 99.0)
 
-#: IMU: the rate of ImageBind's IMU tower input (its 2000 samples are 10 s at 200 Hz).
-IMU_RATE_HZ = 200.0
-
 _NPY_MAGIC = b"\x93NUMPY"
 _WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")  # Pillow modes of 16/32-bit maps
 _GRAY_MODES = ("1", "L", "LA")
-_TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
 # ------------------------------------------------------------------------------------- reading
@@ -67,17 +73,10 @@ def _name(src: SensorSource) -> str:
     return "<array>" if isinstance(src, np.ndarray) else source_name(src)
 
 
-def _read_bytes(src: Source, name: str) -> bytes:
-    source = checked_source(src, name)
-    data = Path(source).read_bytes() if isinstance(source, str) else source.read()
-    if not data:
-        raise MediaError(name, "empty input (0 bytes)")
-    return data
-
-
-def _load_npy(data: bytes, name: str) -> np.ndarray:
+def _load_npy(file: str | BinaryIO, name: str) -> np.ndarray:
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        # A path is memory-mapped: nothing is read until values are used.
+        array = np.load(file, mmap_mode="r" if isinstance(file, str) else None, allow_pickle=False)
     except Exception as exc:  # numpy raises ValueError/EOFError/OSError for damaged files
         raise MediaError(name, f"not a readable .npy array ({exc})") from exc
     if not isinstance(array, np.ndarray):
@@ -85,16 +84,42 @@ def _load_npy(data: bytes, name: str) -> np.ndarray:
     return array
 
 
+def _open_file(src: Source, name: str) -> np.ndarray | str | bytes:
+    """A sensor file -> its ``.npy`` array, or else its checked path or bytes for another decoder.
+
+    A ``.npy`` path is memory-mapped (read-only, no data read yet); bytes and open binary files are
+    read whole, as they must be. Raises :class:`MediaError` for a missing, empty or damaged file.
+    """
+    source = checked_source(src, name)
+    if isinstance(source, str):
+        with open(source, "rb") as fh:
+            is_npy = fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC
+        return _load_npy(source, name) if is_npy else source
+    data = source.read()
+    if not data:
+        raise MediaError(name, "empty input (0 bytes)")
+    return _load_npy(io.BytesIO(data), name) if data.startswith(_NPY_MAGIC) else data
+
+
 def _array_or_image(src: SensorSource, name: str) -> np.ndarray | Image.Image:
     if isinstance(src, np.ndarray):
         return src
-    data = _read_bytes(src, name)
-    if data.startswith(_NPY_MAGIC):
-        return _load_npy(data, name)
-    img = open_image(data, name)
-    if img.width == 0 or img.height == 0:
-        raise MediaError(name, "image has zero size")
-    return img
+    found = _open_file(src, name)
+    if not isinstance(found, np.ndarray):
+        img = open_image(found, name)
+        if img.width == 0 or img.height == 0:
+            raise MediaError(name, "image has zero size")
+        return img
+    # The image rule (Pillow's decompression-bomb limit), checked before any value is read.
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and found.size > limit:
+        raise MediaError(
+            name,
+            f"the .npy map has {found.size:,} values (shape {found.shape}), more than Pillow's "
+            f"decompression-bomb limit of {limit:,} pixels; if you trust this file, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS",
+        )
+    return found
 
 
 def _plane(array: np.ndarray, name: str) -> np.ndarray:
@@ -155,7 +180,9 @@ def load_depth(
     what monocular depth estimators usually save. The normalized disparity (see
     :func:`normalize_disparity`) is resized and centre-cropped like an image (bicubic).
 
-    Raises :class:`MediaError` for unreadable files, colour images and arrays that are not 2-D maps.
+    Raises :class:`MediaError` for unreadable files, colour images, arrays that are not 2-D maps,
+    ``.npy`` maps over ``PIL.Image.MAX_IMAGE_PIXELS`` values, and depth with no valid reading at all
+    (some holes are fine: they count as far).
     """
     name = name or _name(src)
     source = _array_or_image(src, name)
@@ -175,6 +202,12 @@ def load_depth(
     if np.issubdtype(values.dtype, np.integer):
         values = values.astype(np.float64) / units_per_m
     values = values.astype(np.float64)
+    if not disparity and not np.any(np.isfinite(values) & (values > 0)):
+        raise MediaError(
+            name,
+            "the depth map has no valid reading (every value is 0, negative, NaN or infinite, as depth "
+            "sensors write for holes), so there is nothing to encode; is it the right file?",
+        )
     if disparity:
         plane = normalize_disparity(values)
     else:
@@ -203,6 +236,9 @@ def load_thermal(src: SensorSource, *, name: str | None = None) -> torch.Tensor:
     need) are resized and centre-cropped like photos, then divided by 255. Wider data (16-bit
     radiometric counts, float TIFF or ``.npy`` temperatures) is stretched between its 1st and 99th
     percentiles first (see :func:`stretch`). No mean/std normalization follows.
+
+    Raises :class:`MediaError` for unreadable files, arrays that are not 2-D maps, ``.npy`` maps
+    over ``PIL.Image.MAX_IMAGE_PIXELS`` values, and maps with no finite value.
     """
     name = name or _name(src)
     source = _array_or_image(src, name)
@@ -210,94 +246,14 @@ def load_thermal(src: SensorSource, *, name: str | None = None) -> torch.Tensor:
         gray = resize_and_crop(source.convert("L"))
         return torch.from_numpy(np.asarray(gray, dtype=np.float32) / np.float32(255))[None]
     values = np.asarray(source) if isinstance(source, Image.Image) else _plane(source, name)
+    values = values.astype(np.float64)
+    if not np.isfinite(values).any():
+        raise MediaError(name, "the thermal map has no finite value (every value is NaN or infinite)")
     # Clipped like the 8-bit path, whose uint8 resize cannot overshoot either.
-    return _to_tensor(stretch(values.astype(np.float64))).clamp_(0.0, 1.0)
+    return _to_tensor(stretch(values)).clamp_(0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------- IMU
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _column_roles(header: list[str]) -> tuple[list[int], int | None, float]:
-    """Pick accelerometer xyz, gyroscope xyz and an optional time column by their names."""
-    keys = [re.sub(r"[^a-z0-9]", "", h.lower()) for h in header]
-    acc = {k[-1]: i for i, k in enumerate(keys) if k.startswith("acc") and k[-1:] in "xyz"}
-    gyro = {k[-1]: i for i, k in enumerate(keys) if k.startswith("gyr") and k[-1:] in "xyz"}
-    time_col, unit = None, 1.0
-    for i, h in enumerate(header):
-        words = re.split(r"[^a-z]+", h.lower())
-        if "time" in h.lower() or "timestamp" in words or words[:1] in (["t"], ["ts"]):
-            time_col = i
-            unit = next((_TIME_UNITS[w] for w in reversed(words) if w in _TIME_UNITS), 1.0)
-            break
-    if len(acc) == 3 and len(gyro) == 3:
-        return [acc[a] for a in "xyz"] + [gyro[a] for a in "xyz"], time_col, unit
-    return [], time_col, unit
-
-
-def _read_csv(data: bytes, name: str) -> tuple[np.ndarray, float | None]:
-    """Rows of an IMU CSV -> ``(6, N)`` and the sample rate found from a time column, if any."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise MediaError(name, "not a text CSV file or a .npy array") from exc
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise MediaError(name, "the CSV file has no rows")
-    header: list[str] | None = None
-    if not all(_is_number(c) for c in rows[0]):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
-    width = len(header) if header else len(rows[0]) if rows else 0
-    columns, time_col, unit = _column_roles(header) if header else ([], None, 1.0)
-    if not columns:
-        if width != IMU_CHANNELS:
-            raise MediaError(
-                name,
-                f"expected 6 columns (accelerometer x y z, gyroscope x y z) or a header naming acc_x.. "
-                f"and gyro_x.. columns, found {width} columns",
-            )
-        columns, time_col = list(range(IMU_CHANNELS)), None
-    wanted = columns + ([time_col] if time_col is not None else [])
-    try:
-        table = np.array([[float(row[i]) for i in wanted] for row in rows], dtype=np.float64)
-    except (ValueError, IndexError) as exc:
-        raise MediaError(name, f"the CSV has a non-numeric or missing value ({exc})") from exc
-    if table.shape[0] == 0:
-        raise MediaError(name, "the CSV file has a header but no samples")
-    rate = None
-    if time_col is not None:
-        steps = np.diff(table[:, -1]) * unit
-        steps = steps[np.isfinite(steps) & (steps > 0)]
-        if steps.size:
-            rate = 1.0 / float(np.median(steps))
-    return table[:, :IMU_CHANNELS].T, rate
-
-
-def resample_imu(series: np.ndarray, rate_hz: float, target_hz: float = IMU_RATE_HZ) -> np.ndarray:
-    """Linear interpolation of a ``(C, N)`` series from ``rate_hz`` onto a ``target_hz`` grid."""
-    n = series.shape[1]
-    if n < 2 or abs(rate_hz - target_hz) < 1e-6 * target_hz:
-        return series
-    count = int(np.floor((n - 1) * target_hz / rate_hz)) + 1
-    old = np.arange(n) / rate_hz
-    new = np.arange(count) / target_hz
-    return np.stack([np.interp(new, old, channel) for channel in series])
-
-
-def fit_window(series: np.ndarray, length: int = IMU_SAMPLES) -> np.ndarray:
-    """Centre-crop a ``(C, N)`` series to ``length`` samples, or zero-pad it at the end."""
-    n = series.shape[1]
-    if n >= length:
-        start = (n - length) // 2
-        return series[:, start : start + length]
-    return np.pad(series, ((0, 0), (0, length - n)))
 
 
 def load_imu(src: SensorSource, *, name: str | None = None, rate_hz: float | None = None) -> torch.Tensor:
@@ -309,34 +265,23 @@ def load_imu(src: SensorSource, *, name: str | None = None, rate_hz: float | Non
     rad/s. The series is resampled to 200 Hz (linear interpolation) from ``rate_hz``, or from the
     rate of a time column (``*_ns``, ``*_us``, ``*_ms`` or seconds); without either it is taken to
     be 200 Hz already. Then 2000 samples (10 s) are kept from the middle, or the end is zero-padded.
+    Only the rows those samples need are converted (see :mod:`.imu`), so memory does not grow with
+    the recording.
 
-    Raises :class:`MediaError` for a wrong channel count, no samples, or NaN/infinite values.
+    Raises :class:`MediaError` for a wrong channel count, no samples, NaN/infinite values, or a
+    sample rate outside :data:`IMU_RATE_RANGE_HZ` (1 Hz to 100 kHz).
     """
     name = name or _name(src)
-    found_rate = None
-    if isinstance(src, np.ndarray):
-        array = src
+    found = src if isinstance(src, np.ndarray) else _open_file(src, name)
+    if isinstance(found, np.ndarray):
+        values, rows, times, rate = array_window(found, name, rate_hz)
     else:
-        data = _read_bytes(src, name)
-        if data.startswith(_NPY_MAGIC):
-            array = _load_npy(data, name)
-        else:
-            array, found_rate = _read_csv(data, name)
-    if array.ndim != 2 or IMU_CHANNELS not in array.shape:
-        raise MediaError(name, f"expected an IMU array of shape (N, 6) or (6, N), got {array.shape}")
-    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-        raise MediaError(name, f"expected numbers, got dtype {array.dtype}")
-    series = np.asarray(array if array.shape[0] == IMU_CHANNELS else array.T, dtype=np.float64)
-    if series.shape[1] == 0:
-        raise MediaError(name, "the IMU recording has no samples")
-    if not np.isfinite(series).all():
-        bad = int(series.size - np.count_nonzero(np.isfinite(series)))
-        raise MediaError(name, f"{bad} IMU values are NaN or infinite; fill or drop those samples first")
-    accel = float(np.median(np.linalg.norm(series[:3], axis=0)))
+        values, rows, times, rate = csv_window(found, name, rate_hz)
+    # Judged on the rows read: all of them for recordings of up to 10 s at 200 Hz.
+    accel = float(np.median(np.linalg.norm(values[:3], axis=0)))
     if 0.5 < accel < 2.0:
         log.warning("%s: accelerometer magnitude %.2f looks like g, not m/s^2 (x 9.80665?)", name, accel)
-    rate = rate_hz or found_rate or IMU_RATE_HZ
-    series = fit_window(resample_imu(series, rate))
+    series = fit_window(window_samples(values, rows, times, rate))
     return torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32))
 
 
@@ -359,3 +304,22 @@ def imu(items: Iterable[SensorSource]) -> torch.Tensor:
     """Batch of IMU recordings -> ``(N, 6, 2000)``; the first bad item raises MediaError."""
     tensors = [load_imu(item) for item in items]
     return torch.stack(tensors) if tensors else torch.empty(0, IMU_CHANNELS, IMU_SAMPLES)
+
+
+# Re-exported from .imu, where the IMU window is computed.
+__all__ = [
+    "IMU_RATE_HZ",
+    "IMU_RATE_RANGE_HZ",
+    "SensorSource",
+    "depth",
+    "disparity_from_depth",
+    "fit_window",
+    "imu",
+    "load_depth",
+    "load_imu",
+    "load_thermal",
+    "normalize_disparity",
+    "resample_imu",
+    "stretch",
+    "thermal",
+]
