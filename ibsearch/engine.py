@@ -8,13 +8,14 @@ in the package imports this module but the command line and ``ibsearch`` itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import library, maintenance
 from .ingest import IngestSummary, ingest
 from .library import DB_NAME, ENV_LIBRARY, ENV_MODEL, default_library
 from .maintenance import CheckReport
+from .progress import Progress
 from .search import Searcher
 
 
@@ -24,6 +25,31 @@ class Library(library.Library):
     def ingest(self, paths: list[str], **options: Any) -> IngestSummary:
         """Ingest files and folders; see :func:`ibsearch.ingest.ingest` for the options."""
         return ingest(self, paths, **options)
+
+    def ingest_on_ray(
+        self,
+        paths: list[str],
+        *,
+        address: str | None = None,
+        path_map: Sequence[str] = (),
+        hidden: bool = False,
+        exclude: Sequence[str] = (),
+        follow_symlinks: bool = True,
+        as_kind: str | None = None,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> IngestSummary:
+        """Ingest with the model run on a Ray cluster (``address``, else ``RAY_ADDRESS``, else a local
+        runtime); ``path_map`` holds ``LOCAL=REMOTE`` prefixes; the other options are :meth:`ingest`'s.
+        See :func:`ibsearch.cluster.ingest_on_ray`."""
+        from .cluster import Cluster, ingest_on_ray, parse_path_map
+        from .ingest import Selection
+
+        cluster = Cluster(address=address, path_map=parse_path_map(path_map))
+        chosen = Selection(hidden, tuple(exclude), follow_symlinks, as_kind)
+        return ingest_on_ray(
+            self, paths, cluster=cluster, selection=chosen, batch_size=batch_size, progress=progress
+        )
 
     def searcher(self) -> Searcher:
         """A :class:`~ibsearch.search.Searcher` over this library (closing it leaves the library open)."""

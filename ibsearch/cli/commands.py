@@ -55,6 +55,23 @@ from .output import echo_json, emit, format_meta, mmss, say
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=None, help="Items per model call (default 16)."
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run the model on a Ray cluster (ADDRESS, else RAY_ADDRESS, else a local Ray runtime); "
+    "needs pip install 'ibsearch[ray]'.",
+)
+@click.option(
+    "--path-map",
+    "path_maps",
+    multiple=True,
+    metavar="LOCAL=REMOTE",
+    help="With --ray: the workers see files under LOCAL at REMOTE (repeatable).",
+)
 def ingest(
     paths: Sequence[str],
     hidden: bool,
@@ -64,6 +81,8 @@ def ingest(
     workers: int | None,
     timeout: float,
     batch_size: int | None,
+    ray_address: str | None,
+    path_maps: Sequence[str],
     as_json: bool,
     **common: Any,
 ) -> None:
@@ -76,8 +95,18 @@ def ingest(
     Example:
       ibsearch ingest ./media --exclude '*.tmp' --json
       ibsearch ingest ./flir --as thermal
+      ibsearch ingest /shared/photos --ray ray://head:10001 --path-map /shared=/mnt/shared
     """
     lib = open_library(common, create=True)
+    if ray_address is not None:
+        with lib:
+            summary = lib.ingest_on_ray(
+                list(paths), address=ray_address or None, path_map=path_maps, hidden=hidden,
+                exclude=list(exclude), follow_symlinks=follow_symlinks, batch_size=batch_size,
+                progress=lib.progress, as_kind=as_kind,
+            )  # fmt: skip
+        _report_ingest(summary.to_dict(), as_json)
+        return
     with lib:
         summary = lib.ingest(
             list(paths),
@@ -90,7 +119,10 @@ def ingest(
             progress=lib.progress,
             as_kind=as_kind,
         )
-    data = summary.to_dict()
+    _report_ingest(summary.to_dict(), as_json)
+
+
+def _report_ingest(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return

@@ -138,6 +138,18 @@ def encode_batch(encoder: Encoder, modality: str, inputs: list[Any]) -> np.ndarr
 def encode_segments(encoder: Encoder, work: FileWork, modality: str) -> None:
     """Stream ``work``'s media once: segment vectors of ``modality`` (and, for long audio, the
     file-level vector, computed from the clip windows in the same pass), recorded on ``work``."""
+    try:
+        vectors, spans = segment_vectors(encoder, work, modality)
+    except MediaError as exc:
+        work.fail(exc)
+        return
+    take_segments(work, modality, vectors, spans)
+
+
+def segment_vectors(encoder: Encoder, work: FileWork, modality: str) -> tuple[list[np.ndarray], list[Span]]:
+    """The segment vectors of ``modality`` and their spans, from one streaming pass over the file
+    (none for media shorter than one window). For long audio the pass also puts the file-level
+    vector on ``work``. Raises :class:`MediaError` for media that cannot be decoded."""
     import torch
 
     result, source = work.result, work.item.source
@@ -154,21 +166,17 @@ def encode_segments(encoder: Encoder, work: FileWork, modality: str) -> None:
             spans.extend((round(seg.start, 3), round(seg.end, 3)) for seg in batch)
             batch.clear()
 
-    try:
-        if modality == AUDIO and work.plan[AUDIO] == Segments.LONG:
-            whole = audio_segments.long_file_features(source, float(result.info["duration"]))
-            result.encoded += 1
-            result.put(AUDIO, encoder.encode(AUDIO, whole[None]), [(None, None)])
-        stream = audio_segments.stream_segments(source) if modality == AUDIO else video.video_segments(source)
-        for seg in stream:
-            batch.append(seg)
-            if len(batch) >= encoder.batch_size:
-                flush()
-        flush()
-    except MediaError as exc:
-        work.fail(exc)
-        return
-    take_segments(work, modality, vectors, spans)
+    if modality == AUDIO and work.plan[AUDIO] == Segments.LONG:
+        whole = audio_segments.long_file_features(source, float(result.info["duration"]))
+        result.encoded += 1
+        result.put(AUDIO, encoder.encode(AUDIO, whole[None]), [(None, None)])
+    stream = audio_segments.stream_segments(source) if modality == AUDIO else video.video_segments(source)
+    for seg in stream:
+        batch.append(seg)
+        if len(batch) >= encoder.batch_size:
+            flush()
+    flush()
+    return vectors, spans
 
 
 def embed_input(encoder: Encoder, kind: FileKind, modality: str, source: Any) -> np.ndarray:
@@ -188,5 +196,6 @@ __all__ = [
     "embed_input",
     "encode_batch",
     "encode_segments",
+    "segment_vectors",
     "plan_segments",
 ]

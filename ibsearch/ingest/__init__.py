@@ -54,29 +54,53 @@ def ingest(
     """
     with lib.writing():
         summary = IngestSummary()
-        roots = [os.path.abspath(os.fsdecode(p)) for p in paths]
-        lib.bind_model()
-        planner = Planner(lib.store, roots, as_kind)
         committer = Committer(lib, summary)
-        to_encode: list[Job] = []
-        options = WalkOptions(hidden=hidden, exclude=list(exclude), follow_symlinks=follow_symlinks)
-        options.on_error = lambda path, reason: summary.failed.append({"path": path, "reason": reason})
-        for found in walk(roots, options):
-            job = planner.visit(found, summary)
-            if job is None:
-                continue
-            if job.error is not None or job.vectors:
-                committer.add(job)
-            else:
-                to_encode.append(job)
-        gone = planner.gone()
-        if gone:
-            lib.indexes.remove(lib.store.delete_files(gone))
-            summary.removed = len(gone)
-        lib.store.clear_errors(planner.vanished_errors())
+        selection = Selection(hidden, tuple(exclude), follow_symlinks, as_kind)
+        to_encode = plan_run(lib, paths, selection, summary, committer)
         _encode(lib, to_encode, committer, summary, _Encoding(workers, timeout, batch_size, progress))
         committer.flush()
         return summary
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which files under the paths an ingest looks at, and as what (see :func:`ingest`)."""
+
+    hidden: bool = False
+    exclude: tuple[str, ...] = ()
+    follow_symlinks: bool = True
+    as_kind: str | None = None
+
+
+def plan_run(
+    lib: Library, paths: Iterable[str], selection: Selection, summary: IngestSummary, committer: Committer
+) -> list[Job]:
+    """Walk ``paths`` and compare with the database: what needs nothing is counted in ``summary``,
+    what is finished without the model (failed, or reusing stored vectors) goes to ``committer``,
+    deleted files leave the library; returns the jobs that need the model. The caller holds the write
+    lock. Local and cluster ingest share this step, so they decide alike."""
+    roots = [os.path.abspath(os.fsdecode(p)) for p in paths]
+    lib.bind_model()
+    planner = Planner(lib.store, roots, selection.as_kind)
+    to_encode: list[Job] = []
+    options = WalkOptions(
+        hidden=selection.hidden, exclude=list(selection.exclude), follow_symlinks=selection.follow_symlinks
+    )
+    options.on_error = lambda path, reason: summary.failed.append({"path": path, "reason": reason})
+    for found in walk(roots, options):
+        job = planner.visit(found, summary)
+        if job is None:
+            continue
+        if job.error is not None or job.vectors:
+            committer.add(job)
+        else:
+            to_encode.append(job)
+    gone = planner.gone()
+    if gone:
+        lib.indexes.remove(lib.store.delete_files(gone))
+        summary.removed = len(gone)
+    lib.store.clear_errors(planner.vanished_errors())
+    return to_encode
 
 
 #: Times a file that changes while it is being encoded is encoded again before it is given up on.
@@ -122,7 +146,7 @@ def _encode(
                 job.error, job.transient = result.reason, result.transient
             else:
                 summary.encoded += result.encoded
-                if _changed_since_hashed(job):
+                if changed_since_hashed(job):
                     changed.append(job)
                     continue
                 job.modalities, job.info = result.modalities, result.info
@@ -157,7 +181,7 @@ class _Tally:
                 self.report(len(self.seen), self.total)
 
 
-def _changed_since_hashed(job: Job) -> bool:
+def changed_since_hashed(job: Job) -> bool:
     """Whether ``job``'s file no longer has the content hash it was planned with; if so, the job
     takes the file's current stat and hash, ready to be encoded again."""
     try:
@@ -171,4 +195,4 @@ def _changed_since_hashed(job: Job) -> bool:
     return True
 
 
-__all__ = ["IngestSummary", "ingest"]
+__all__ = ["IngestSummary", "Selection", "changed_since_hashed", "ingest", "plan_run"]

@@ -1,0 +1,148 @@
+"""Cluster ingest on a real local Ray runtime: the same vectors as a local ingest, and no lost work."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DATA, run_json
+from test_ingest_robust import many_images
+
+from ibsearch.cluster.pipeline import ENV_ACTOR_PIDS
+from ibsearch.engine import Library
+
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_runtime(tmp_path_factory: pytest.TempPathFactory):
+    """One local Ray runtime of 2 CPUs for the module (ingest --ray joins it)."""
+    import ray
+
+    pids = tmp_path_factory.mktemp("actor-pids")
+    os.environ[ENV_ACTOR_PIDS] = str(pids)  # inherited by the workers this runtime starts
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield pids
+    ray.shutdown()
+    os.environ.pop(ENV_ACTOR_PIDS, None)
+
+
+def stored(library: Path, card: str) -> dict[tuple[str, str, float | None], np.ndarray]:
+    with Library.open(library, model=card, device="cpu") as lib:
+        return {
+            (Path(path).name, v.modality, v.start): v.vector
+            for path in lib.store.paths_under("")
+            for v in lib.store.file_vectors(path)
+        }
+
+
+def hostile_media(root: Path) -> Path:
+    root.mkdir()
+    for name in ("photo_640x480.jpg", "palette_256x192.gif", "gray_L_300x400.png"):
+        shutil.copy(DATA / "images" / name, root / name)
+    shutil.copy(DATA / "audio" / "mix_16000_mono_s16_5p3s.wav", root / "short.wav")
+    shutil.copy(DATA / "audio" / "tone_8000_mono_s16_30s.wav", root / "long.wav")  # segments
+    shutil.copy(DATA / "video" / "landscape_320x240_29.97fps_4.5s_aac.mp4", root / "clip.mp4")
+    (root / "note.txt").write_text("a dog barking in the park")
+    for bad in ("truncated.jpg", "random_bytes.wav", "empty.jpg"):
+        shutil.copy(DATA / "bad" / bad, root / bad)
+    return root
+
+
+def test_ray_ingest_gives_the_files_vectors_and_segments_of_a_local_ingest_bit_for_bit(tmp_path, tiny_card):
+    media = hostile_media(tmp_path / "media")
+    local = ["--library", tmp_path / "local", "--model", tiny_card, "--device", "cpu"]
+    ray_lib = ["--library", tmp_path / "ray", "--model", tiny_card, "--device", "cpu"]
+    here = run_json("ingest", media, *local, "--workers", "0")
+    there = run_json("ingest", media, *ray_lib, "--ray")
+    assert {k: v for k, v in there.items() if k != "failed"} == {
+        k: v for k, v in here.items() if k != "failed"
+    }
+    assert sorted(f["path"] for f in there["failed"]) == sorted(f["path"] for f in here["failed"])
+    assert {Path(f["path"]).name for f in there["failed"]} == {
+        "truncated.jpg",
+        "random_bytes.wav",
+        "empty.jpg",
+    }
+    a, b = stored(tmp_path / "local", tiny_card), stored(tmp_path / "ray", tiny_card)
+    assert a.keys() == b.keys() and any(key[1] == "audio.segments" and key[2] for key in a)
+    assert all(np.array_equal(a[key], b[key]) for key in a)  # bit for bit, segments included
+    again = run_json("ingest", media, *ray_lib, "--ray")
+    assert again["encoded"] == 0 and again["added"] == 0 and again["known_bad"] == 3  # the three bad files
+    assert run_json("check", *ray_lib)["ok"] is True
+
+
+def test_an_embedding_actor_killed_mid_run_is_replaced_and_every_file_lands_once(
+    tmp_path, tiny_card, ray_runtime
+):
+    files = many_images(tmp_path / "many", 24)
+    killed: list[int] = []
+
+    def kill_an_actor(task: str, unit: str):
+        def update(done: int, total: int | None) -> None:
+            if task == "ingest on ray" and not killed and done >= 2:
+                alive = [int(p.stem) for p in ray_runtime.glob("*.pid") if Path(f"/proc/{p.stem}").exists()]
+                pid = max(alive)
+                os.kill(pid, signal.SIGKILL)  # as a node that dies would
+                killed.append(pid)
+
+        return update
+
+    with Library.open(tmp_path / "lib", model=tiny_card, device="cpu", create=True) as lib:
+        summary = lib.ingest_on_ray([str(tmp_path / "many")], batch_size=2, progress=kill_an_actor)
+    assert killed and summary.failed == [] and summary.added == len(files)
+    with Library.open(tmp_path / "lib", model=tiny_card, device="cpu") as lib:
+        assert sorted(lib.store.paths_under("")) == sorted(str(p) for p in files)
+        assert lib.store.counts() == {"vision": len(files)} and lib.index("vision").ntotal == len(files)
+    lib_args = ["--library", tmp_path / "lib", "--model", tiny_card]
+    assert run_json("check", *lib_args)["ok"] is True
+
+
+def test_a_driver_killed_mid_run_loses_nothing_and_the_rerun_computes_only_the_rest(tmp_path, tiny_card):
+    files = many_images(tmp_path / "many", 40)
+    library = tmp_path / "lib"
+    cmd = [sys.executable, "-m", "ibsearch", "ingest", str(tmp_path / "many"), "--library", str(library),
+           "--model", tiny_card, "--device", "cpu", "--batch-size", "2", "--ray", "--json"]  # fmt: skip
+    env = {**os.environ, "IBSEARCH_RAY_SHARD_FILES": "4"}
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    merged = 0
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None and merged == 0:
+            time.sleep(0.5)
+            merged = _files_in(library)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert 0 < merged < len(files), f"{merged} files were merged before the kill"
+    merged = _files_in(library)  # a shard written but not merged yet is merged by the next run
+    rerun = subprocess.run(cmd, env=env, capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+    summary = json.loads(rerun.stdout)
+    assert summary["failed"] == [] and summary["encoded"] <= len(files) - merged
+    with Library.open(library, model=tiny_card, device="cpu") as lib:
+        assert sorted(lib.store.paths_under("")) == sorted(str(p) for p in files)  # each file once
+        assert lib.store.counts() == {"vision": len(files)}
+    assert run_json("check", "--library", library, "--model", tiny_card)["ok"] is True
+
+
+def _files_in(library: Path) -> int:
+    db = library / "ibsearch.db"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM files").fetchone()[0])
+    except sqlite3.Error:
+        return 0
