@@ -15,7 +15,6 @@ from . import library, maintenance
 from .ingest import IngestSummary, ingest
 from .library import DB_NAME, ENV_LIBRARY, ENV_MODEL, default_library
 from .maintenance import CheckReport
-from .progress import Progress
 from .search import Searcher
 
 
@@ -27,28 +26,25 @@ class Library(library.Library):
         return ingest(self, paths, **options)
 
     def ingest_on_ray(
-        self,
-        paths: list[str],
-        *,
-        address: str | None = None,
-        path_map: Sequence[str] = (),
-        hidden: bool = False,
-        exclude: Sequence[str] = (),
-        follow_symlinks: bool = True,
-        as_kind: str | None = None,
-        batch_size: int | None = None,
-        progress: Progress | None = None,
+        self, paths: list[str], *, address: str | None = None, path_map: Sequence[str] = (), **options: Any
     ) -> IngestSummary:
         """Ingest with the model run on a Ray cluster (``address``, else ``RAY_ADDRESS``, else a local
-        runtime); ``path_map`` holds ``LOCAL=REMOTE`` prefixes; the other options are :meth:`ingest`'s.
+        runtime); ``path_map`` holds ``LOCAL=REMOTE`` prefixes. ``options`` are :meth:`ingest`'s
+        ``hidden``, ``exclude``, ``follow_symlinks``, ``as_kind``, ``batch_size`` and ``progress``.
         See :func:`ibsearch.cluster.ingest_on_ray`."""
         from .cluster import Cluster, ingest_on_ray, parse_path_map
         from .ingest import Selection
 
+        batch_size, progress = options.pop("batch_size", None), options.pop("progress", None)
+        options["exclude"] = tuple(options.get("exclude", ()))
         cluster = Cluster(address=address, path_map=parse_path_map(path_map))
-        chosen = Selection(hidden, tuple(exclude), follow_symlinks, as_kind)
         return ingest_on_ray(
-            self, paths, cluster=cluster, selection=chosen, batch_size=batch_size, progress=progress
+            self,
+            paths,
+            cluster=cluster,
+            selection=Selection(**options),
+            batch_size=batch_size,
+            progress=progress,
         )
 
     def searcher(self) -> Searcher:
