@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import MediaError, UsageError
-from ..ingest import IngestSummary, Selection, plan_run
+from ..ingest import IngestSummary, Selection, ingest_run, plan_run
 from ..ingest.commit import Committer, Job
 from ..library import Library
 from ..progress import FILES, Progress, start
@@ -64,9 +64,9 @@ def remote_path(path: str, path_map: tuple[tuple[str, str], ...]) -> str:
 def ingest_on_ray(
     lib: Library,
     paths: Iterable[str],
-    *,
     cluster: Cluster | None = None,
     selection: Selection | None = None,
+    *,
     batch_size: int | None = None,
     progress: Progress | None = None,
 ) -> IngestSummary:
@@ -77,16 +77,13 @@ def ingest_on_ray(
     """
     from .shards import merge_shards
 
-    with lib.writing():
-        summary = IngestSummary()
-        committer = Committer(lib, summary)
+    with ingest_run(lib) as (summary, committer):
         merge_shards(lib, committer)  # what a killed run computed: merged, never computed again
         jobs = plan_run(lib, paths, selection or Selection(), summary, committer)
         committer.flush()
         if jobs:
             _run(lib, jobs, committer, summary, cluster or Cluster(), batch_size or 16, progress)
-        committer.flush()
-        return summary
+    return summary
 
 
 def _run(

@@ -13,9 +13,10 @@ This package never imports torch: the encoder is loaded only when some file need
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..encoder.media import DECODE_TIMEOUT
@@ -52,14 +53,22 @@ def ingest(
     runs. Bad files are recorded and listed in ``failed``; they never raise. Holds the library's
     write lock.
     """
-    with lib.writing():
-        summary = IngestSummary()
-        committer = Committer(lib, summary)
+    with ingest_run(lib) as (summary, committer):
         selection = Selection(hidden, tuple(exclude), follow_symlinks, as_kind)
         to_encode = plan_run(lib, paths, selection, summary, committer)
         _encode(lib, to_encode, committer, summary, _Encoding(workers, timeout, batch_size, progress))
+    return summary
+
+
+@contextlib.contextmanager
+def ingest_run(lib: Library) -> Iterator[tuple[IngestSummary, Committer]]:
+    """One ingest's write lock, summary and committer; what is left in the committer is written when
+    the block ends without an error."""
+    with lib.writing():
+        summary = IngestSummary()
+        committer = Committer(lib, summary)
+        yield summary, committer
         committer.flush()
-        return summary
 
 
 @dataclass(frozen=True)
@@ -195,4 +204,4 @@ def changed_since_hashed(job: Job) -> bool:
     return True
 
 
-__all__ = ["IngestSummary", "Selection", "changed_since_hashed", "ingest", "plan_run"]
+__all__ = ["IngestSummary", "Selection", "changed_since_hashed", "ingest", "ingest_run", "plan_run"]
