@@ -70,6 +70,12 @@ class FileTables(Database):
         found = row.fetchone()
         return None if found is None else file_record(found)
 
+    def get_file_by_id(self, file_id: int) -> FileRecord | None:
+        """The stored record with this ``files.id`` (a library's stable item id), or None."""
+        row = self._conn.execute(f"SELECT {FILE_COLS} FROM files WHERE id = ?", (int(file_id),))
+        found = row.fetchone()
+        return None if found is None else file_record(found)
+
     def files_under(self, prefix: PathLike) -> dict[str, FileStat]:
         """Every stored path equal to ``prefix`` or inside it as a directory, with size, mtime and hash.
 

@@ -1,0 +1,142 @@
+"""The FastAPI application: the API routes, the page, the sign-in, and errors as JSON.
+
+Every error is an answer ``{"error": "...what was wrong..."}`` with a 4xx status: an invalid field
+(422, with ``detail`` naming the fields), a wrong query (400), an unknown item (404), a changed file
+(409), an upload beyond the limit (413), a file that cannot be decoded (422). A 500 is a bug.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.status import HTTP_204_NO_CONTENT
+
+from .. import __version__
+from ..errors import IbsearchError, LibraryError, MediaError, UsageError
+from .config import ServerConfig
+from .items import FileChanged
+from .models import ERRORS, SearchRequest, SignIn, form_schema
+from .routes import router
+from .security import TOKEN_COOKIE, Guard, UploadTooLarge, token_matches
+from .service import ItemNotFound, LibraryService
+from .thumbnails import Thumbnails
+
+STATIC = Path(__file__).parent / "static"
+#: The status of each kind of ibsearch error (the first match in this order wins).
+STATUS: tuple[tuple[type[IbsearchError], int], ...] = (
+    (ItemNotFound, 404),
+    (FileChanged, 409),
+    (UploadTooLarge, 413),
+    (MediaError, 422),
+    (UsageError, 400),
+    (LibraryError, 409),
+    (IbsearchError, 400),
+)
+
+
+def new_app() -> FastAPI:
+    """The application's routes, page and error answers, without a library or checks yet: what
+    ``/openapi.json`` describes (:func:`create_app` adds the library and the checks)."""
+    app = FastAPI(
+        title="ibsearch",
+        version=__version__,
+        summary="Search a library of photos, sounds, videos and notes by meaning, from any modality.",
+        docs_url=None,  # the interactive docs load scripts from a CDN; the page must work offline
+        redoc_url=None,
+    )
+    app.include_router(router)
+    app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
+    sign_in_errors: dict[int | str, dict[str, Any]] = {code: ERRORS[code] for code in (400, 401, 422)}
+    app.add_api_route("/-/sign-in", sign_in, methods=["POST"], status_code=HTTP_204_NO_CONTENT,
+                      responses=sign_in_errors, tags=["server"])  # fmt: skip
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_exception_handler(IbsearchError, ibsearch_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(ValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def create_app(service: LibraryService, config: ServerConfig, *, instance: str = "") -> FastAPI:
+    """The application serving ``service``'s library with ``config``'s checks (:mod:`.security`).
+
+    ``instance`` names this run of the server in ``/healthz`` answers (see :mod:`.record`).
+    """
+    app = new_app()
+    app.state.service = service
+    app.state.config = config
+    app.state.instance = instance
+    app.state.thumbnails = Thumbnails(service.library.root)
+    app.add_middleware(Guard, config=config)
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the API (the same as a running server's ``/openapi.json``)."""
+    return new_app().openapi()
+
+
+async def page(request: Request) -> Response:
+    """The search page (static: everything it shows comes from the API)."""
+    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-cache"})  # fmt: skip
+
+
+async def sign_in(request: Request, body: SignIn) -> Response:
+    """Exchange the token (from the sign-in link the server printed) for a cookie the page sends."""
+    config: ServerConfig = request.app.state.config
+    if not token_matches(config, body.token):
+        return JSONResponse({"error": "wrong token; use the sign-in link the server printed"}, 401)
+    response = Response(status_code=HTTP_204_NO_CONTENT)
+    response.set_cookie(TOKEN_COOKIE, body.token, httponly=True, samesite="strict", path="/")
+    return response
+
+
+def status_of(exc: IbsearchError) -> int:
+    return next(code for kind, code in STATUS if isinstance(exc, kind))
+
+
+async def ibsearch_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IbsearchError)
+    return JSONResponse({"error": str(exc)}, status_of(exc))
+
+
+async def invalid(request: Request, exc: Exception) -> Response:
+    """422 naming each invalid field (without echoing the values sent)."""
+    assert isinstance(exc, RequestValidationError | ValidationError)
+    detail = [
+        {"loc": [str(part) for part in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    summary = "; ".join(f"{'.'.join(d['loc']) or 'body'}: {d['msg']}" for d in detail[:5])
+    return JSONResponse({"error": f"invalid request: {summary}", "detail": detail}, 422)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+
+def openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with the two request bodies of ``/api/search`` (JSON and multipart)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["SearchRequest"] = SearchRequest.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        components["SearchForm"] = form_schema()
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+__all__ = ["STATIC", "create_app", "new_app", "openapi_document"]

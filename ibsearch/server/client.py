@@ -1,0 +1,237 @@
+"""The command line's fast path: send ``ibsearch query`` to a server already running on the library.
+
+A server that runs on a loopback address leaves a :class:`~.record.ServerRecord` in its library.
+When that record is there, its process is alive, the server answers ``/healthz`` as the recorded
+instance within a moment, and it runs the model the command asks for, the query goes there: no
+torch, no model loading, no index reading in the command's process. Otherwise (no server, a stale
+record, a file too large for the server, any failure to talk to it) :func:`search_via_server`
+returns None and the command searches in-process as before.
+
+This module imports nothing heavy (no numpy, SQLite or FAISS): that is the whole point of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import os
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..files import path_fields
+from ..modality import AUDIO, DEPTH, IMU, TEXT, THERMAL, VISION, FileKind
+from ..terms import LIKE, Term
+from .record import INSTANCE_HEADER, ServerRecord, remove_record
+
+HEALTH_TIMEOUT = 1.0  # seconds to wait for /healthz: a server that is slower is not used
+QUERY_TIMEOUT = 600.0  # the first query of a server may load a tower
+#: Upload field of each (modality, file kind) term, as the server's multipart search expects.
+UPLOAD_FIELDS: dict[tuple[str, FileKind | None], str] = {
+    (VISION, None): "image",
+    (VISION, FileKind.VIDEO): "video",
+    (AUDIO, None): "audio",
+    (DEPTH, None): "depth",
+    (THERMAL, None): "thermal",
+    (IMU, None): "imu",
+}
+#: The fields of a hit as ``Hit.to_dict`` writes them, in its order.
+HIT_FIELDS = ("path", "path_bytes", "score", "modality", "metadata", "start", "end")
+#: Answers that mean "ask the library yourself" rather than "your query is wrong": no access, an upload
+#: too large, or outside the API's limits or unreadable (the in-process search says why, naming the file).
+FALL_BACK = {401, 403, 404, 413, 422}
+
+
+@dataclass(frozen=True)
+class RemoteHit:
+    """A hit as the server sent it, with the attributes and ``to_dict`` of :class:`~ibsearch.search.Hit`."""
+
+    fields: dict[str, Any]
+
+    @property
+    def path(self) -> str:
+        raw = self.fields.get("path_bytes")
+        return os.fsdecode(base64.b64decode(raw)) if raw else str(self.fields["path"])
+
+    def __getattr__(self, name: str) -> Any:
+        if name in HIT_FIELDS:
+            return self.fields.get(name)
+        raise AttributeError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.fields)
+
+
+def library_dir(library: str | None) -> Path:
+    """The library directory the command names (``--library``/``$IBSEARCH_LIBRARY``, else the default)."""
+    if library:
+        return Path(library).expanduser()
+    import platformdirs  # as ibsearch.library.default_library, without importing the store
+
+    return Path(platformdirs.user_data_dir("ibsearch")) / "library"
+
+
+def search_via_server(terms: Sequence[Term], params: Mapping[str, Any]) -> list[RemoteHit] | None:
+    """The hits of ``terms`` from the server running on the library that ``params`` names, or None
+    (see the module docs). ``params`` are the query command's parameters by name: the shared ones
+    (``library``, ``model``, ``checkpoint``, ``device``, ``precision``) and the options of
+    ``SearchOptions`` (``targets``, ``k``, ``path_glob``, ``path_prefix``, ``min_duration``,
+    ``max_duration``, ``segments``, ``include_like``).
+
+    Raises :class:`UsageError` with the server's message when the server finds the query wrong.
+    """
+    root = library_dir(params.get("library"))
+    record = ServerRecord.read(root)
+    if record is None:
+        return None
+    if not record.process_alive():
+        remove_record(root, record.instance)  # stale: its server is gone
+        return None
+    if not _suits(record, root, params):
+        return None
+    try:
+        connection = _connection(record)
+        if connection is None:
+            return None
+        with contextlib.closing(connection):
+            return _search(connection, record, terms, params)
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+
+
+def _suits(record: ServerRecord, root: Path, common: Mapping[str, Any]) -> bool:
+    """Whether the server serves this library with the model settings the command asks for."""
+    if os.path.realpath(root) != record.library:
+        return False
+    model = common.get("model")
+    if model and (os.path.abspath(model) if os.path.isfile(model) else model) != record.model_spec:
+        return False
+    if common.get("checkpoint") and os.path.abspath(common["checkpoint"]) != os.path.abspath(
+        record.checkpoint or ""
+    ):
+        return False
+    return all(
+        common.get(name, "auto") in ("auto", getattr(record, name)) for name in ("device", "precision")
+    )
+
+
+def _connection(record: ServerRecord) -> http.client.HTTPConnection | None:
+    """A connection to the recorded server if it answers ``/healthz`` as the recorded instance."""
+    url = urllib.parse.urlsplit(record.url)
+    if url.scheme != "http" or not url.hostname:
+        return None
+    connection = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=HEALTH_TIMEOUT)
+    connection.request("GET", "/healthz")
+    answer = connection.getresponse()
+    answer.read()
+    if answer.status != 200 or answer.getheader(INSTANCE_HEADER) != record.instance:
+        connection.close()
+        return None
+    connection.timeout = QUERY_TIMEOUT
+    if connection.sock is not None:
+        connection.sock.settimeout(QUERY_TIMEOUT)
+    return connection
+
+
+def _ask(
+    connection: http.client.HTTPConnection,
+    record: ServerRecord,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    content_type: str = "application/json",
+) -> Any:
+    """The JSON answer of one request; None for answers that mean falling back; raises
+    :class:`UsageError` with the server's message for a query it finds wrong."""
+    headers = {"Content-Type": content_type} if body else {}
+    if record.token:
+        headers["Authorization"] = f"Bearer {record.token}"
+    connection.request(method, path, body=body or None, headers=headers)
+    answer = connection.getresponse()
+    data = json.loads(answer.read() or b"null")
+    if answer.status == 200:
+        return data
+    if answer.status in FALL_BACK or answer.status >= 500:
+        return None
+    raise UsageError(str(data.get("error") if isinstance(data, dict) else data))
+
+
+def _search(
+    connection: http.client.HTTPConnection,
+    record: ServerRecord,
+    terms: Sequence[Term],
+    options: Mapping[str, Any],
+) -> list[RemoteHit] | None:
+    fields: list[tuple[str, str]] = []
+    files: list[tuple[str, str, bytes]] = []
+    for term in terms:
+        weighted = f"{float(term.weight)!r}="
+        if term.kind == TEXT and isinstance(term.value, str):
+            fields.append(("text", weighted + term.value))
+        elif term.kind == LIKE:
+            quoted = urllib.parse.quote(os.path.abspath(str(term.value)), safe="/")
+            item = _ask(connection, record, "GET", f"/api/items?path={quoted}")
+            if item is None:
+                return None  # not in the library: the in-process search says so in its own words
+            fields.append(("like", weighted + str(item["id"])))
+        elif (term.kind, term.media) in UPLOAD_FIELDS and os.path.isfile(str(term.value)):
+            field = UPLOAD_FIELDS[(term.kind, term.media)]
+            fields.append((field + "_weight", repr(float(term.weight))))
+            with open(str(term.value), "rb") as fh:
+                files.append((field, os.path.basename(str(term.value)), fh.read()))
+        else:
+            return None  # an input that only the in-process search can read (or report)
+    fields += _option_fields(options)
+    body, content_type = _multipart(fields, files)
+    found = _ask(connection, record, "POST", "/api/search", body, content_type)
+    if found is None:
+        return None
+    return [RemoteHit(_hit_fields(result)) for result in found["results"]]
+
+
+def _option_fields(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The search options as form fields; relative path filters anchored here, as in-process."""
+    fields = [("target", target) for target in options.get("targets") or ()]
+    prefix, glob = options.get("path_prefix"), options.get("path_glob")
+    if prefix is not None:
+        fields.append(("path_prefix", os.path.abspath(os.path.expanduser(prefix))))
+    if glob is not None:
+        glob = os.path.expanduser(glob)  # as search.anchored_glob: a relative glob with a folder is local
+        fields.append(
+            ("path_glob", os.path.join(os.getcwd(), glob) if "/" in glob and glob[0] not in "/*" else glob)
+        )
+    for name in ("k", "min_duration", "max_duration"):
+        if options.get(name) is not None:
+            fields.append((name, repr(options[name])))
+    for name in ("segments", "include_like"):
+        fields.append((name, "true" if options.get(name) else "false"))
+    return fields
+
+
+def _multipart(fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    boundary = "ibsearch-" + os.urandom(12).hex()
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value.encode()
+        + b"\r\n"
+        for name, value in fields
+    ]
+    for name, filename, data in files:
+        safe = "".join(c for c in path_fields(filename)["path"] if c not in '"\r\n\\') or "upload"
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{safe}"\r\n'
+        parts.append((head + "Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def _hit_fields(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A result's fields as ``Hit.to_dict`` gives them: no ``path_bytes``, ``start`` or ``end`` when unset."""
+    return {name: result[name] for name in HIT_FIELDS if result.get(name) is not None}
+
+
+__all__ = ["RemoteHit", "library_dir", "search_via_server"]

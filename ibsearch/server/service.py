@@ -1,0 +1,276 @@
+"""The server's library: opened once, used from one thread of its own, kept in step with other processes.
+
+A :class:`~ibsearch.library.Library` holds one SQLite connection, which belongs to the thread that
+opened it, and the model, whose towers stay loaded once used. :class:`LibraryService` therefore
+opens the library on a single worker thread and runs every piece of work that touches it there, in
+turn; the event loop only waits for the answers.
+
+Another process (``ibsearch ingest``) may commit to the library at any time. SQLite readers see
+new commits on their next statement, but the FAISS indexes are loaded once. Before each piece of
+work the service asks SQLite whether anyone else committed since it last looked (``PRAGMA
+data_version``, answered from memory); only then does it compare each loaded index with the
+database's id summary and add or drop the vectors that differ (:class:`FollowingIndexSet`). A search
+during an ingest therefore sees every file committed before it started, without a restart and
+without reading a whole index file again.
+
+Text queries that arrive while the thread is busy are encoded together when it gets to them: the
+text tower's weights are read once for the batch instead of once per query (on a CPU, a short text's
+encoding is bound by reading those weights), so eight clients do not wait eight times as long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..closing import Closing
+from ..errors import IbsearchError, UsageError
+from ..index_sync import IndexSet
+from ..library import Library
+from ..modality import TEXT, FileKind
+from ..search import Hit, Searcher, SearchOptions
+from ..store.records import FileRecord
+from ..terms import LIKE, Term
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TEXT_CACHE_SIZE = 1024  # vectors of recent text terms kept (a reload, back, new filters, a term reused)
+BATCH = 16  # most pieces of work taken together (their texts encoded in one batch)
+
+
+class ItemNotFound(IbsearchError):
+    """No item with the asked id in the library (answered with 404)."""
+
+
+class FollowingIndexSet(IndexSet):
+    """The library's indexes, able to catch up with commits made by another process."""
+
+    def catch_up(self) -> list[str]:
+        """Bring every loaded index to exactly the database's vector ids; returns the keys changed."""
+        changed = []
+        for key, index in list(self._indexes.items()):
+            if tuple(index.summary()) != tuple(self.store.id_summary(key)):
+                self._bring_up_to_date(key, index)
+                changed.append(key)
+        self.dirty.clear()  # only a writer saves index files; the server never does
+        return changed
+
+
+class CachingSearcher(Searcher):
+    """A :class:`Searcher` that remembers the vectors of recent text terms, encodes waiting texts in
+    one batch (:meth:`prefill`), and times encoding."""
+
+    def __init__(self, library: Library, cache_size: int = TEXT_CACHE_SIZE) -> None:
+        super().__init__(library)
+        self.cache_size = cache_size
+        self._texts: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.encode_seconds = 0.0  # time the last query spent turning its terms into a vector
+        self.batches = 0  # batches of several texts encoded together
+
+    def embed(self, terms: list[Term]) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return super().embed(terms)
+        finally:
+            self.encode_seconds = time.perf_counter() - started
+
+    def _term_vector(self, term: Term) -> np.ndarray:
+        if term.kind != TEXT or not isinstance(term.value, str):
+            return super()._term_vector(term)
+        vector = self._texts.get(term.value)
+        if vector is None:
+            vector = super()._term_vector(term)
+            self._remember(term.value, vector)
+        else:
+            self._texts.move_to_end(term.value)
+        return vector
+
+    def _remember(self, text: str, vector: np.ndarray) -> None:
+        if self.cache_size:
+            self._texts[text] = vector
+            while len(self._texts) > self.cache_size:
+                self._texts.popitem(last=False)
+
+    def prefill(self, texts: Iterable[str]) -> None:
+        """Encode the ``texts`` not remembered yet in one batch (with fewer than two, the search
+        encodes its text itself, exactly as :class:`Searcher` does)."""
+        todo = [text for text in dict.fromkeys(texts) if text not in self._texts]
+        if len(todo) < 2 or not self.cache_size:
+            return
+        import torch
+
+        from ..encoder.media.registry import load
+
+        try:
+            batch = torch.stack([load(FileKind.TEXT, TEXT, text.encode("utf-8")) for text in todo])
+            vectors = self.library.encoder().encode(TEXT, batch)
+        except IbsearchError as exc:  # each search then encodes its own text and reports the problem
+            log.debug("could not encode %d texts together: %s", len(todo), exc)
+            return
+        for text, vector in zip(todo, vectors, strict=True):
+            self._remember(text, vector)
+        self.batches += 1
+
+
+@dataclass(frozen=True)
+class Found:
+    """The hits of one search with their item ids, and where the time went."""
+
+    hits: list[tuple[FileRecord, Hit]]  # (the item's file, hit), best first
+    encode_seconds: float  # turning the terms into one query vector (0 when it was remembered)
+    search_seconds: float  # the rest: filters, the index search, hits back to files
+
+
+@dataclass
+class _Work:
+    """A piece of work for the library's thread, with the texts it will encode."""
+
+    run: Callable[[Library], Any]
+    future: Future[Any] = field(default_factory=Future)
+    texts: tuple[str, ...] = ()
+
+
+class LibraryService(Closing):
+    """One library on a thread of its own (see the module docs); ``opener()`` opens it there."""
+
+    def __init__(self, opener: Callable[[], Library]) -> None:
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._version: int | None = None
+        self._batch_seconds = 0.0  # encoding the texts of the batch under way together
+        opened: Future[Library] = Future()
+        self._thread = threading.Thread(target=self._serve, args=(opener, opened), name="ibsearch-library")
+        self._thread.daemon = True
+        self._thread.start()
+        self.library: Library = opened.result()  # the opener's error, if it fails
+        self.searcher: CachingSearcher
+
+    @staticmethod
+    def _data_version(lib: Library) -> int:
+        return int(lib.store.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the library (on its thread) and stop the thread."""
+        try:
+            self.call(lambda lib: lib.close())
+        finally:
+            self._queue.put(None)
+            self._thread.join()
+
+    # ------------------------------------------------------------------ running work
+
+    def submit(self, run: Callable[[Library], T], texts: Iterable[str] = ()) -> Future[T]:
+        """Queue ``run(library)`` for the library's thread; ``texts``: those it will encode."""
+        work = _Work(run, texts=tuple(texts))
+        self._queue.put(work)
+        return work.future
+
+    def call(self, run: Callable[[Library], T], texts: Iterable[str] = ()) -> T:
+        """Run ``run(library)`` on the library's thread, after catching up with other processes."""
+        return self.submit(run, texts).result()
+
+    async def run(self, run: Callable[[Library], T], texts: Iterable[str] = ()) -> T:
+        """:meth:`call` for the event loop: waits without blocking it."""
+        return await asyncio.wrap_future(self.submit(run, texts))
+
+    def _serve(self, opener: Callable[[], Library], opened: Future[Library]) -> None:
+        """The library's thread: open it, then take the work waiting (up to :data:`BATCH` pieces),
+        catch up with other processes, encode the texts of all of it together, do each in turn."""
+        try:
+            lib = opener()
+            lib.indexes = FollowingIndexSet(lib.root, lib.store, lib.dim, lib.model_id)
+            self._version = self._data_version(lib)
+            self.searcher = CachingSearcher(lib)
+        except BaseException as exc:
+            opened.set_exception(exc)
+            return
+        opened.set_result(lib)
+        while (batch := self._next_batch()) is not None:
+            self._prepare(lib, [text for work in batch for text in work.texts])
+            for work in batch:
+                if work.future.set_running_or_notify_cancel():
+                    try:
+                        work.future.set_result(work.run(lib))
+                    except BaseException as exc:
+                        work.future.set_exception(exc)
+
+    def _next_batch(self) -> list[_Work] | None:
+        """The work waiting now, at least one piece (None: stop)."""
+        first = self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < BATCH and not self._queue.empty():
+            more = self._queue.get()
+            if more is None:
+                self._queue.put(None)  # stop after this batch
+                break
+            batch.append(more)
+        return batch
+
+    def _prepare(self, lib: Library, texts: list[str]) -> None:
+        """Catch up with other processes' commits, and encode the batch's texts together."""
+        self._batch_seconds = 0.0
+        try:
+            version = self._data_version(lib)
+            if version != self._version:
+                self._version = version
+                indexes = lib.indexes
+                if isinstance(indexes, FollowingIndexSet):
+                    indexes.catch_up()
+            started = time.perf_counter()
+            self.searcher.prefill(texts)
+            self._batch_seconds = time.perf_counter() - started
+        except IbsearchError as exc:
+            log.warning("%s", exc)  # each piece of work meets the problem again and reports it
+
+    # ------------------------------------------------------------------ what the routes ask for
+
+    def search(self, terms: list[Term], options: SearchOptions) -> Found:
+        """Search (on the library's thread); ``like`` terms may name item ids (ints) instead of paths."""
+        started = time.perf_counter()
+        lib = self.library
+        resolved = [
+            self._like_path(lib, t) if t.kind == LIKE and isinstance(t.value, int) else t for t in terms
+        ]
+        hits = self.searcher.search(resolved, options)
+        found = []
+        for hit in hits:
+            record = lib.store.get_file(hit.path)
+            if record is not None:  # None: removed by another process a moment ago
+                found.append((record, hit))
+        encode = self.searcher.encode_seconds
+        if any(t.kind == TEXT for t in terms):
+            encode += self._batch_seconds  # its text was encoded with those of the queries waiting with it
+        return Found(found, encode, time.perf_counter() - started - self.searcher.encode_seconds)
+
+    @staticmethod
+    def _like_path(lib: Library, term: Term) -> Term:
+        record = lib.store.get_file_by_id(term.value)
+        if record is None:
+            raise UsageError(
+                f"like: there is no item {term.value} in the library (see the ids of the results)"
+            )
+        return Term(LIKE, record.path, term.weight)
+
+    @staticmethod
+    def item(lib: Library, key: int | str) -> FileRecord:
+        """The record of an item, by its id or by the path it is stored under (a database lookup:
+        the disk is not touched); :class:`ItemNotFound` when there is none."""
+        record = lib.store.get_file_by_id(key) if isinstance(key, int) else lib.store.get_file(key)
+        if record is None:
+            what = f"item {key}" if isinstance(key, int) else f"item stored as {key!r}"
+            raise ItemNotFound(f"there is no {what} in the library")
+        return record
+
+
+__all__ = ["CachingSearcher", "Found", "ItemNotFound", "LibraryService", "FollowingIndexSet"]

@@ -1,0 +1,173 @@
+"""Small JPEG pictures of items, made once and kept in the library's ``thumbnails/`` folder.
+
+Images are scaled down (EXIF orientation applied, like ingest reads them); a video gives its frame
+one second in (or its last frame, when shorter), rotated as it is shown; a sound gives a picture
+of its waveform, streamed so that an hour of audio is never held whole; a note, a depth map or an
+IMU recording gives a small card. The file name carries the content hash, so an edited file gets a
+new picture. A library that cannot be written keeps its pictures in a private temporary folder.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..errors import MediaError
+from ..files import atomic_write
+from ..store.records import FileRecord
+from .items import CheckedFile
+
+FOLDER = "thumbnails"
+SIZE = 320  # longest side in pixels
+WAVE_HEIGHT = 120
+BACKGROUND, INK, ACCENT = (246, 244, 239), (40, 40, 46), (217, 96, 48)
+TEXT_BYTES = 2048  # of a note, enough for the card
+
+
+class Thumbnails:
+    """The thumbnail cache of the library at ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        folder = root / FOLDER
+        try:
+            folder.mkdir(exist_ok=True)
+            writable = os.access(folder, os.W_OK)
+        except OSError:
+            writable = False
+        self.folder = folder if writable else Path(tempfile.mkdtemp(prefix="ibsearch-thumbnails-"))
+
+    def path(self, record: FileRecord) -> Path:
+        """Where the picture of ``record`` is kept (named by item id and content hash)."""
+        return self.folder / f"{record.id}-{record.content_hash[:24]}.jpg"
+
+    def get(self, record: FileRecord, kind: str) -> Path:
+        """The picture of ``record`` (a file of ``kind``), made now if it was not made before.
+
+        Raises :class:`MediaError` when the file cannot be decoded.
+        """
+        target = self.path(record)
+        if target.is_file():
+            return target
+        with CheckedFile(record) as checked:
+            try:
+                picture = make_picture(checked.path, record, kind)
+            except OSError as exc:
+                raise MediaError(record.path, f"cannot be read ({exc.strerror or exc})") from None
+        buffer = io.BytesIO()
+        picture.convert("RGB").save(buffer, "JPEG", quality=82)
+        atomic_write(target, lambda fh: fh.write(buffer.getvalue()))
+        for old in self.folder.glob(f"{record.id}-*.jpg"):
+            if old != target:
+                old.unlink(missing_ok=True)  # the picture of an earlier version of the file
+        return target
+
+
+def make_picture(source: str, record: FileRecord, kind: str) -> Image.Image:
+    """A picture of ``record``'s file (read from ``source``, a path to the same file), at most
+    :data:`SIZE` pixels on its longer side."""
+    name = record.path
+    if kind in ("image", "thermal") or (kind == "depth" and not _is_npy(source)):
+        from ..encoder.media.images import load_image
+
+        picture = load_image(source, name=name)
+    elif kind == "video":
+        picture = video_frame(source, name)
+    elif kind == "audio":
+        return waveform(source, name, record.info)
+    elif kind == "depth":
+        picture = depth_picture(source, name)
+    elif kind == "text":
+        with open(source, "rb") as fh:
+            return card(fh.read(TEXT_BYTES).decode("utf-8", "replace"))
+    else:
+        return card(f"{kind} recording\n\n{os.path.basename(record.path)}")
+    picture.thumbnail((SIZE, SIZE))
+    return picture
+
+
+def _is_npy(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"\x93NUMPY"
+
+
+def video_frame(path: str, name: str) -> Image.Image:
+    """The frame one second into the video (rotation applied), as a picture."""
+    from ..encoder.media.video_frames import DecodeStats, FrameReader
+
+    with FrameReader(path, name, DecodeStats()) as reader:
+        number = min(reader.n_frames - 1, int(round(reader.fps)))
+        return Image.fromarray(np.ascontiguousarray(reader.picture(number)))
+
+
+def depth_picture(path: str, name: str) -> Image.Image:
+    """A depth map (.npy) as grey levels, near bright and far dark."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError/EOFError/OSError for damaged files
+        raise MediaError(name, f"not a readable .npy array ({exc})") from exc
+    plane = np.asarray(array).squeeze()
+    if plane.ndim != 2 or not plane.size or not np.issubdtype(plane.dtype, np.number):
+        return card(f"depth map {plane.shape}")
+    step = max(1, max(plane.shape) // SIZE)
+    values = np.asarray(plane[::step, ::step], dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    scaled = 1.0 - (np.nan_to_num(values, nan=high) - low) / max(high - low, 1e-12)
+    return Image.fromarray((np.clip(scaled, 0, 1) * 255).astype(np.uint8), mode="L")
+
+
+def peaks(path: str, name: str, columns: int, total: int | None) -> np.ndarray:
+    """The loudest sample of each of ``columns`` stretches of a sound (``total``: its length in
+    samples, if known), decoded frame by frame."""
+    from ..encoder.media.decode import audio_frames
+
+    block = max(1, (total or 0) // (columns * 4)) if total else 160
+    pending = np.zeros(0, dtype=np.float32)
+    found: list[np.ndarray] = []
+    for _, samples in audio_frames(path, name):
+        pending = np.concatenate([pending, np.abs(samples).max(axis=0)])
+        whole = len(pending) // block * block
+        if whole:
+            found.append(pending[:whole].reshape(-1, block).max(axis=1))
+            pending = pending[whole:]
+    if len(pending):
+        found.append(pending.max(keepdims=True))
+    if not found:
+        raise MediaError(name, "the sound has no samples")
+    blocks = np.concatenate(found)
+    return np.array([part.max() if len(part) else 0.0 for part in np.array_split(blocks, columns)])
+
+
+def waveform(path: str, name: str, info: dict[str, object]) -> Image.Image:
+    """A picture of a sound's loudness over time, ``SIZE`` x ``WAVE_HEIGHT``."""
+    duration, rate = info.get("duration"), info.get("sample_rate")
+    total = int(float(duration) * float(rate)) if isinstance(duration, int | float) and rate else None  # type: ignore[arg-type]
+    columns = SIZE // 2
+    levels = peaks(path, name, columns, total)
+    levels = levels / max(float(levels.max()), 1e-6)
+    picture = Image.new("RGB", (SIZE, WAVE_HEIGHT), BACKGROUND)
+    draw = ImageDraw.Draw(picture)
+    middle, reach = WAVE_HEIGHT / 2, WAVE_HEIGHT / 2 - 6
+    for column, level in enumerate(levels):
+        x = column * 2 + 1
+        draw.line([(x, middle - level * reach - 1), (x, middle + level * reach + 1)], fill=ACCENT)
+    return picture
+
+
+def card(text: str) -> Image.Image:
+    """A note-like card with the beginning of ``text``."""
+    picture = Image.new("RGB", (SIZE, SIZE * 3 // 4), BACKGROUND)
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=15)
+    lines = [line for para in text.splitlines() for line in (textwrap.wrap(para, 34) or [""])]
+    draw.multiline_text((14, 12), "\n".join(lines[:11]), fill=INK, font=font, spacing=4)
+    return picture
+
+
+__all__ = ["FOLDER", "SIZE", "Thumbnails", "card", "make_picture", "peaks", "waveform"]

@@ -1,0 +1,218 @@
+"""The search page in a real headless Chromium (Debian's package, driven by Python playwright) against
+the real server: typing, uploading, "more like this", weighted terms, targets, playing a segment,
+the query in the URL, and the messages people see."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import DATA
+from playwright.sync_api import Page, expect, sync_playwright
+from test_server_helpers import CHROMIUM, CHROMIUM_FLAGS, MOMENT, Served, moment_clip, opener, serve_library
+
+from ibsearch.engine import Library
+from ibsearch.server.config import ServerConfig
+from ibsearch.server.runner import Server
+
+TOKEN = "browser-token-0123456789"
+PHOTO = DATA / "images" / "photo_640x480.jpg"
+TIMEOUT = 30_000  # ms for anything the page waits on
+# Where the results page's screenshot goes: a temporary folder, or (to refresh docs/serve.png) the path
+# in $IBSEARCH_SCREENSHOT.
+SCREENSHOT_ENV = "IBSEARCH_SCREENSHOT"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_card: str):
+    config = ServerConfig(port=0, token=TOKEN, max_upload_mb=1)
+    with serve_library(tmp_path_factory.mktemp("browser"), tiny_card, config) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    assert shutil.which(CHROMIUM), "Debian's chromium package is needed: apt-get install -y chromium"
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, served: Served):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(served.server.sign_in_url)  # the link the server prints: the page signs itself in
+    expect(page.locator("#targets .chip")).not_to_have_count(0)
+    yield page
+    context.close()
+    assert errors == []
+
+
+def api_paths(served: Served, body: dict) -> list[str]:
+    answer = served.http.post("/api/search", json=body)
+    assert answer.status_code == 200, answer.text
+    return [r["path"] for r in answer.json()["results"]]
+
+
+def shown(page: Page) -> list[str]:
+    return page.locator("article.hit").evaluate_all("cards => cards.map(c => c.dataset.path)")
+
+
+def search_for(page: Page, text: str) -> None:
+    page.fill("#q", text)
+    page.press("#q", "Enter")
+    expect(page.locator("#status")).to_contain_text("results in")
+
+
+def test_typing_a_query_shows_its_results_with_thumbnails(page: Page, served: Served, tmp_path: Path):
+    assert page.evaluate("document.activeElement.id") == "q"
+    search_for(page, "a dog barking")
+    assert shown(page) == api_paths(served, {"text": ["a dog barking"], "k": 24})
+    assert "q=a+dog+barking" in page.url
+    pictures = page.locator("article.kind-image .visual img, article.kind-video .visual img")
+    expect(pictures.first).to_be_visible()
+    loaded = (
+        "() => [...document.querySelectorAll('article .visual img')].every(i => i.complete && i.naturalWidth)"
+    )
+    page.wait_for_function(loaded)
+    assert pictures.count() >= 4
+    expect(page.locator("article.kind-text .note").first).to_contain_text("A dog barking in the park.")
+    expect(page.locator("article.kind-audio audio").first).to_be_attached()
+    page.mouse.move(0, 0)
+    screenshot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "results.png")
+    page.screenshot(path=str(screenshot))
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_uploaded_image_shows_itself_first(page: Page, served: Served):
+    page.set_input_files("#file", str(PHOTO))
+    expect(page.locator("#status")).to_contain_text("results in")
+    assert shown(page)[0] == str(served.media / "photos" / PHOTO.name)
+    expect(page.locator("#terms .term[data-kind=image]")).to_contain_text(PHOTO.name)
+
+
+def test_a_dropped_image_shows_itself_first(page: Page, served: Served):
+    picture = DATA / "images" / "palette_256x192.gif"
+    dropped = page.evaluate_handle(
+        """([data, name]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/gif" }));
+            return transfer;
+        }""",
+        [base64.b64encode(picture.read_bytes()).decode(), picture.name],
+    )
+    page.dispatch_event("body", "dragenter", {"dataTransfer": dropped})
+    expect(page.locator("#drop")).to_be_visible()
+    page.dispatch_event("body", "drop", {"dataTransfer": dropped})
+    expect(page.locator("#drop")).to_be_hidden()
+    expect(page.locator("#status")).to_contain_text("results in")
+    assert shown(page)[0] == str(served.media / "photos" / picture.name)
+
+
+def test_more_like_this_searches_with_the_hit_and_leaves_it_out(page: Page, served: Served):
+    search_for(page, "a dog barking")
+    first = page.locator("article.hit").first
+    liked_id, liked_path = first.get_attribute("data-id"), first.get_attribute("data-path")
+    first.get_by_role("button", name="More like this").click()
+    expect(page.locator("#terms .term[data-kind=like]")).to_contain_text(os.path.basename(liked_path))
+    page.wait_for_function(f"() => location.search.includes('like=1%3D{liked_id}')")
+    expect(page.locator("#status")).to_contain_text("results in")
+    assert shown(page) == api_paths(served, {"like": [int(liked_id)], "k": 24})
+    assert liked_path not in shown(page)
+
+
+def test_weighted_terms_and_target_chips_shape_the_query(page: Page, served: Served):
+    page.fill("#q", "a park")
+    page.click("#add")
+    slider = page.locator("#terms .term[data-kind=text] input[type=range]")
+    slider.focus()
+    for _ in range(8):  # 1.0 down to -1.0 in steps of 0.25
+        page.keyboard.press("ArrowLeft")
+    expect(page.locator("#terms .term output")).to_have_text("-1.00")
+    search_for(page, "a dog")
+    assert shown(page) == api_paths(served, {"text": ["a dog", "-1=a park"], "k": 24})
+    page.locator("#targets .chip[data-modality=audio]").click()
+    page.wait_for_function("() => location.search.includes('target=')")
+    expect(page.locator("#status")).to_contain_text("results in")
+    assert not page.locator("article.kind-audio").count()
+    targets = page.locator("#targets .chip[aria-pressed=true]").evaluate_all(
+        "c => c.map(x => x.dataset.modality)"
+    )
+    assert shown(page) == api_paths(served, {"text": ["a dog", "-1=a park"], "target": targets, "k": 24})
+
+
+def test_an_audio_hit_with_a_segment_plays_from_its_start(page: Page, served: Served, tmp_path: Path):
+    page.click("#filters summary")
+    page.check("#segments")
+    page.locator("#targets .chip[data-modality=vision]").click()
+    page.locator("#targets .chip[data-modality=text]").click()
+    page.set_input_files("#file", str(moment_clip(tmp_path)))
+    expect(page.locator("#status")).to_contain_text("results in")
+    hit = page.locator("article.hit").first
+    assert hit.get_attribute("data-path") == str(served.media / "sounds" / "moment.wav")
+    expect(hit.locator(".span")).to_have_text("0:12–0:18")
+    audio = hit.locator("audio")
+    audio.scroll_into_view_if_needed()
+    page.wait_for_function("a => a.readyState >= 1", arg=audio.element_handle())
+    assert audio.evaluate("a => a.currentTime") == pytest.approx(MOMENT[0], abs=0.05)
+    box = audio.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 20, box["y"] + box["height"] / 2)  # the player's own play button
+    page.wait_for_function("a => !a.paused && a.currentTime > 12.2", arg=audio.element_handle())
+    assert MOMENT[0] < audio.evaluate("a => a.currentTime") < MOMENT[1]
+
+
+def test_the_query_lives_in_the_url_for_reload_and_back(page: Page, served: Served):
+    search_for(page, "first query")
+    first = shown(page)
+    search_for(page, "second query")
+    page.reload()
+    expect(page.locator("#q")).to_have_value("second query")
+    expect(page.locator("#status")).to_contain_text("results in")
+    assert shown(page) == api_paths(served, {"text": ["second query"], "k": 24})
+    page.go_back()
+    expect(page.locator("#q")).to_have_value("first query")
+    page.wait_for_function("() => document.querySelectorAll('article.hit').length > 0")
+    expect(page.locator("#status")).to_contain_text("results in")
+    assert shown(page) == first
+    page.locator("body").click(position={"x": 5, "y": 880})
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+
+
+def test_the_page_says_clearly_what_went_wrong(page: Page, tmp_path: Path):
+    page.click("#filters summary")
+    page.fill("#prefix", "/nowhere/at/all")
+    search_for_nothing = page.locator("#status")
+    page.fill("#q", "anything")
+    page.press("#q", "Enter")
+    expect(search_for_nothing).to_contain_text("No results")
+    page.fill("#prefix", "")
+    big = tmp_path / "big.jpg"
+    big.write_bytes(PHOTO.read_bytes() + os.urandom(1_200_000))
+    page.set_input_files("#file", str(big))
+    expect(page.locator("#status.error")).to_contain_text("too large for this server")
+    expect(page.locator("#status.error")).to_contain_text("1 MB")
+    page.locator("#terms .remove").click()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 this is not a picture")
+    page.set_input_files("#file", str(broken))
+    expect(page.locator("#status.error")).to_contain_text("broken.jpg (uploaded as image)")
+
+
+def test_an_empty_library_says_so(chromium, tmp_path: Path, tiny_card: str):
+    Library.open(tmp_path / "empty", model=tiny_card, device="cpu", create=True).close()
+    with Server(opener(tmp_path / "empty", tiny_card), ServerConfig(port=0)).start() as server:
+        page = chromium.new_page()
+        page.goto(server.url + "/")
+        expect(page.locator("#status")).to_contain_text("This library is empty", timeout=TIMEOUT)
+        page.close()

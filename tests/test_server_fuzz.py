@@ -1,0 +1,55 @@
+"""schemathesis fuzzes every operation of ``/openapi.json`` against the real server over real HTTP:
+no answer may be a server error, and every answer must match the status codes, content types and
+schemas the document declares (invalid input must be refused with a 4xx)."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from test_server_helpers import serve_library
+
+from ibsearch.server.app import openapi_document
+from ibsearch.server.config import ServerConfig
+
+TOKEN = "fuzzing-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_card: str):
+    config = ServerConfig(port=0, token=TOKEN, max_upload_mb=2)
+    with serve_library(tmp_path_factory.mktemp("fuzz"), tiny_card, config) as served:
+        yield served
+
+
+# The document a running server serves (checked below), loaded without one: tests are made from it
+# when this module is collected, and sent to the real server.
+schema = schemathesis.openapi.from_dict(openapi_document())
+
+
+def test_the_server_serves_the_document_the_fuzzing_follows(served):
+    assert served.http.get("/openapi.json").json() == openapi_document()
+
+
+@schema.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_no_operation_answers_with_a_server_error_or_against_its_schema(case, served):
+    response = case.call_and_validate(
+        base_url=served.url,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+            negative_data_rejection,
+        ],
+    )
+    assert response.status_code < 500

@@ -1,0 +1,158 @@
+"""Shared by the server tests (no tests here): a real library of real media, served by the real server.
+
+``serve_library`` ingests a folder of photos, sounds (one with a distinct stretch for segment
+searches), notes and videos with the tiny random-weight model, and serves it with uvicorn on a free
+loopback port, on a thread of the test process, so that tests can compare the API's answers with
+what :class:`ibsearch.Searcher` returns for the same query on the same library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from conftest import AUDIO, DATA, IMAGES, TEXTS
+
+from ibsearch.engine import Library
+from ibsearch.search import Searcher, SearchOptions
+from ibsearch.server.config import ServerConfig
+from ibsearch.server.runner import Server
+from ibsearch.terms import Term
+
+VIDEOS = ["landscape_320x240_29.97fps_4.5s_aac.mp4", "short_320x240_25fps_1.2s_aac.mp4"]
+RATE = 16000
+MOMENT = (12.0, 18.0)  # the stretch of moment.wav that differs from the rest (a segment of its own)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    """16 kHz mono 16-bit PCM."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes((np.clip(samples, -1, 1) * 32000).astype("<i2").tobytes())
+    return path
+
+
+def moment_samples() -> np.ndarray:
+    """24 s of quiet noise with a loud rising chirp between 12 and 18 s."""
+    rng = np.random.default_rng(3)
+    samples = rng.normal(0, 0.05, 24 * RATE)
+    t = np.arange(int((MOMENT[1] - MOMENT[0]) * RATE)) / RATE
+    samples[int(MOMENT[0] * RATE) : int(MOMENT[1] * RATE)] = 0.6 * np.sin(2 * np.pi * (300 + 200 * t) * t)
+    return samples
+
+
+def build_media(root: Path) -> Path:
+    """A folder of real small media: photos, sounds, notes and videos."""
+    for sub in ("photos", "sounds", "notes", "videos"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for name in IMAGES:
+        shutil.copy(DATA / "images" / name, root / "photos" / name)
+    for name in AUDIO:
+        shutil.copy(DATA / "audio" / name, root / "sounds" / name)
+    write_wav(root / "sounds" / "moment.wav", moment_samples())
+    for name, text in TEXTS.items():
+        (root / "notes" / name).write_text(text, encoding="utf-8")
+    for name in VIDEOS:
+        shutil.copy(DATA / "video" / name, root / "videos" / name)
+    return root
+
+
+def moment_clip(folder: Path) -> Path:
+    """The distinct stretch of moment.wav cut out as a file of its own (a query for its segment)."""
+    start, end = (int(s * RATE) for s in MOMENT)
+    return write_wav(folder / "clip.wav", moment_samples()[start:end])
+
+
+def ingest(library: Path, card: str, *paths: Path) -> dict:
+    with Library.open(library, model=card, device="cpu", create=True) as lib:
+        return lib.ingest([str(p) for p in paths], workers=0).to_dict()
+
+
+@dataclass
+class Served:
+    """A library served over real HTTP, and what it was made of."""
+
+    server: Server
+    library: Path
+    media: Path
+    card: str
+    http: httpx.Client
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def searcher_hits(
+        self, terms: list[Term], options: SearchOptions
+    ) -> list[tuple[str, float, object, object]]:
+        """What :class:`Searcher` returns for the same query, as ``(path, score, start, end)``."""
+        with Library.open(self.library, model=self.card, device="cpu") as lib:
+            hits = Searcher(lib).search(terms, options)
+        return [(h.path, round(h.score, 6), h.start, h.end) for h in hits]
+
+
+def opener(library: Path, card: str):
+    return lambda: Library.open(library, model=card, device="cpu")
+
+
+@contextlib.contextmanager
+def serve_library(folder: Path, card: str, config: ServerConfig | None = None) -> Iterator[Served]:
+    """Ingest real media into a library under ``folder`` and serve it on a free loopback port."""
+    media = build_media(folder / "media")
+    library = folder / "lib"
+    ingest(library, card, media)
+    config = config or ServerConfig(port=0)
+    headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+    with Server(opener(library, card), config) as server:
+        server.start()
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+            yield Served(server, library, media, card, client)
+
+
+def raw_get(url: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written (no client-side normalisation of ``..`` or ``%2e``)."""
+    parts = httpx.URL(url)
+    connection = http.client.HTTPConnection(parts.host, parts.port, timeout=30)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def hits_of(answer: httpx.Response) -> list[tuple[str, float, object, object]]:
+    assert answer.status_code == 200, answer.text
+    return [(r["path"], r["score"], r["start"], r["end"]) for r in answer.json()["results"]]
+
+
+def ibsearch(*args: object, **kwargs: object) -> subprocess.CompletedProcess:
+    """Run the real ``ibsearch`` command line in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "ibsearch", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        **kwargs,  # type: ignore[arg-type]
+    )
