@@ -1,9 +1,10 @@
 """The front door: a :class:`Library` with its commands as methods, for users of the Python API.
 
 ``Library.open(path).ingest([...])``, ``.searcher()``, ``.remove``, ``.reindex``, ``.check``,
-``.info``. Each method is one call into the module that does the work (:mod:`.ingest`,
-:mod:`.search`, :mod:`.maintenance`), which take the plain :class:`ibsearch.library.Library`; nothing
-in the package imports this module but the command line and ``ibsearch`` itself.
+``.info``, ``.import_vectors``, ``.export_vectors``. Each method is one call into the module that
+does the work (:mod:`.ingest`, :mod:`.search`, :mod:`.maintenance`, :mod:`.transfer`), which take
+the plain :class:`ibsearch.library.Library`; nothing in the package imports this module but the
+command line and ``ibsearch`` itself.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import library, maintenance
+from . import library, maintenance, transfer
 from .ingest import IngestSummary, ingest
 from .library import DB_NAME, ENV_LIBRARY, ENV_MODEL, default_library
 from .maintenance import CheckReport
+from .progress import Progress
 from .search import Searcher
+from .transfer import ExportSummary, ImportSummary
 
 
 class Library(library.Library):
@@ -55,9 +58,21 @@ class Library(library.Library):
         """Drop files or folders from the library; see :func:`ibsearch.maintenance.remove`."""
         return maintenance.remove(self, paths)
 
-    def reindex(self) -> dict[str, int]:
-        """Rebuild every index from the database; see :func:`ibsearch.maintenance.reindex`."""
-        return maintenance.reindex(self)
+    def reindex(self, **policy: Any) -> dict[str, int]:
+        """Rebuild every index from the database (``index=``, ``exact_below=``, ``recall=``,
+        ``full_scan_below=`` change the library's index policy first); see
+        :func:`ibsearch.maintenance.reindex`."""
+        return maintenance.reindex(self, **policy)
+
+    def import_vectors(self, shards: list[str], *, progress: Progress | None = None) -> ImportSummary:
+        """Add the files and vectors of Parquet shards; see :func:`ibsearch.transfer.import_vectors`."""
+        return transfer.import_vectors(self, shards, progress=progress)
+
+    def export_vectors(
+        self, output: str, *, format: str = "parquet", progress: Progress | None = None
+    ) -> ExportSummary:
+        """Write every vector with its file to ``output``; see :func:`ibsearch.transfer.export_vectors`."""
+        return transfer.export_vectors(self, output, format=format, progress=progress)
 
     def check(self, on_wait: Callable[[], None] | None = None, *, repair: bool = True) -> CheckReport:
         """Check (and repair) the indexes against the database; see :func:`ibsearch.maintenance.check`."""

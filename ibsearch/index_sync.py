@@ -1,24 +1,40 @@
-"""The library's indexes, kept in step with its database: loaded, brought up to date, saved, verified.
+"""The library's indexes, kept in step with its database: loaded, brought up to date, rebuilt, saved.
 
 An index file is a derived cache of the database's vectors (``<modality>.faiss`` plus a JSON
 sidecar). On first use each one is checked against the database (count, max id, id checksum,
-dimension, model) and brought up to date or rebuilt, never used silently stale; only the writer
-saves them, atomically, when its write ends.
+dimension, model) and brought up to date or rebuilt, never used silently stale; a big file is
+memory-mapped, and what the database changed since it was saved is held beside it (a delta and
+tombstones, :class:`~ibsearch.index.live.LiveIndex`). Only the writer saves, atomically, when its write
+ends; that is also when an index that has crossed a size limit or changed too much since it was built
+is built again (:mod:`ibsearch.index.policy`), after the changed indexes were saved, so a writer killed
+during the rebuild leaves indexes that match the database.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .files import TMP_SUFFIX, temp_prefix
-from .index import FaissIndex, StaleIndexError, sidecar_path
+from .index import StaleIndexError, sidecar_path
+from .index.builder import build_approximate, build_exact, train_size, trainable
+from .index.faiss_index import EXACT, FaissIndex
+from .index.live import LiveIndex
+from .index.policy import AUTO, IndexPolicy, rebuild_reason, wanted_spec
 from .modality import INDEX_KEYS, canonical
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+#: The setting holding a library's :class:`IndexPolicy` (``reindex --index ...`` changes it).
+INDEX_SETTING = "index"
+#: Index files from this size on are memory-mapped for searching instead of read into memory.
+MMAP_FROM_BYTES = 64 << 20
+_FETCH_CHUNK = 32768  # ids per read of stored vectors
 
 
 class IndexSet:
@@ -29,9 +45,14 @@ class IndexSet:
         self.store = store
         self.dim = dim
         self.model_id = model_id
-        self._indexes: dict[str, FaissIndex] = {}
+        self._indexes: dict[str, LiveIndex] = {}
         self.dirty: set[str] = set()  # keys whose in-memory index differs from its file
         self.repairs: dict[str, str] = {}  # key -> what was wrong with its file and what was done
+        self.rebuilt: dict[str, str] = {}  # key -> why it was built again when the last write ended
+        self.mmap_from = MMAP_FROM_BYTES  # bytes from which index files are memory-mapped
+        self.search_device: str | None = None  # see LiveIndex.device
+        self.writer = False  # inside the write lock (between remove_leftovers and save)
+        self._policy: IndexPolicy | None = None
 
     def path(self, key: str) -> Path:
         """The index file of ``key``."""
@@ -41,61 +62,127 @@ class IndexSet:
         """Index keys that hold vectors in the database or have a file on disk."""
         return [key for key in INDEX_KEYS if self.store.id_summary(key).size or self.path(key).exists()]
 
-    def get(self, key: str) -> FaissIndex:
+    # ------------------------------------------------------------------ the library's choice
+
+    @property
+    def policy(self) -> IndexPolicy:
+        """Which index kinds this library uses (remembered in its database)."""
+        if self._policy is None:
+            self._policy = IndexPolicy.from_dict(self.store.get_setting(INDEX_SETTING))
+        return self._policy
+
+    def set_policy(self, policy: IndexPolicy) -> None:
+        """Remember ``policy`` for this library (the writer calls this; indexes follow when rebuilt)."""
+        self.store.set_setting(INDEX_SETTING, policy.to_dict())
+        self._policy = policy
+        for index in self._indexes.values():
+            index.full_scan_below = policy.full_scan_below
+
+    # ------------------------------------------------------------------ loading
+
+    def get(self, key: str) -> LiveIndex:
         """The index of ``key`` (a modality, or a segments key such as ``audio.segments``), loaded and
         checked against the database on first use."""
         if key not in INDEX_KEYS:
             key = canonical(key)
         if key not in self._indexes:
             self._indexes[key] = self._load(key)
-        return self._indexes[key]
+        index = self._indexes[key]
+        if index.device != self.search_device:
+            index.device, index._mirror = self.search_device, None
+        return index
 
-    def _load(self, key: str) -> FaissIndex:
+    def _load(self, key: str) -> LiveIndex:
         path = self.path(key)
         expected = self.store.id_summary(key)
         if not path.exists():
             if expected.size:
                 return self._repair(key, f"{key} index file was missing: rebuilt from the database")
-            return FaissIndex(self.dim, model_id=self.model_id)
+            return self._live(LiveIndex(self.dim, model_id=self.model_id))
         try:
-            index = FaissIndex.load(path)
+            index = LiveIndex.adopt(LiveIndex.load(path, mmap=path.stat().st_size >= self.mmap_from))
         except StaleIndexError as exc:
             return self._repair(key, f"{exc}: rebuilt from the database")
         if index.dim != self.dim or (index.model_id not in (None, self.model_id)):
             return self._repair(key, f"{key} index was built for another model: rebuilt from the database")
-        if tuple(index.summary()) != tuple(expected):
-            self._bring_up_to_date(key, index)
+        live = self._live(index)
+        if tuple(live.summary()) != tuple(expected):
+            self._bring_up_to_date(key, live)
+        return live
+
+    def _live(self, index: LiveIndex) -> LiveIndex:
+        index.fetch = self.fetch
+        index.full_scan_below = self.policy.full_scan_below
+        index.device = self.search_device
         return index
 
-    def _repair(self, key: str, what: str) -> FaissIndex:
+    def fetch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors by id: ``(ids found (n,), vectors (n, dim))`` in id order."""
+        parts = [
+            self.store.vectors_by_id(ids[i : i + _FETCH_CHUNK]) for i in range(0, len(ids), _FETCH_CHUNK)
+        ]
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _repair(self, key: str, what: str) -> LiveIndex:
         log.warning("%s", what)
         self.repairs[key] = what
         return self.rebuild(key)
 
-    def rebuild(self, key: str) -> FaissIndex:
-        """A fresh index of ``key`` built from the database (marked to be saved)."""
+    def _bring_up_to_date(self, key: str, index: LiveIndex) -> None:
+        """Make ``index`` hold exactly the database's ids of ``key`` (after a crash, or while a writer
+        is at work: a memory-mapped index keeps the difference beside it)."""
         with self.store.snapshot():
-            index = FaissIndex.build(self.dim, self.store.iter_vectors(key), model_id=self.model_id)
-        self._indexes[key] = index
-        self.dirty.add(key)
-        return index
-
-    def _bring_up_to_date(self, key: str, index: FaissIndex) -> None:
-        """Make ``index`` hold exactly the database's ids of ``key`` (after a crash, say)."""
-        with self.store.snapshot():
-            db_ids = self.store.vector_ids(key)
-            held = index.ids()
-            extra = np.setdiff1d(held, db_ids, assume_unique=False)
-            missing = np.setdiff1d(db_ids, held, assume_unique=False)
-            if len(extra):
-                index.remove(extra)
-            if len(missing):
-                ids, vecs = self.store.vectors_by_id(missing)
-                index.add(ids, vecs)
-        what = f"{key} index was behind the database: {len(missing)} added, {len(extra)} removed"
+            added, removed = index.follow(self.store.vector_ids(key), self.fetch)
+        what = f"{key} index was behind the database: {added} added, {removed} removed"
         log.info("%s", what)
         self.repairs[key] = what
         self.dirty.add(key)
+
+    # ------------------------------------------------------------------ building
+
+    def rebuild(self, key: str, reason: str | None = None) -> LiveIndex:
+        """A fresh index of ``key`` built from the database (marked to be saved), of the kind the
+        library's policy gives its size; outside a write (a reader repairing a file) always exact."""
+        policy = self.policy
+        with self.store.snapshot():
+            n = self.store.id_summary(key).size
+            spec = wanted_spec(policy, n) if self.writer else EXACT
+            why = reason or _why(policy, spec, n)
+            index = self._build(key, spec, n, why)
+        live = self._live(LiveIndex.adopt(index))
+        self._indexes[key] = live
+        self.dirty.add(key)
+        return live
+
+    def _build(self, key: str, spec: str, n: int, why: str) -> FaissIndex:
+        policy, chunks = self.policy, self.store.iter_vectors(key)
+        if spec == EXACT:
+            return build_exact(self.dim, chunks, model_id=self.model_id, reason=why)
+        if not trainable(spec, self.dim, n):
+            why = f"{n:,} vectors are too few to train {spec}: exact until there are more"
+            return build_exact(self.dim, chunks, model_id=self.model_id, reason=why, declined=spec)
+        sample = self._sample(key, train_size(spec, self.dim, n))
+        index = build_approximate(self.dim, spec, sample, chunks, policy, model_id=self.model_id, reason=why)
+        tuning = index.record.tuning
+        if policy.kind == AUTO and tuning is not None and tuning.recall < policy.recall:
+            why = (
+                f"{spec} reached recall {tuning.recall:.3f} < {policy.recall} with {policy.max_scan:.0%} of "
+                "its lists: no faster than exact search on these vectors, so exact"
+            )
+            del index
+            return build_exact(self.dim, self.store.iter_vectors(key), model_id=self.model_id, reason=why,
+                               declined=spec)  # fmt: skip
+        return index
+
+    def _sample(self, key: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``size`` of the stored vectors of ``key``, picked at random: ``(ids, vectors)``."""
+        ids = self.store.vector_ids(key)
+        pick = np.sort(np.random.default_rng(len(ids)).choice(ids, size=min(size, len(ids)), replace=False))
+        return self.fetch(pick)
+
+    # ------------------------------------------------------------------ changes (the writer)
 
     def add(self, key: str, ids: list[int], vectors: np.ndarray) -> None:
         """Add just-committed vectors of ``key`` under their database ids."""
@@ -125,8 +212,9 @@ class IndexSet:
         return sum(meta.count for meta in metas if meta is not None)
 
     def remove_leftovers(self) -> list[Path]:
-        """Delete the temporary files of index saves that were killed halfway (only the writer, which
-        holds the lock, may call this: no other save can be under way). Returns what was removed."""
+        """Delete the temporary files of index saves that were killed halfway. Only the writer, which
+        holds the lock, calls this, when its write begins (no other save can be under way)."""
+        self.writer = True
         removed = []
         for key in INDEX_KEYS:
             for target in (self.path(key), Path(sidecar_path(self.path(key)))):
@@ -138,10 +226,33 @@ class IndexSet:
         return removed
 
     def save(self) -> None:
-        """Write every changed index atomically (only the writer does this)."""
+        """Write every changed index atomically, then build again (and save) those the policy says are
+        due (only the writer does this, when its write ends)."""
+        try:
+            self._save_dirty()
+            if self.writer:
+                self.rebuilt = {}
+                for key in sorted(self._indexes):
+                    index = self._indexes[key]
+                    reason = rebuild_reason(self.policy, index.spec, index.record, index.ntotal)
+                    if reason:
+                        log.info("rebuilding the %s index: %s", key, reason)
+                        self.rebuilt[key] = reason
+                        self.rebuild(key, reason)
+                self._save_dirty()
+        finally:
+            self.writer = False
+
+    def _save_dirty(self) -> None:
         for key in sorted(self.dirty):
-            self._indexes[key].save(self.path(key))
+            index = self._indexes[key]
+            if index.pending:
+                index = self._live(LiveIndex.adopt(index.merged(LiveIndex.load(self.path(key)))))
+                self._indexes[key] = index
+            index.save(self.path(key))
         self.dirty.clear()
+
+    # ------------------------------------------------------------------ checks and facts
 
     def verify(self, key: str) -> list[str]:
         """What is wrong with the index file of ``key`` against the database (empty when it matches)."""
@@ -152,7 +263,7 @@ class IndexSet:
                 else []
             )
         try:
-            index = FaissIndex.load(self.path(key))
+            index = FaissIndex.load(self.path(key), mmap=True)
         except StaleIndexError as exc:
             return [f"{exc}; run 'ibsearch reindex'"]
         expected = self.store.id_summary(key)
@@ -166,5 +277,39 @@ class IndexSet:
             )
         return problems
 
+    def describe(self, key: str) -> dict[str, Any]:
+        """What the index file of ``key`` is, from its sidecar: kind, spec, measured recall, when it was
+        built, and all that in words (``text``)."""
+        meta = FaissIndex.read_meta(self.path(key))
+        if meta is None:
+            return {"kind": "none", "text": "no index file yet"}
+        record, tuning = meta.record, meta.record.tuning
+        facts: dict[str, Any] = {
+            "kind": "exact" if meta.spec == EXACT else "approximate",
+            "spec": meta.spec,
+            "vectors": meta.count,
+            "recall": 1.0 if tuning is None else tuning.recall,
+            "built": record.built,
+            "saved": meta.saved,
+            "reason": record.reason,
+            "changed_since_built": record.changed,
+        }
+        text = facts["kind"]
+        if tuning is not None:
+            facts.update(recall_k=tuning.k, nprobe=tuning.nprobe, latency_ms=tuning.latency_ms)
+            text += f" {meta.spec}, recall@{tuning.k} {tuning.recall:.3f} (nprobe {tuning.nprobe})"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.built or meta.saved))
+        facts["text"] = f"{text}, {'built' if record.built else 'saved'} {when}"
+        return facts
 
-__all__ = ["IndexSet"]
+
+def _why(policy: IndexPolicy, spec: str, n: int) -> str:
+    """Why ``policy`` gives ``n`` vectors an index of ``spec``, in words."""
+    if policy.kind != AUTO:
+        return f"the library's index kind is {policy.kind!r}"
+    if spec == EXACT:
+        return f"auto: {n:,} vectors, below the exact limit of {policy.exact_below:,}"
+    return f"auto: {n:,} vectors, from the exact limit of {policy.exact_below:,} on: approximate"
+
+
+__all__ = ["INDEX_SETTING", "MMAP_FROM_BYTES", "IndexSet"]

@@ -4,7 +4,9 @@ SQLite's own ``quick_check`` sees a damaged page structure, not damaged values: 
 inside a vector blob still reads back, as NaN or as a vector of the wrong length. And an index file
 whose vector bytes were overwritten keeps its ids, so the id summary still matches. Both are found
 here, in one pass over each modality's vectors (chunks of the database, compared with the index's
-rows), so a check costs one read of the database (figures in BENCHMARKS.md).
+rows), so a check costs one read of the database (figures in BENCHMARKS.md). The rows of an
+approximate index are codes; each stored vector is encoded again and compared with its row's code
+bytes (:class:`~ibsearch.index.rows.IndexRows`), so both kinds are checked bit for bit.
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .index import EXACT, FaissIndex, StaleIndexError
+from .index import FaissIndex, StaleIndexError
+from .index.rows import IndexRows
 from .index_sync import IndexSet
 from .store import Store
 
 #: How far from 1 a stored vector's norm may be (they are float32 unit vectors).
 NORM_TOLERANCE = 1e-3
 _SHOW = 5  # files named in a finding before "and others"
-# Sorted ids, their row positions, the rows, and the index they point into (kept alive with them).
-_Rows = tuple[np.ndarray, np.ndarray, np.ndarray, FaissIndex]
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Findings:
 def scan(store: Store, indexes: IndexSet, key: str) -> Findings:
     """Read every stored vector of ``key``; compare it with the norm rule and with the index file."""
     found = Findings(key)
-    index = _exact_rows(indexes, key)
+    index = _index_rows(indexes, key)
     with store.snapshot():
         for ids, vectors in store.iter_vectors(key):
             found.vectors += len(ids)
@@ -46,7 +47,7 @@ def scan(store: Store, indexes: IndexSet, key: str) -> Findings:
             bad = ~np.isfinite(vectors).all(axis=1) | (np.abs(norms - 1.0) > NORM_TOLERANCE)
             found.damaged += ids[bad].tolist()
             if index is not None:
-                found.differing += _differing(index, ids, vectors)
+                found.differing += index.differing(ids, vectors)
     if found.damaged:
         found.problems.append(
             f"database: {len(found.damaged)} {key} vector(s) are not finite unit vectors (damaged pages?), "
@@ -61,33 +62,16 @@ def scan(store: Store, indexes: IndexSet, key: str) -> Findings:
     return found
 
 
-def _exact_rows(indexes: IndexSet, key: str) -> _Rows | None:
-    """The rows of the exact index file of ``key`` (see ``_Rows``), or None."""
+def _index_rows(indexes: IndexSet, key: str) -> IndexRows | None:
+    """The rows of the index file of ``key``, or None (no file, or one the id summary reports)."""
     path = indexes.path(key)
     if not path.exists():
         return None
     try:
-        index = FaissIndex.load(path)
+        index = FaissIndex.load(path, mmap=True)
     except StaleIndexError:
         return None  # reported by IndexSet.verify
-    if index.spec != EXACT or index.dim != indexes.dim:
-        return None
-    ids, rows = index.vectors_view()
-    order = np.argsort(ids, kind="stable")
-    return ids[order], order, rows, index
-
-
-def _differing(index: _Rows, ids: np.ndarray, vectors: np.ndarray) -> list[int]:
-    """The ids among ``ids`` whose row in the index is not bit-identical to ``vectors``."""
-    sorted_ids, order, rows, _ = index
-    if not len(sorted_ids):
-        return []
-    at = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
-    present = sorted_ids[at] == ids  # ids missing from the index are the id summary's business
-    held = rows[order[at[present]]]
-    # Bytes, not values: a NaN row must equal a NaN row, and nothing else counts as equal.
-    same = (held.view(np.uint32) == vectors[present].view(np.uint32)).all(axis=1)
-    return [int(i) for i in ids[present][~same]]
+    return IndexRows(index) if index.dim == indexes.dim else None
 
 
 def _files(store: Store, ids: list[int]) -> str:

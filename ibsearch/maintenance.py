@@ -12,6 +12,8 @@ from typing import Any
 
 from .errors import LibraryError
 from .files import is_temporary, path_fields
+from .index import FaissIndex, IndexPolicy
+from .index.policy import AUTO, EXACT_KIND
 from .integrity import scan
 from .library import Library
 
@@ -54,10 +56,36 @@ def remove(lib: Library, paths: list[str]) -> int:
         return len(set(victims))
 
 
-def reindex(lib: Library) -> dict[str, int]:
-    """Rebuild every index from the database; returns vectors per index key."""
+def reindex(
+    lib: Library,
+    *,
+    index: str | None = None,
+    exact_below: int | None = None,
+    recall: float | None = None,
+    full_scan_below: int | None = None,
+) -> dict[str, int]:
+    """Rebuild every index from the database, of the kind the library's index policy gives its size;
+    returns vectors per index key.
+
+    ``index`` (``auto``, ``exact`` or a FAISS factory string such as ``IVF1024,Flat``), ``exact_below``
+    (auto: vectors per index from which it is approximate), ``recall`` (the recall@10 an approximate
+    index is tuned to) and ``full_scan_below`` (filters allowing at most this many vectors are searched
+    exactly) change the policy first; the library remembers it for later builds.
+    """
     with lib.writing():
+        policy = lib.indexes.policy.with_changes(
+            kind=index, exact_below=exact_below, recall=recall, full_scan_below=full_scan_below
+        )
+        if policy.kind not in (AUTO, EXACT_KIND):
+            FaissIndex(lib.dim, policy.kind)  # a spec FAISS cannot build, or that cannot delete, is refused
+        if policy != lib.indexes.policy:
+            lib.indexes.set_policy(policy)
         return {key: lib.indexes.rebuild(key).ntotal for key in lib.indexes.known()}
+
+
+def index_facts(lib: Library) -> dict[str, dict[str, Any]]:
+    """Per index key: its kind, spec, measured recall and when it was built (from the sidecars)."""
+    return {key: lib.indexes.describe(key) for key in lib.indexes.known()}
 
 
 def check(lib: Library, on_wait: Callable[[], None] | None = None, *, repair: bool = True) -> CheckReport:
@@ -109,6 +137,8 @@ def info(lib: Library, errors: int | None = 10) -> dict[str, Any]:
         "files": store.file_count(),
         "files_by_kind": store.file_counts(),
         "vectors": store.counts(),
+        "indexes": index_facts(lib),
+        "index_policy": lib.indexes.policy.to_dict(),
         "size_bytes": size,
         "errors": store.error_count(),
         "recent_errors": [
@@ -118,4 +148,4 @@ def info(lib: Library, errors: int | None = 10) -> dict[str, Any]:
     }
 
 
-__all__ = ["CheckReport", "check", "info", "reindex", "remove"]
+__all__ = ["CheckReport", "IndexPolicy", "check", "index_facts", "info", "reindex", "remove"]

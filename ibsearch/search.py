@@ -24,6 +24,7 @@ from .modality import (
     DEPTH,
     IMU,
     INDEX_KEYS,
+    MODALITIES,
     QUERY_KINDS,
     TEXT,
     THERMAL,
@@ -33,7 +34,7 @@ from .modality import (
     modality_of_key,
     segments_key,
 )
-from .terms import LIKE, Term, terms_from_inputs
+from .terms import LIKE, VECTOR, Term, terms_from_inputs
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,11 @@ class Searcher(Closing):
     ``library`` is an opened :class:`~ibsearch.library.Library` or a library directory (default: the
     default library); ``model``, ``checkpoint``, ``device`` and ``precision`` are as for
     :meth:`Library.open`. Only the towers that the query's inputs need are loaded.
+
+    ``search_device`` says where exact searches run: None (default) follows the library's device, so
+    with a CUDA GPU ("auto" or "cuda") big exact indexes are searched there by a torch matrix product
+    (approximate ones with faiss-gpu when it is installed), and on "cpu" by FAISS; "cpu", "cuda" or
+    "auto" given here take that torch path on that device.
     """
 
     def __init__(
@@ -122,6 +128,7 @@ class Searcher(Closing):
         checkpoint: str | None = None,
         device: str = "auto",
         precision: str = "auto",
+        search_device: str | None = None,
     ) -> None:
         if isinstance(library, Library):
             self.library = library
@@ -131,6 +138,8 @@ class Searcher(Closing):
                 library, model=model, checkpoint=checkpoint, device=device, precision=precision
             )
             self._owned = True
+        follow = None if str(self.library.device).lower() == "cpu" else self.library.device
+        self.library.indexes.search_device = follow if search_device is None else search_device
 
     def close(self) -> None:
         if self._owned:
@@ -145,6 +154,7 @@ class Searcher(Closing):
         audio: Any = None,
         *,
         like: Any = None,
+        vector: Any = None,
         vision: Any = None,
         video: Any = None,
         depth: Any = None,
@@ -162,7 +172,8 @@ class Searcher(Closing):
         """Search with any mix of inputs; each keyword takes one input, a list, or ``weighted(x, w)``.
 
         Inputs: ``text`` strings; ``image``/``vision`` paths, bytes, PIL images or HxWx3 uint8
-        arrays; ``audio`` paths or bytes; ``like`` paths of ingested files (their stored vectors).
+        arrays; ``audio`` paths or bytes; ``like`` paths of ingested files (their stored vectors);
+        ``vector`` raw ``(dim,)`` arrays in the library's embedding space (weighted like the others).
         ``video`` paths (the picture of a video); ``depth``/``thermal``/``imu`` paths, bytes or arrays
         (see the README's conventions). ``target``: modality name(s) to search (``image`` is
         an alias of ``vision``; default all). The other keywords are those of :class:`SearchOptions`.
@@ -170,7 +181,7 @@ class Searcher(Closing):
         inputs = [
             (TEXT, text, None), (VISION, image, None), (VISION, vision, None), (AUDIO, audio, None),
             (DEPTH, depth, None), (THERMAL, thermal, None), (IMU, imu, None), (LIKE, like, None),
-            (VISION, video, FileKind.VIDEO),
+            (VISION, video, FileKind.VIDEO), (VECTOR, vector, None),
         ]  # fmt: skip
         terms = [term for kind, given, media in inputs for term in terms_from_inputs(kind, given, media)]
         targets = [target] if isinstance(target, str) else target
@@ -188,7 +199,10 @@ class Searcher(Closing):
                 "--imu or --like"
             )
         lib = self.library
-        present = lib.modalities_present()
+        # Which indexes hold vectors, by one index seek each: counting a million rows per query would
+        # cost more than an approximate search.
+        held = set(lib.store.keys_with_vectors(INDEX_KEYS))
+        present = [m for m in MODALITIES if m in held]
         if not present:
             raise UsageError(f"library {str(lib.root)!r} is empty; run 'ibsearch ingest PATH' first")
         wanted = [canonical(t) for t in opts.targets] if opts.targets else present
@@ -199,10 +213,9 @@ class Searcher(Closing):
                 if term.kind == LIKE:
                     excluded |= {v.id for v in lib.store.file_vectors(os.path.abspath(str(term.value)))}
         found: list[tuple[float, int]] = []
-        counts = lib.store.counts()
         for modality in dict.fromkeys(wanted):
             key = segments_key(modality) if opts.segments else modality
-            if key in INDEX_KEYS and counts.get(key):
+            if key in held:
                 found += self._search_index(key, query, opts, excluded)
         found.sort(key=lambda item: -item[0])
         return self._hits(found, opts)
@@ -280,6 +293,8 @@ class Searcher(Closing):
     def _term_vector(self, term: Term) -> np.ndarray:
         if term.kind == LIKE:
             return self._stored_vector(str(term.value))
+        if term.kind == VECTOR:
+            return self._raw_vector(term.value)
         from .encoder.embed import embed_input
 
         value = term.value
@@ -293,6 +308,18 @@ class Searcher(Closing):
             raise UsageError(f"{term.media or term.kind} query file {value!r} does not exist")
         kind = term.media or QUERY_KINDS[term.kind]
         return embed_input(self.library.encoder(), kind, term.kind, value)
+
+    def _raw_vector(self, value: Any) -> np.ndarray:
+        try:
+            vec = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise UsageError(f"a vector term must be numbers, got {type(value).__name__}") from None
+        dim = self.library.dim
+        if vec.shape not in ((dim,), (1, dim)):
+            raise UsageError(f"a vector term must have shape ({dim},) for this library, got {vec.shape}")
+        if not np.isfinite(vec).all():
+            raise UsageError("a vector term holds NaN or infinite values")
+        return vec.reshape(dim)
 
     def _stored_vector(self, path: str) -> np.ndarray:
         stored = self.library.store.file_vectors(os.path.abspath(path))

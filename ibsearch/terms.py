@@ -14,8 +14,10 @@ from typing import Any
 from .errors import UsageError
 from .modality import VISION, FileKind, canonical
 
-#: The term kind besides the modalities: an ingested file whose stored vector is reused.
+#: The term kinds besides the modalities: an ingested file whose stored vector is reused, and a raw
+#: vector of the library's dimension (computed elsewhere, or taken from an export).
 LIKE = "like"
+VECTOR = "vector"
 #: CLI term options that name a file kind rather than a modality: ``--video`` is a video file,
 #: embedded by its picture like the vision vector of an ingested video.
 MEDIA_OPTIONS: dict[str, tuple[str, FileKind]] = {"video": (VISION, FileKind.VIDEO)}
@@ -37,7 +39,7 @@ class Term:
     media: FileKind | None = None
 
     def __post_init__(self) -> None:
-        if self.kind != LIKE:
+        if self.kind not in (LIKE, VECTOR):
             object.__setattr__(self, "kind", canonical(self.kind))
         if not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
             raise UsageError(f"term weight must be a finite number, got {self.weight!r}")

@@ -8,8 +8,16 @@ Measures, in one run and on the same index:
   * filtered search (half the ids allowed): FAISS's IDSelector path vs the gathered-BLAS path that
     FaissIndex uses from a few queries on, and torch with a mask.
 
+With ``--kinds``, the index kinds of issue #12 side by side on one library (see ``bench_kinds``):
+vectors written as a Parquet shard and brought in with ``import``, then the exact index and the
+approximate one that ``auto`` builds (trained and tuned to recall@10 >= 0.95), each measured for
+build time, file size, single-query p50/p95, a batch of 100, a 0.1 % and a 50 % filter, recall on
+held-out queries, and the RSS of a cold ``query`` process.
+
 Usage:  python scripts/bench_search.py                  # 1M x 1024 (needs ~5 GB RAM)
         python scripts/bench_search.py --n 20000 --dim 64  # quick smoke run
+        python scripts/bench_search.py --kinds --data mixture --workdir /tmp/bench  # ~30 min, 13 GB disk
+        python scripts/bench_search.py --kinds --data uniform --index-only --n 200000
 """
 
 from __future__ import annotations
@@ -45,6 +53,18 @@ def parse_args() -> argparse.Namespace:
         "--selector-max-batch", type=int, default=100,
         help="largest batch timed on FAISS's IDSelector path (its scalar loop is slow)",
     )  # fmt: skip
+    ap.add_argument("--kinds", action="store_true", help="exact vs approximate on a library (issue #12)")
+    ap.add_argument("--data", choices=["mixture", "clustered", "uniform"], default="mixture",
+                    help="--kinds: vector distribution (see bench_kinds)")  # fmt: skip
+    ap.add_argument("--workdir", default="/tmp/ibsearch-bench", help="--kinds: shard and library (kept)")
+    ap.add_argument(
+        "--exact-below", type=int, default=None, help="--kinds: the auto limit (default: ibsearch's)"
+    )
+    ap.add_argument(
+        "--index-only",
+        action="store_true",
+        help="--kinds: only build and tune the approximate index in memory",
+    )
     return ap.parse_args()
 
 
@@ -87,6 +107,11 @@ def fmt(seconds: float | None) -> str:
 
 def main() -> None:
     args = parse_args()
+    if args.kinds:
+        from bench_search_kinds import bench_kinds
+
+        bench_kinds(args)
+        return
     batches = [int(b) for b in args.batches.split(",")]
     rng = np.random.default_rng(args.seed)
     centers = rng.standard_normal((args.centers, args.dim), dtype=np.float32)

@@ -5,7 +5,7 @@ FAISS or torch. ``app`` holds the group and what every command shares, ``command
 ``output`` how results are printed.
 """
 
-from . import commands  # noqa: F401 - registers the commands on the group
+from . import commands, serve, vectors  # noqa: F401 - registers the commands on the group
 from .app import cli
 
 

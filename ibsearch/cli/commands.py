@@ -207,7 +207,7 @@ def query(
       ibsearch query --like ~/Pictures/cat.jpg --path-prefix ~/Pictures/2024 --json
       ibsearch query --audio bark.wav --target audio --segments
     """
-    from ..search import Searcher, SearchOptions
+    from ..server.client import search_via_server
     from ..terms import parse_term
 
     terms = (
@@ -220,11 +220,16 @@ def query(
         + [parse_term("imu", t) for t in imus]
         + [parse_term("like", t) for t in likes]
     )
-    options = SearchOptions(
-        list(targets) or None, k, path_glob, path_prefix, min_duration, max_duration, segments, include_like
-    )
-    with open_library(common) as lib:
-        hits = Searcher(lib).search(terms, options)
+    hits: Sequence[Any] | None = search_via_server(terms, click.get_current_context().params)
+    if hits is None:  # no 'ibsearch serve' running on this library: search here
+        from ..search import Searcher, SearchOptions
+
+        wanted = list(targets) or None
+        options = SearchOptions(
+            wanted, k, path_glob, path_prefix, min_duration, max_duration, segments, include_like
+        )
+        with open_library(common) as lib:
+            hits = Searcher(lib).search(terms, options)
     if as_json:
         echo_json([h.to_dict() for h in hits])
         return
@@ -265,6 +270,7 @@ def _info_lines(data: dict[str, Any]) -> list[str]:
     ]
     width = max((len(modality) for modality in data["vectors"]), default=0)
     lines += [f"  {modality:<{width}}  {count:>9}" for modality, count in data["vectors"].items()]
+    lines += [f"index     {key:<{width}}  {facts['text']}" for key, facts in data.get("indexes", {}).items()]
     lines += [f"note      {note}" for note in data.get("notes", [])]
     if data["recent_errors"]:
         shown = len(data["recent_errors"])
@@ -293,19 +299,39 @@ def remove(
     emit(as_json, {"removed": removed}, lambda: [f"removed {removed} file(s)"])
 
 
-@command("Print the result as JSON.")
+@command("Print the vectors per index as JSON.")
+@click.option(
+    "--index",
+    "kind",
+    metavar="auto|exact|FACTORY",
+    help="Index kind (remembered): auto (exact below --exact-below vectors, else tuned to --recall), "
+    "exact, or a FAISS string: IVF4096,SQ8.",
+)
+@click.option(
+    "--exact-below",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="auto: vectors per modality from which the index is approximate (default 100000).",
+)
+@click.option(
+    "--recall",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Recall@10 against exact search an approximate index is tuned to (default 0.95).",
+)
 def reindex(
-    as_json: bool,
-    **common: Any,
+    kind: str | None, exact_below: int | None, recall: float | None, as_json: bool, **common: Any
 ) -> None:
-    """Rebuild every FAISS index from the vectors stored in the database.
+    """Rebuild every index from the vectors stored in the database (options change the index kind).
 
     \b
     Example:
       ibsearch reindex
+      ibsearch reindex --index exact
     """
-    counts = with_library(common, lambda lib: lib.reindex())
-    emit(as_json, counts, lambda: [", ".join(f"{m}: {n}" for m, n in counts.items()) or "empty library"])
+    work = lambda lib: (lib.reindex(index=kind, exact_below=exact_below, recall=recall), lib.info(0))  # noqa: E731
+    counts, data = with_library(common, work)
+    lines = [f"{key}: {n} vectors, {data['indexes'][key]['text']}" for key, n in counts.items()]
+    emit(as_json, counts, lambda: lines or ["empty library"])
 
 
 @command("Print the report as JSON.")

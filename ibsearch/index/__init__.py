@@ -1,30 +1,32 @@
 """Vector indexes: one FAISS index per modality mapping int64 vector ids to L2-normalized vectors.
 
 This package knows nothing of files or models; the ids are the store's vector ids and
-:mod:`ibsearch.library` composes the two. Importing it sets FAISS's BLAS threshold (see
-``faiss_index.BLAS_THRESHOLD``).
+:mod:`ibsearch.index_sync` composes the two. Importing it sets FAISS's BLAS threshold (see
+``faiss_index.BLAS_THRESHOLD``). Exact or IVF (``faiss_index``), chosen by size and tuned to a recall
+target (``policy``, ``builder``, ``tuner``), kept in step with the database between saves (``live``),
+saved with a sidecar (``persist``), checked row by row (``rows``).
 ``TorchExactIndex`` (GPU exact search) imports torch only when constructed.
 """
 
 from ..idsets import IdSetSummary, summarize_ids
-from .faiss_index import (
-    BLAS_THRESHOLD,
-    EXACT,
-    FaissIndex,
-    IndexMeta,
-    StaleIndexError,
-    sidecar_path,
-)
+from .faiss_index import BLAS_THRESHOLD, EXACT, FaissIndex, StaleIndexError
+from .live import LiveIndex
+from .persist import BuildRecord, IndexMeta, Tuning, sidecar_path
+from .policy import IndexPolicy
 from .torch_index import TorchExactIndex
 
 __all__ = [
     "BLAS_THRESHOLD",
     "EXACT",
+    "BuildRecord",
     "FaissIndex",
     "IdSetSummary",
     "IndexMeta",
+    "IndexPolicy",
+    "LiveIndex",
     "StaleIndexError",
     "TorchExactIndex",
+    "Tuning",
     "sidecar_path",
     "summarize_ids",
 ]

@@ -1,30 +1,39 @@
 """One FAISS index per modality: inner product over L2-normalized float32 vectors, int64 ids.
 
 The ids are the store's vector ids, so a hit maps straight back to its database row. The default
-is exact search (``IndexIDMap2(IndexFlatIP)``); an IVF factory string (``"IVF4096,Flat"``) gives an
-approximate index for very large libraries, chosen explicitly. HNSW is refused: FAISS cannot remove
-vectors from it, and an index that cannot follow deletions would go stale.
+is exact search (``IndexIDMap2(IndexFlatIP)``); an IVF factory string (``"IVF4096,Flat"``,
+``"IVF4096_HNSW32,SQ8"``) gives an approximate index for large libraries (:mod:`.policy` says which,
+:mod:`.builder` trains and tunes it). HNSW alone is refused: FAISS cannot remove vectors from it, and
+an index that cannot follow deletions would go stale.
 
 An index file is a derived cache: :meth:`FaissIndex.save` writes it atomically with a JSON sidecar
-(dimension, model, count and a checksum of the id set) that the engine compares with the database.
+(:mod:`.persist`: dimension, model, count and a checksum of the id set, how it was built and tuned)
+that the engine compares with the database.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import faiss
 import numpy as np
 
 from ..errors import LibraryError, UsageError
-from ..files import atomic_write
 from ..idsets import IdSetSummary, summarize_ids
+from .persist import (
+    SIDECAR_FORMAT,
+    BuildRecord,
+    IndexMeta,
+    StaleIndexLoad,
+    read_index,
+    read_meta,
+    same_file,
+    write_pair,
+)
 from .selector import Selector, as_ids
 
 log = logging.getLogger(__name__)
@@ -41,12 +50,11 @@ BLAS_DATABASE_BLOCK = 16384
 BLAS_DATABASE_BLOCK_MIN_QUERIES = 8
 _FAISS_DATABASE_BLOCK = 1024  # FAISS's own default
 
-# faiss's bundled stubs lack the keyword constructors of SearchParameters* and the callback I/O
-# classes; those calls go through this untyped alias.
+# faiss's bundled stubs lack the keyword constructors of SearchParameters*; those calls go through
+# this untyped alias.
 _faiss: Any = faiss
 
 EXACT = "Flat"
-SIDECAR_FORMAT = 1
 # With any IDSelector, FAISS's exact search leaves BLAS for its scalar loop (whatever the threshold).
 # From this many queries on, a filtered exact search instead runs BLAS over gathered blocks of the
 # allowed vectors (still exact, still only allowed vectors scored).
@@ -57,30 +65,6 @@ _GATHER_BYTES = 256 << 20  # memory for one gathered block of allowed vectors
 class StaleIndexError(LibraryError):
     """An index file is missing, unreadable or disagrees with its sidecar (the message says which;
     the caller says what is done about it: an index is rebuilt from the database)."""
-
-
-@dataclass(frozen=True)
-class IndexMeta:
-    """The JSON sidecar saved next to an index file."""
-
-    format: int
-    spec: str  # "Flat" (exact) or the IVF factory string
-    dim: int
-    model_id: str | None
-    count: int
-    max_id: int
-    checksum: int
-    saved: float  # unix time
-
-    @property
-    def summary(self) -> IdSetSummary:
-        """The id-set summary recorded at save time (compare with ``Store.id_summary``)."""
-        return IdSetSummary(self.count, self.max_id, self.checksum)
-
-
-def sidecar_path(path: str | os.PathLike[str]) -> str:
-    """Where the sidecar of the index file ``path`` lives: ``<path>.json``."""
-    return os.fspath(path) + ".json"
 
 
 def _as_matrix(vectors: Any, dim: int, what: str) -> np.ndarray:
@@ -114,6 +98,7 @@ class FaissIndex:
         self.nprobe = int(nprobe)
         self.model_id = model_id
         self.read_only = False
+        self.record = BuildRecord()  # when and why it was built; saved in the sidecar
         self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES  # see the constant; benchmarks vary it
         if spec == EXACT:
             self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
@@ -135,11 +120,21 @@ class FaissIndex:
     def _wrap(cls, index: Any, meta: IndexMeta, read_only: bool, nprobe: int) -> FaissIndex:
         self = cls.__new__(cls)
         self.dim, self.spec, self.nprobe, self.model_id = meta.dim, meta.spec, nprobe, meta.model_id
-        self._index, self.read_only = index, read_only
+        self._index, self.read_only, self.record = index, read_only, meta.record
         self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES
         if self.spec != EXACT:
             self._check_ivf()
         return self
+
+    @property
+    def approximate(self) -> bool:
+        """True for an IVF index (results are tuned to a recall target, not guaranteed exact)."""
+        return self.spec != EXACT
+
+    @property
+    def nlist(self) -> int:
+        """Inverted lists of an IVF index (0 for an exact one)."""
+        return int(self._ivf().nlist) if self.approximate else 0
 
     # ------------------------------------------------------------------ contents
 
@@ -155,9 +150,12 @@ class FaissIndex:
 
     def ids(self) -> np.ndarray:
         """All ids held, as int64 (insertion order for exact indexes, list order for IVF)."""
+        return self._held_ids()
+
+    def _held_ids(self) -> np.ndarray:
         if self.spec == EXACT:
             return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
-        ivf = faiss.extract_index_ivf(self._index)
+        ivf = self._ivf()
         lists: Any = ivf.invlists
         parts = [
             faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
@@ -178,11 +176,14 @@ class FaissIndex:
         if self.spec != EXACT:
             raise UsageError("vectors_view() needs an exact ('Flat') index")
         flat: Any = faiss.downcast_index(self._index.index)
-        n = self.ntotal
+        n = int(self._index.ntotal)
         if n == 0:
             return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
         xb = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
-        return self.ids(), xb
+        return self._held_ids(), xb
+
+    def _ivf(self) -> Any:
+        return faiss.extract_index_ivf(self._index)
 
     # ------------------------------------------------------------------ changes
 
@@ -212,20 +213,48 @@ class FaissIndex:
             raise LibraryError(
                 f"index {self.spec!r} is not trained yet; call train() with sample vectors first"
             )
-        if len(mat):
+        if not len(mat):
+            return
+        graph = self._graph_quantizer()
+        if graph is None:
             self._index.add_with_ids(mat, ids_arr)
+        else:
+            # A graph quantizer finds a vector's list approximately and one at a time; the exact
+            # nearest centroid, by one BLAS product, is both better and several times faster.
+            ivf = self._ivf()
+            _, lists = faiss.knn(mat, self._centroids(graph), 1, faiss.METRIC_INNER_PRODUCT)
+            lists = np.ascontiguousarray(lists.ravel(), dtype=np.int64)
+            ivf.add_core(len(mat), faiss.swig_ptr(mat), faiss.swig_ptr(ids_arr), faiss.swig_ptr(lists))
+        self.record = self.record.changed_by(len(mat))
+
+    def _graph_quantizer(self) -> Any:
+        """The HNSW coarse quantizer of an IVF index (``IVF4096_HNSW32,...``), or None."""
+        if not self.approximate:
+            return None
+        quantizer = faiss.downcast_index(self._ivf().quantizer)
+        return quantizer if isinstance(quantizer, faiss.IndexHNSW) else None
+
+    def _centroids(self, quantizer: Any) -> np.ndarray:
+        cached = getattr(self, "_centroid_cache", None)
+        if cached is None:
+            cached = self._centroid_cache = quantizer.reconstruct_n(0, quantizer.ntotal)
+        return np.ascontiguousarray(cached, dtype=np.float32)
 
     def remove(self, ids: Any) -> int:
         """Remove ``ids`` (those not present are ignored); returns how many were removed."""
         self._writable()
         sel = Selector(as_ids(ids))
-        if not len(sel) or not self.ntotal:
+        if not len(sel) or not self._index.ntotal:
             return 0
-        return int(self._index.remove_ids(sel.sel))
+        removed = int(self._index.remove_ids(sel.sel))
+        self.record = self.record.changed_by(removed)
+        return removed
 
     # ------------------------------------------------------------------ search
 
-    def search(self, queries: Any, k: int, allowed_ids: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: Any, k: int, allowed_ids: Any = None, *, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by inner product for each query.
 
         ``queries`` is ``(nq, dim)`` (or ``(dim,)``) float32. ``allowed_ids``, when given, restricts the
@@ -233,27 +262,33 @@ class FaissIndex:
         allowed vectors exist. Returns ``(scores (nq, k'), ids (nq, k'))`` sorted best first, where
         ``k' = min(k, candidates)``: asking for more than the index holds is fine, and an empty index or
         an empty filter gives ``k' = 0``. Only an approximate (IVF) index can leave gaps inside ``k'``;
-        they hold id -1 and score -inf.
+        they hold id -1 and score -inf. ``nprobe`` overrides :attr:`nprobe` for this search (IVF only).
         """
         q = _as_matrix(queries, self.dim, "queries")
         if k < 1:
             raise UsageError(f"k must be at least 1, got {k}")
         nq = len(q)
         sel = None if allowed_ids is None else Selector(allowed_ids)
-        kk = min(int(k), self.ntotal, self.ntotal if sel is None else len(sel))
+        held = int(self._index.ntotal)
+        kk = min(int(k), held, held if sel is None else len(sel))
         if kk == 0 or nq == 0:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
         faiss.cvar.distance_compute_blas_database_bs = (
             BLAS_DATABASE_BLOCK if nq >= BLAS_DATABASE_BLOCK_MIN_QUERIES else _FAISS_DATABASE_BLOCK
         )
+        probes = min(int(nprobe or self.nprobe), self.nlist) if self.approximate else 0
+        if probes:  # fewer queries than threads: the threads share each query's lists instead
+            self._ivf().parallel_mode = 1 if nq < faiss.omp_get_max_threads() else 0
+        # A graph quantizer must look at more candidates than the lists it is asked for.
+        graph = _faiss.SearchParametersHNSW(efSearch=max(16, 2 * probes)) if self._graph_quantizer() else None
         if sel is None:
-            params = _faiss.SearchParametersIVF(nprobe=self.nprobe) if self.spec != EXACT else None
+            params = _faiss.SearchParametersIVF(nprobe=probes, quantizer_params=graph) if probes else None
         elif self.spec == EXACT and nq >= self.filtered_blas_min_queries:
             return trim_results(*self._search_gathered(q, kk, sel))
         elif self.spec == EXACT:
             params = _faiss.SearchParameters(sel=sel.sel)
         else:
-            params = _faiss.SearchParametersIVF(sel=sel.sel, nprobe=self.nprobe)
+            params = _faiss.SearchParametersIVF(sel=sel.sel, nprobe=probes, quantizer_params=graph)
         scores, ids = self._index.search(q, kk, params=params)
         return trim_results(scores, ids)
 
@@ -277,65 +312,63 @@ class FaissIndex:
         """The sidecar describing the current contents."""
         count, max_id, checksum = self.summary()
         return IndexMeta(
-            SIDECAR_FORMAT, self.spec, self.dim, self.model_id, count, max_id, checksum, time.time()
+            SIDECAR_FORMAT,
+            self.spec,
+            self.dim,
+            self.model_id,
+            count,
+            max_id,
+            checksum,
+            time.time(),
+            self.record,
         )
 
     def save(self, path: str | os.PathLike[str]) -> IndexMeta:
         """Write the index to ``path`` and its sidecar to ``<path>.json``, each atomically.
 
         The index goes first: a crash between the two leaves an old sidecar that no longer matches
-        the index, which :meth:`load` reports as stale, so nothing is ever silently wrong.
+        the index (its size, its ids), which :meth:`load` reports as stale, so nothing is ever
+        silently wrong.
         """
-        target = os.fspath(path)
-        meta = self.meta()
-
-        def write_index(fh: Any) -> None:
-            writer = _faiss.PyCallbackIOWriter(fh.write)
-            faiss.write_index(self._index, writer)
-            del writer
-
-        atomic_write(target, write_index)
-        atomic_write(sidecar_path(target), lambda fh: fh.write(json.dumps(asdict(meta), indent=1).encode()))
-        return meta
+        return write_pair(path, self._index, self.meta())
 
     @staticmethod
     def read_meta(path: str | os.PathLike[str]) -> IndexMeta | None:
         """The sidecar of ``path`` without loading the index; None when missing or unreadable."""
-        try:
-            with open(sidecar_path(path), "rb") as fh:
-                data = json.loads(fh.read())
-            meta = IndexMeta(**data)
-        except (OSError, ValueError, TypeError):
-            return None
-        return meta if meta.format == SIDECAR_FORMAT else None
+        return read_meta(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False, nprobe: int = 16) -> FaissIndex:
+    def load(
+        cls, path: str | os.PathLike[str], *, mmap: bool = False, nprobe: int | None = None
+    ) -> FaissIndex:
         """Read an index saved by :meth:`save` and verify it against its sidecar.
 
         ``mmap=True`` maps the file instead of reading it (read-only; pages load as searches touch
-        them). Raises :class:`StaleIndexError` when either file is missing or unreadable, or the
-        contents disagree with the sidecar (dimension, count, id checksum).
+        them). ``nprobe`` defaults to the tuned value in the sidecar. Raises :class:`StaleIndexError`
+        when either file is missing or unreadable, or the contents disagree with the sidecar
+        (dimension, size, count, id checksum).
         """
         target = os.fspath(path)
-        meta = cls.read_meta(target)
+        meta = read_meta(target)
         if meta is None:
             raise StaleIndexError(f"index file {target!r} has no readable sidecar")
         try:
-            if mmap:
-                index = faiss.read_index(target, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-            else:
-                with open(target, "rb") as fh:
-                    reader = _faiss.PyCallbackIOReader(fh.read)
-                    index = faiss.read_index(reader)
-                    del reader
-        except (OSError, RuntimeError, UnicodeError) as exc:
-            log.debug("FAISS cannot read %s: %s", target, exc)  # C++ detail, not for users
+            if mmap and not same_file(target, meta):
+                raise StaleIndexLoad("size")  # never map a file that may be shorter than FAISS will read
+            index = read_index(target, meta, mmap=mmap)
+        except StaleIndexLoad:
             raise StaleIndexError(f"cannot read index file {target!r}: it is damaged or truncated") from None
-        loaded = cls._wrap(index, meta, read_only=mmap, nprobe=nprobe)
+        tuned = meta.record.tuning.nprobe if meta.record.tuning else 16
+        try:
+            loaded = cls._wrap(index, meta, read_only=mmap, nprobe=nprobe or tuned)
+        except UsageError:
+            loaded = None  # the sidecar names another kind than the file holds
         if (
-            index.d != meta.dim
+            loaded is None
+            or not same_file(target, meta)
+            or index.d != meta.dim
             or index.metric_type != faiss.METRIC_INNER_PRODUCT
+            or (meta.spec == EXACT) != (faiss.try_extract_index_ivf(index) is None)
             or loaded.summary() != meta.summary
         ):
             raise StaleIndexError(f"index file {target!r} does not match its sidecar (an interrupted save?)")

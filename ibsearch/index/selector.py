@@ -13,6 +13,15 @@ def as_ids(ids: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).ravel())
 
 
+def sorted_distinct(ids: np.ndarray) -> np.ndarray:
+    """``ids`` sorted, each once. Filters arrive sorted from the database, which costs one comparison
+    here; numpy 2's ``unique`` hashes instead, about 0.3 s for 500,000 ids on a 2-core machine."""
+    if len(ids) < 2 or bool((ids[1:] > ids[:-1]).all()):
+        return ids
+    ids = np.sort(ids)
+    return ids[np.concatenate(([True], ids[1:] != ids[:-1]))]
+
+
 class Selector:
     """A FAISS ``IDSelector`` accepting exactly ``allowed`` ids, plus the memory it points into.
 
@@ -22,7 +31,7 @@ class Selector:
     """
 
     def __init__(self, allowed: np.ndarray) -> None:
-        self.ids = np.unique(as_ids(allowed))  # sorted, distinct
+        self.ids = sorted_distinct(as_ids(allowed))
         self.ids = self.ids[self.ids >= 0]
         top = int(self.ids[-1]) if self.ids.size else 0
         if (top + 8) // 8 <= max(1 << 20, 16 * self.ids.size):

@@ -90,6 +90,30 @@ class Store(FileTables):
             yield ids, decode_vectors([r[1] for r in rows], dim)
             last = int(ids[-1])
 
+    def iter_file_vectors(
+        self, *, chunk_size: int = 8192
+    ) -> Iterator[tuple[list[VectorRow], np.ndarray, list[str]]]:
+        """Yield ``(rows, vectors (n, dim) float32, preprocess versions)`` chunks of every vector with its
+        file, in file order (each file's vectors together, by id), for exports; wrap the loop in
+        :meth:`snapshot`."""
+        dim = self.dim or 0
+        last = (-1, -1)
+        while True:
+            found = self._conn.execute(
+                "SELECT v.id, v.file_id, f.path_key, v.modality, f.info, v.seg_start, v.seg_end, f.size,"
+                " f.mtime_ns, f.hash, v.vector, v.preprocess_version FROM vectors v JOIN files f"
+                " ON f.id = v.file_id WHERE (v.file_id, v.id) > (?, ?) ORDER BY v.file_id, v.id LIMIT ?",
+                (*last, int(chunk_size)),
+            ).fetchall()
+            if not found:
+                return
+            yield (
+                [_vector_row(r) for r in found],
+                decode_vectors([r[10] for r in found], dim),
+                [r[11] for r in found],
+            )
+            last = (found[-1][1], found[-1][0])
+
     def vectors_by_id(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """``(ids (n,) int64, vectors (n, dim) float32)`` for the given ids that are stored, in id order."""
         wanted = json.dumps([int(i) for i in ids])
@@ -114,12 +138,7 @@ class Store(FileTables):
             " WHERE v.id IN (SELECT value FROM json_each(?))",
             (wanted,),
         )
-        return {
-            r[0]: VectorRow(
-                r[0], r[1], key_to_path(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], r[9]
-            )
-            for r in rows
-        }
+        return {r[0]: _vector_row(r) for r in rows}
 
     def select_vector_ids(
         self,
@@ -135,7 +154,10 @@ class Store(FileTables):
         (``*``, ``?``, ``[abc]``, ``[^abc]``; case-sensitive; ``*`` also crosses ``/``). ``ranges``: media
         info key -> inclusive ``(low, high)`` (None = open end); files without the key are excluded.
         """
-        where: list[str] = ["v.modality = ?"]
+        # Files first, then each file's vectors (by vectors_file): a path filter then costs the files it
+        # matches, not a look-up per vector of the modality (seconds at a million vectors). "+" keeps
+        # SQLite from walking the modality index instead.
+        where: list[str] = ["+v.modality = ?"]
         params: list[Any] = [modality]
         if under is not None:
             clause, extra = prefix_clause("f.path_key", under)
@@ -157,12 +179,34 @@ class Store(FileTables):
                 where.append("json_extract(f.info, ?) IS NOT NULL")
                 params.append(f"$.{key}")
         rows = self._conn.execute(
-            "SELECT v.id FROM vectors v JOIN files f ON f.id = v.file_id WHERE "
+            "SELECT v.id FROM files f CROSS JOIN vectors v ON f.id = v.file_id WHERE "
             + " AND ".join(where)
             + " ORDER BY v.id",
             params,
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    # ------------------------------------------------------------------ vectors: writes
+
+    def set_preprocess_version(self, path: PathLike, version: str) -> int:
+        """Tag the vectors of ``path`` with the preprocessing ``version`` they were computed with
+        (imported vectors); returns how many. Runs inside the caller's transaction when there is one."""
+        with self.transaction():
+            cur = self._conn.execute(
+                "UPDATE vectors SET preprocess_version = ? WHERE file_id = (SELECT id FROM files"
+                " WHERE path_key = ?)",
+                (version, path_key(path)),
+            )
+        return int(cur.rowcount)
+
+    def keys_with_vectors(self, keys: Iterable[str]) -> list[str]:
+        """Those of ``keys`` (modalities, segments keys) that have at least one vector, in the order
+        given; one index seek each, however many vectors there are."""
+        rows = self._conn.execute(
+            "SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM vectors WHERE modality = value)",
+            (json.dumps(list(keys)),),
+        )
+        return [r[0] for r in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of vectors per modality (modalities without vectors are absent)."""
@@ -186,6 +230,11 @@ class Store(FileTables):
             f"SELECT count(*), max(id), sum(id), {MIX_SQL} FROM vectors WHERE modality = ?", (modality,)
         ).fetchone()
         return from_sums(*row)
+
+
+def _vector_row(r: Sequence[Any]) -> VectorRow:
+    """A :class:`VectorRow` from the first ten columns selected by :meth:`Store.rows_for_vectors`."""
+    return VectorRow(r[0], r[1], key_to_path(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], r[9])
 
 
 guard_methods(Store)

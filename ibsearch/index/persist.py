@@ -1,0 +1,178 @@
+"""Index files on disk: the FAISS file, its JSON sidecar, and how the two are written and read.
+
+An index file is a derived cache of the database. The sidecar records what the index holds (the id-set
+summary the database is compared with), what kind it is and why, and for an approximate index how it
+was tuned (the measured recall against exact search and the latency), so ``ibsearch info`` can show it
+without loading the index. The two files are replaced one after the other, each atomically; the sidecar
+also records the index file's size, so a crash between the two renames leaves a pair that is seen not
+to belong together (and the index is brought back from the database) instead of a wrong index.
+
+Big files are memory-mapped when read for searching: FAISS maps the inverted lists of an IVF index
+(``IO_FLAG_MMAP``) and the vectors of a flat one (``IO_FLAG_MMAP_IFC``), so a query reads only the pages
+it touches and the page cache is shared between processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import faiss
+
+from ..files import atomic_write
+from ..idsets import IdSetSummary
+
+log = logging.getLogger(__name__)
+
+SIDECAR_FORMAT = 2
+_READABLE_FORMATS = (1, 2)  # format 1 (before index kinds) lacks the build record; defaults fill it
+
+# faiss's bundled stubs lack the callback I/O classes; those calls go through this untyped alias.
+_faiss: Any = faiss
+
+
+class StaleIndexLoad(Exception):
+    """Internal: the file could not be read (the caller turns it into a StaleIndexError)."""
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How an approximate index's search parameter was chosen when it was built."""
+
+    nprobe: int  # inverted lists visited per query
+    recall: float  # measured recall@k against exact search, library vectors as queries (self left out)
+    k: int  # the k of that recall
+    target: float  # the recall the tuner aimed for
+    queries: int  # how many library vectors were used as queries
+    latency_ms: float  # median single-query search time at ``nprobe`` when it was built
+    seconds: float = 0.0  # time the tuning took
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """When and why an index was last built from the database, and what has changed since."""
+
+    built: float | None = None  # unix time of the last full build (None: never, e.g. grown from empty)
+    built_count: int = 0  # vectors at that build: what growth and changes are measured against
+    changed: int = 0  # vectors added or removed since that build
+    build_seconds: float | None = None  # how long the build (training, adding, tuning) took
+    reason: str = ""  # why this kind of index, in words
+    tuning: Tuning | None = None  # approximate indexes only
+    declined: str = ""  # an approximate spec that was tried and not kept (too few vectors, or no faster)
+
+    def changed_by(self, n: int) -> BuildRecord:
+        """The same record with ``n`` more vectors added or removed."""
+        return replace(self, changed=self.changed + n)
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """The JSON sidecar saved next to an index file."""
+
+    format: int
+    spec: str  # "Flat" (exact) or the FAISS factory string of an approximate index
+    dim: int
+    model_id: str | None
+    count: int
+    max_id: int
+    checksum: int
+    saved: float  # unix time
+    record: BuildRecord = field(default_factory=BuildRecord)
+    file_bytes: int | None = None  # size of the index file written with this sidecar
+
+    @property
+    def summary(self) -> IdSetSummary:
+        """The id-set summary recorded at save time (compare with ``Store.id_summary``)."""
+        return IdSetSummary(self.count, self.max_id, self.checksum)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> IndexMeta:
+        data = json.loads(raw)
+        known = {f.name for f in fields(cls)}
+        record = dict(data.pop("record", None) or {})
+        tuning = record.pop("tuning", None)
+        return cls(
+            **{k: v for k, v in data.items() if k in known},
+            record=BuildRecord(**record, tuning=Tuning(**tuning) if tuning else None),
+        )
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> str:
+    """Where the sidecar of the index file ``path`` lives: ``<path>.json``."""
+    return os.fspath(path) + ".json"
+
+
+def read_meta(path: str | os.PathLike[str]) -> IndexMeta | None:
+    """The sidecar of ``path`` without loading the index; None when missing or unreadable."""
+    try:
+        with open(sidecar_path(path), "rb") as fh:
+            meta = IndexMeta.from_json(fh.read())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return meta if meta.format in _READABLE_FORMATS else None
+
+
+def write_pair(path: str | os.PathLike[str], index: Any, meta: IndexMeta) -> IndexMeta:
+    """Write the FAISS ``index`` to ``path`` and then ``meta`` (with the file's size) to its sidecar."""
+    target = os.fspath(path)
+
+    def write_index(fh: Any) -> None:
+        writer = _faiss.PyCallbackIOWriter(fh.write)
+        faiss.write_index(index, writer)
+        del writer
+
+    atomic_write(target, write_index)
+    meta = IndexMeta(**{**{f.name: getattr(meta, f.name) for f in fields(meta)}, "file_bytes": _size(target)})
+    atomic_write(sidecar_path(target), lambda fh: fh.write(meta.to_json()))
+    return meta
+
+
+def read_index(path: str, meta: IndexMeta, *, mmap: bool) -> Any:
+    """The FAISS index in ``path`` (memory-mapped and read-only with ``mmap``).
+
+    Raises :class:`StaleIndexLoad` when the file is unreadable (see :func:`same_file` for whether it is
+    the one ``meta`` was written with).
+    """
+    try:
+        if mmap:
+            flag = faiss.IO_FLAG_MMAP_IFC if meta.spec == "Flat" else faiss.IO_FLAG_MMAP
+            return faiss.read_index(path, flag | faiss.IO_FLAG_READ_ONLY)
+        with open(path, "rb") as fh:
+            reader = _faiss.PyCallbackIOReader(fh.read)
+            index = faiss.read_index(reader)
+            del reader
+            return index
+    except (OSError, RuntimeError, UnicodeError) as exc:
+        log.debug("FAISS cannot read %s: %s", path, exc)  # C++ detail, not for users
+        raise StaleIndexLoad("unreadable") from None
+
+
+def same_file(path: str, meta: IndexMeta) -> bool:
+    """Whether ``path`` has the size recorded in ``meta`` (True for sidecars that recorded none)."""
+    return meta.file_bytes is None or _size(path) == meta.file_bytes
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+__all__ = [
+    "SIDECAR_FORMAT",
+    "BuildRecord",
+    "IndexMeta",
+    "Tuning",
+    "read_index",
+    "read_meta",
+    "same_file",
+    "sidecar_path",
+    "write_pair",
+]

@@ -1,0 +1,273 @@
+"""``ibsearch import`` and ``export``: vectors in and out of a library, as Parquet shards (:mod:`.shards`).
+
+Import takes ingest's way into the library (:class:`~ibsearch.ingest.commit.Committer`): under the write
+lock, finished files are written in batches, one SQLite transaction each (a file with all its vectors),
+then added to the indexes, which are saved when the write ends. A killed import keeps every committed
+batch; running it again replaces those files with the same rows. Imported files count as ingested: a
+file on this machine is stat'ed and hashed (unless the shard's size and mtime say it is unchanged, as
+ingest decides) so that a later ``ingest`` of it costs a stat, and a file that no longer is what the
+shard says is refused. A shard of another model or dimension is refused whole.
+
+Export writes every vector with its file's path, media info, size, mtime and hash, in file order, so
+``export`` then ``import`` into another library gives the same hits for the same queries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+from .files import hash_file, path_fields
+from .ingest.commit import PREPROCESS_VERSION, Committer, IngestSummary, Job
+from .library import Library
+from .modality import INDEX_KEYS, MODALITIES, FileKind, modality_of_key, segments_key
+from .progress import Progress, start
+from .shards import FileRows, ShardReader, ShardRow, ShardWriter
+
+UNKNOWN_VERSION = "unknown"  # stored for vectors whose shard names no preprocessing
+FORMATS = ("parquet", "npy")
+
+
+@dataclass
+class ImportSummary:
+    """What one import did (``failed``: files refused, with the reason)."""
+
+    shards: int = 0
+    added: int = 0
+    updated: int = 0
+    vectors: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shards": self.shards,
+            "added": self.added,
+            "updated": self.updated,
+            "vectors": self.vectors,
+            "failed": [{**path_fields(f["path"]), "reason": f["reason"]} for f in self.failed],
+        }
+
+
+@dataclass
+class ImportJob(Job):
+    """A file to store from a shard: ingest's job, plus the preprocessing its vectors were made with."""
+
+    preprocess_version: str = PREPROCESS_VERSION
+
+
+class _ImportCommitter(Committer):
+    """Ingest's committer; vectors computed with other preprocessing are tagged so in the same transaction."""
+
+    def _store(self, job: Job, added: dict[str, tuple[list[int], list[np.ndarray]]]) -> list[int]:
+        removed = super()._store(job, added)
+        if isinstance(job, ImportJob) and job.preprocess_version != PREPROCESS_VERSION:
+            self.lib.store.set_preprocess_version(job.path, job.preprocess_version)
+        return removed
+
+
+def import_vectors(lib: Library, shards: list[str], *, progress: Progress | None = None) -> ImportSummary:
+    """Add the files and vectors of Parquet ``shards`` to the library (see the module docs).
+
+    Every shard is opened and checked (columns, model, dimension) before anything is written. Raises
+    :class:`~ibsearch.errors.UsageError` for a shard that cannot be read or lacks a required column and
+    :class:`~ibsearch.errors.LibraryError` for one of another model or dimension. Holds the write lock.
+    """
+    if not shards:
+        raise UsageError("give at least one Parquet shard to import")
+    readers = [ShardReader(path) for path in shards]
+    for reader in readers:
+        reader.check(lib.model_id, lib.dim)
+    summary = ImportSummary(shards=len(readers))
+    ingested = IngestSummary()
+    with lib.writing():
+        lib.bind_model()
+        committer = _ImportCommitter(lib, ingested)
+        report = start(progress, "import", "vector")
+        total = sum(r.info.rows for r in readers)
+        for reader in readers:
+            version = reader.info.preprocess_version or UNKNOWN_VERSION
+            for group in reader.files(lib.dim):
+                job = None if group.error else _job(lib, group, version)
+                if job is None:
+                    summary.failed.append({"path": group.path, "reason": group.error or "refused"})
+                    continue
+                committer.add(job)
+                summary.vectors += len(group.rows)
+                if report is not None:
+                    report(summary.vectors, total)
+        committer.flush()
+    summary.added, summary.updated = ingested.added, ingested.updated
+    return summary
+
+
+def _job(lib: Library, group: FileRows, version: str) -> ImportJob | None:
+    """The job storing one file's rows, or None when the file is refused (its reason set on ``group``)."""
+    vectors = group.vectors[0][None, :] if len(group.vectors) == 1 else np.stack(group.vectors)
+    order = sorted(range(len(group.rows)), key=lambda i: _row_order(group.rows[i]))
+    identity = _identity(group.path, group.rows[0])
+    if isinstance(identity, str):
+        group.error = identity
+        return None
+    st, content_hash = identity
+    by_key: dict[str, list[np.ndarray]] = {}
+    spans: dict[str, list[tuple[float | None, float | None]]] = {}
+    for i in order:
+        row = group.rows[i]
+        by_key.setdefault(row.modality, []).append(vectors[i])
+        spans.setdefault(row.modality, []).append((row.start, row.end))
+    whole = tuple(m for m in MODALITIES if m in by_key) or (modality_of_key(next(iter(by_key))),)
+    info = next((r.metadata for r in group.rows if r.metadata is not None), {})
+    versions = {r.preprocess_version for r in group.rows if r.preprocess_version}
+    existed = lib.store.get_file(group.path) is not None
+    return ImportJob(group.path, st, _kind(set(by_key)), content_hash, existed, whole, dict(info),
+                     {k: np.stack(v) for k, v in by_key.items()}, spans,
+                     preprocess_version=versions.pop() if len(versions) == 1 else version)  # fmt: skip
+
+
+def _row_order(row: ShardRow) -> tuple[int, float]:
+    return INDEX_KEYS.index(row.modality), row.start or 0.0
+
+
+def _kind(keys: set[str]) -> FileKind:
+    """The file kind its vectors say (a picture and a sound, or picture segments: a video)."""
+    if segments_key("vision") in keys or {"vision", "audio"} <= keys:
+        return FileKind.VIDEO
+    modality = next(m for m in MODALITIES if m in {modality_of_key(k) for k in keys})
+    return {"vision": FileKind.IMAGE}.get(modality) or FileKind(modality)
+
+
+def _identity(path: str, row: ShardRow) -> tuple[os.stat_result, str] | str:
+    """``(stat, content hash)`` to store for ``path``, or why the file is refused.
+
+    A file on this machine must be the one the shard describes: same size and mtime (then its hash is
+    taken from the shard, as ingest would), or the same content hash. Without the file, the shard's
+    values are stored as they are (a later ingest of the file then compares with them).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        given = os.stat_result(
+            (0o100644, 0, 0, 1, 0, 0, row.size or 0, 0, 0, 0), {"st_mtime_ns": row.mtime_ns or 0}
+        )
+        return given, row.hash or ""
+    same_stat = (row.size in (None, st.st_size)) and (row.mtime_ns in (None, st.st_mtime_ns))
+    if row.hash and same_stat and row.size is not None and row.mtime_ns is not None:
+        return st, row.hash
+    if not row.hash and not same_stat:
+        return f"{path!r} changed since its vectors were computed (size or mtime differ); ingest it instead"
+    try:
+        content_hash = hash_file(path)
+    except OSError as exc:
+        return f"cannot read {path!r} to check it: {exc.strerror or exc}"
+    if row.hash and row.hash != content_hash:
+        return f"{path!r} is not the file its vectors were computed from (content hash differs); ingest it"
+    return st, content_hash
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+@dataclass
+class ExportSummary:
+    """What one export wrote."""
+
+    rows: int = 0
+    files: int = 0
+    outputs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "files": self.files, "outputs": self.outputs}
+
+
+def export_vectors(
+    lib: Library, output: str, *, format: str = "parquet", progress: Progress | None = None
+) -> ExportSummary:
+    """Write every vector of the library with its file to ``output`` (a Parquet shard that
+    ``import_vectors`` reads back), or with ``format="npy"`` to ``output`` (a ``(n, dim)`` float32
+    array) plus ``<output stem>.jsonl`` (one row per vector, in the same order, the shard's other
+    columns) and ``<output stem>.json`` (model, dimension, preprocessing, rows)."""
+    if format not in FORMATS:
+        raise UsageError(f"unknown export format {format!r}; use parquet or npy")
+    store = lib.store
+    summary = ExportSummary()
+    report = start(progress, "export", "vector")
+    model_id, dim = store.model_id or lib.model_id, store.dim or lib.dim
+    with store.snapshot():
+        total = store.vector_count()
+        sink: _NpySink | ShardWriter = (
+            _NpySink(output, total, dim)
+            if format == "npy"
+            else ShardWriter(output, model_id=model_id, dim=dim, preprocess_version=PREPROCESS_VERSION)
+        )
+        files: set[int] = set()
+        with sink:
+            for rows, vectors, versions in store.iter_file_vectors():
+                sink.write([_shard_row(r, v) for r, v in zip(rows, versions, strict=True)], vectors)
+                files.update(r.file_id for r in rows)
+                summary.rows += len(rows)
+                if report is not None:
+                    report(summary.rows, total)
+    summary.files = len(files)
+    summary.outputs = [output]
+    if isinstance(sink, _NpySink):
+        summary.outputs = sink.finish(model_id, dim, summary.rows)
+    return summary
+
+
+def _shard_row(row: Any, version: str) -> ShardRow:
+    return ShardRow(row.path, row.modality, row.start, row.end, row.info, row.size, row.mtime_ns,
+                    row.content_hash, None if version == PREPROCESS_VERSION else version)  # fmt: skip
+
+
+class _NpySink:
+    """Writes an ``.npy`` export: the vectors array, a JSON-lines file of rows, a manifest."""
+
+    def __init__(self, output: str, total: int, dim: int) -> None:
+        self.output = output
+        stem = output[:-4] if output.endswith(".npy") else output
+        self.rows_path, self.manifest_path = stem + ".jsonl", stem + ".json"
+        self.array = np.lib.format.open_memmap(
+            output + ".part", mode="w+", dtype=np.float32, shape=(total, dim)
+        )
+        self.rows = open(self.rows_path + ".part", "w", encoding="utf-8")
+        self.done = 0
+
+    def write(self, rows: list[ShardRow], vectors: np.ndarray) -> None:
+        self.array[self.done : self.done + len(rows)] = vectors
+        self.done += len(rows)
+        for r in rows:
+            fields = {**path_fields(r.path), "modality": r.modality, "start": r.start, "end": r.end,
+                      "metadata": r.metadata, "size": r.size, "mtime_ns": r.mtime_ns, "hash": r.hash,
+                      "preprocess_version": r.preprocess_version or PREPROCESS_VERSION}  # fmt: skip
+            self.rows.write(json.dumps(fields, sort_keys=True) + "\n")
+
+    def __enter__(self) -> _NpySink:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.array.flush()
+        del self.array
+        self.rows.close()
+        if exc_type is None:
+            os.replace(self.output + ".part", self.output)
+            os.replace(self.rows_path + ".part", self.rows_path)
+
+    def finish(self, model_id: str, dim: int, rows: int) -> list[str]:
+        """Write the manifest; returns the three files written."""
+        data = {"format": "ibsearch-npy-1", "model_id": model_id, "dim": dim, "rows": rows,
+                "preprocess_version": PREPROCESS_VERSION, "vectors": os.path.basename(self.output),
+                "rows_file": os.path.basename(self.rows_path)}  # fmt: skip
+        with open(self.manifest_path, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+        return [self.output, self.rows_path, self.manifest_path]
+
+
+__all__ = ["ExportSummary", "ImportJob", "ImportSummary", "export_vectors", "import_vectors"]
