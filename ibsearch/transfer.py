@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +62,7 @@ class ImportJob(Job):
     preprocess_version: str = PREPROCESS_VERSION
 
 
-class _ImportCommitter(Committer):
+class ImportCommitter(Committer):
     """Ingest's committer; vectors computed with other preprocessing are tagged so in the same transaction."""
 
     def _store(self, job: Job, added: dict[str, tuple[list[int], list[np.ndarray]]]) -> list[int]:
@@ -87,22 +88,37 @@ def import_vectors(lib: Library, shards: list[str], *, progress: Progress | None
     ingested = IngestSummary()
     with lib.writing():
         lib.bind_model()
-        committer = _ImportCommitter(lib, ingested)
+        committer = ImportCommitter(lib, ingested)
         report = start(progress, "import", "vector")
         total = sum(r.info.rows for r in readers)
+        counted = None if report is None else (lambda done: report(done, total))
         for reader in readers:
-            version = reader.info.preprocess_version or UNKNOWN_VERSION
-            for group in reader.files(lib.dim):
-                job = None if group.error else _job(lib, group, version)
-                if job is None:
-                    summary.failed.append({"path": group.path, "reason": group.error or "refused"})
-                    continue
-                committer.add(job)
-                summary.vectors += len(group.rows)
-                if report is not None:
-                    report(summary.vectors, total)
+            import_shard(lib, reader, committer, summary, counted)
         committer.flush()
     summary.added, summary.updated = ingested.added, ingested.updated
+    return summary
+
+
+def import_shard(
+    lib: Library,
+    reader: ShardReader,
+    committer: Committer,
+    summary: ImportSummary | None = None,
+    report: Callable[[int], object] | None = None,
+) -> ImportSummary:
+    """Hand the files of one checked shard to ``committer`` (the caller holds the write lock and flushes);
+    refused files go to ``summary.failed``. What ``import_vectors`` and a cluster ingest's merge share."""
+    summary = summary or ImportSummary(shards=1)
+    version = reader.info.preprocess_version or UNKNOWN_VERSION
+    for group in reader.files(lib.dim):
+        job = None if group.error else _job(lib, group, version)
+        if job is None:
+            summary.failed.append({"path": group.path, "reason": group.error or "refused"})
+            continue
+        committer.add(job)
+        summary.vectors += len(group.rows)
+        if report is not None:
+            report(summary.vectors)
     return summary
 
 
@@ -270,4 +286,12 @@ class _NpySink:
         return [self.output, self.rows_path, self.manifest_path]
 
 
-__all__ = ["ExportSummary", "ImportJob", "ImportSummary", "export_vectors", "import_vectors"]
+__all__ = [
+    "ExportSummary",
+    "ImportCommitter",
+    "ImportJob",
+    "ImportSummary",
+    "export_vectors",
+    "import_shard",
+    "import_vectors",
+]

@@ -146,3 +146,27 @@ def _files_in(library: Path) -> int:
             return int(conn.execute("SELECT count(*) FROM files").fetchone()[0])
     except sqlite3.Error:
         return 0
+
+
+def test_shards_left_by_a_killed_run_are_merged_as_an_import_and_a_damaged_one_is_set_aside(
+    tmp_path, tiny_card
+):
+    files = many_images(tmp_path / "many", 6)
+    source = ["--library", tmp_path / "source", "--model", tiny_card, "--device", "cpu"]
+    run_json("ingest", tmp_path / "many", *source, "--workers", "0")
+    shards = tmp_path / "lib" / "cluster-shards"
+    shards.mkdir(parents=True)
+    run_json("export", "--output", shards / "000001.parquet", *source)  # the public shard format
+    (shards / "000002.parquet").write_bytes(b"PAR1" + os.urandom(300))  # a crash mid-write, say
+    (shards / "000003.parquet.part").write_bytes(b"half a shard")
+    with Library.open(tmp_path / "lib", model=tiny_card, device="cpu", create=True) as lib:
+        summary = lib.ingest_on_ray([str(tmp_path / "many")])
+        assert summary.added == len(files) and summary.encoded == 0  # merged, nothing computed again
+        assert sorted(lib.store.paths_under("")) == sorted(str(p) for p in files)
+    (damaged,) = summary.failed
+    assert damaged["path"] == str(shards / "000002.parquet") and "damaged cluster shard" in damaged["reason"]
+    assert sorted(p.name for p in shards.rglob("*")) == ["000002.parquet", "damaged"]
+    assert (shards / "damaged" / "000002.parquet").exists()
+    a, b = stored(tmp_path / "source", tiny_card), stored(tmp_path / "lib", tiny_card)
+    assert a.keys() == b.keys() and all(np.array_equal(a[key], b[key]) for key in a)
+    assert run_json("check", "--library", tmp_path / "lib", "--model", tiny_card)["ok"] is True

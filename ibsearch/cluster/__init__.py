@@ -4,7 +4,8 @@ The driver walks and compares with the database exactly as a local ingest does (
 ``stat``, renamed and copied files reuse their vectors) and sends only the files that need the model.
 The files are planned into the very batches a local ingest would encode (:mod:`ibsearch.encoder.work`),
 so vectors and segments are the same (bit for bit on CPU). Results come back to the driver, are
-written as Parquet shards in the library (:mod:`.shards`) and merged by the single writer; a rerun
+written as Parquet shards in the library (:mod:`.shards`) and merged by the single writer as
+``ibsearch import`` merges a shard (:func:`ibsearch.transfer.import_shard`); a rerun
 after a killed driver merges what was written and computes only the rest.
 
 Ray is an optional extra (``pip install 'ibsearch[ray]'``); nothing here imports it until a cluster
@@ -23,6 +24,7 @@ from ..ingest import IngestSummary, Selection, ingest_run, plan_run
 from ..ingest.commit import Committer, Job
 from ..library import Library
 from ..progress import FILES, Progress, start
+from ..transfer import ImportCommitter
 
 #: Files per shard, or seconds between shards, whichever comes first (``IBSEARCH_RAY_SHARD_FILES``
 #: sets the first: smaller shards lose less work when the driver dies, larger ones commit less often).
@@ -77,8 +79,8 @@ def ingest_on_ray(
     """
     from .shards import merge_shards
 
-    with ingest_run(lib) as (summary, committer):
-        merge_shards(lib, committer)  # what a killed run computed: merged, never computed again
+    with ingest_run(lib, ImportCommitter) as (summary, committer):
+        summary.failed += merge_shards(lib, committer)  # what a killed run computed: merged, not redone
         jobs = plan_run(lib, paths, selection or Selection(), summary, committer)
         committer.flush()
         if jobs:
@@ -127,10 +129,10 @@ def _run(
             if failed is not None and job.error is not None:
                 failed(sum(1 for j in jobs if j.error is not None), None)
         if shard and (len(shard) >= per_shard or time.monotonic() - last > SHARD_SECONDS):
-            _merge(lib, shard, committer)
+            _merge(lib, shard, committer, summary)
             shard, last = [], time.monotonic()
     if shard:
-        _merge(lib, shard, committer)
+        _merge(lib, shard, committer, summary)
 
 
 def _settle(job: Job, outcome: object, summary: IngestSummary) -> None:
@@ -148,11 +150,18 @@ def _settle(job: Job, outcome: object, summary: IngestSummary) -> None:
     job.vectors, job.spans = outcome.vectors, outcome.spans  # type: ignore[attr-defined]
 
 
-def _merge(lib: Library, jobs: list[Job], committer: Committer) -> None:
-    """Write finished jobs as a shard, then merge it: the shard is the record until it is merged."""
+def _merge(lib: Library, jobs: list[Job], committer: Committer, summary: IngestSummary) -> None:
+    """Commit the failed jobs' error rows, write the others' vectors as a shard, then merge it as an
+    import: the shard is the record of that work until it is merged."""
     from .shards import merge_shard, write_shard
 
-    merge_shard(lib, write_shard(lib, jobs), committer)
+    for job in jobs:
+        if job.error is not None:
+            committer.add(job)
+    committer.flush()
+    shard = write_shard(lib, [job for job in jobs if job.error is None])
+    if shard is not None:
+        summary.failed += merge_shard(lib, shard, committer)
 
 
 __all__ = ["Cluster", "ingest_on_ray", "parse_path_map", "remote_path"]

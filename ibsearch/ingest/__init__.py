@@ -61,12 +61,14 @@ def ingest(
 
 
 @contextlib.contextmanager
-def ingest_run(lib: Library) -> Iterator[tuple[IngestSummary, Committer]]:
+def ingest_run(
+    lib: Library, committer_type: type[Committer] = Committer
+) -> Iterator[tuple[IngestSummary, Committer]]:
     """One ingest's write lock, summary and committer; what is left in the committer is written when
     the block ends without an error."""
     with lib.writing():
         summary = IngestSummary()
-        committer = Committer(lib, summary)
+        committer = committer_type(lib, summary)
         yield summary, committer
         committer.flush()
 
