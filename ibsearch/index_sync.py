@@ -130,6 +130,17 @@ class IndexSet:
         self.repairs[key] = what
         return self.rebuild(key)
 
+    def catch_up(self) -> list[str]:
+        """Bring every loaded index to exactly the database's vector ids (after another process
+        committed); returns the keys that changed. The changes are kept beside a memory-mapped file and
+        saved only by a writer's :meth:`save`."""
+        changed = []
+        for key, index in list(self._indexes.items()):
+            if tuple(index.summary()) != tuple(self.store.id_summary(key)):
+                self._bring_up_to_date(key, index)
+                changed.append(key)
+        return changed
+
     def _bring_up_to_date(self, key: str, index: LiveIndex) -> None:
         """Make ``index`` hold exactly the database's ids of ``key`` (after a crash, or while a writer
         is at work: a memory-mapped index keeps the difference beside it)."""

@@ -9,7 +9,7 @@ Another process (``ibsearch ingest``) may commit to the library at any time. SQL
 new commits on their next statement, but the FAISS indexes are loaded once. Before each piece of
 work the service asks SQLite whether anyone else committed since it last looked (``PRAGMA
 data_version``, answered from memory); only then does it compare each loaded index with the
-database's id summary and add or drop the vectors that differ (:class:`FollowingIndexSet`). A search
+database's id summary and add or drop the vectors that differ (``IndexSet.catch_up``). A search
 during an ingest therefore sees every file committed before it started, without a restart and
 without reading a whole index file again.
 
@@ -35,7 +35,6 @@ import numpy as np
 
 from ..closing import Closing
 from ..errors import IbsearchError, UsageError
-from ..index_sync import IndexSet
 from ..library import Library
 from ..modality import TEXT, FileKind
 from ..search import Hit, Searcher, SearchOptions
@@ -50,20 +49,6 @@ BATCH = 16  # most pieces of work taken together (their texts encoded in one bat
 
 class ItemNotFound(IbsearchError):
     """No item with the asked id in the library (answered with 404)."""
-
-
-class FollowingIndexSet(IndexSet):
-    """The library's indexes, able to catch up with commits made by another process."""
-
-    def catch_up(self) -> list[str]:
-        """Bring every loaded index to exactly the database's vector ids; returns the keys changed."""
-        changed = []
-        for key, index in list(self._indexes.items()):
-            if tuple(index.summary()) != tuple(self.store.id_summary(key)):
-                self._bring_up_to_date(key, index)
-                changed.append(key)
-        self.dirty.clear()  # only a writer saves index files; the server never does
-        return changed
 
 
 class CachingSearcher(Searcher):
@@ -187,7 +172,6 @@ class LibraryService(Closing):
         catch up with other processes, encode the texts of all of it together, do each in turn."""
         try:
             lib = opener()
-            lib.indexes = FollowingIndexSet(lib.root, lib.store, lib.dim, lib.model_id)
             self._version = self._data_version(lib)
             self.searcher = CachingSearcher(lib)
         except BaseException as exc:
@@ -224,9 +208,8 @@ class LibraryService(Closing):
             version = self._data_version(lib)
             if version != self._version:
                 self._version = version
-                indexes = lib.indexes
-                if isinstance(indexes, FollowingIndexSet):
-                    indexes.catch_up()
+                lib.indexes.catch_up()
+                lib.indexes.dirty.clear()  # only a writer saves index files; the server never does
             started = time.perf_counter()
             self.searcher.prefill(texts)
             self._batch_seconds = time.perf_counter() - started
@@ -273,4 +256,4 @@ class LibraryService(Closing):
         return record
 
 
-__all__ = ["CachingSearcher", "Found", "ItemNotFound", "LibraryService", "FollowingIndexSet"]
+__all__ = ["CachingSearcher", "Found", "ItemNotFound", "LibraryService"]
