@@ -96,6 +96,14 @@ def test_serve_prints_its_url_leaves_a_private_record_and_stops_cleanly(library)
     assert not (library["lib"] / RECORD_NAME).exists()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGINT])
+def test_a_signal_sent_the_moment_the_address_is_printed_stops_the_server_cleanly(library, sig):
+    proc, _ = start_serve(*library["args"])
+    proc.send_signal(sig)  # no wait at all: the handlers are in place before the line is printed
+    assert proc.wait(timeout=30) == 0
+    assert not (library["lib"] / RECORD_NAME).exists()
+
+
 def test_a_concurrent_ingest_is_seen_without_a_restart_and_searches_during_it_succeed(library):
     new = library["folder"] / "arrivals"
     pictures = new_pictures(new, 70)

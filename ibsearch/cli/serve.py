@@ -65,20 +65,16 @@ def serve(
 
     config = ServerConfig.for_host(host, port, token, max_upload_mb)
     with Server(lambda: open_library(common), config) as server:
-        if as_json:
-            echo_json(
-                {
-                    "url": server.url,
-                    "sign_in": server.sign_in_url,
-                    "token": config.token,
-                    "library": str(server.library),
-                    "pid": os.getpid(),
-                }
-            )
-        else:
+
+        def announce() -> None:
+            if as_json:
+                echo_json({"url": server.url, "sign_in": server.sign_in_url, "token": config.token,
+                           "library": str(server.library), "pid": os.getpid()})  # fmt: skip
+                return
             say(f"Serving library {server.library} at {server.url}/")
             if config.token:
                 say(f"Sign in (open this link): {server.sign_in_url}")
                 say(f"Scripts: send 'Authorization: Bearer {config.token}'")
             say("Press Ctrl-C to stop.")
-        server.serve()
+
+        server.serve(announce)

@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 30.0  # seconds a server on a thread may take to start listening
 
 
-def _stopped(signum: int, frame: object) -> None:
-    raise SystemExit(0)
-
-
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port``; :class:`UsageError` when that address is taken."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
@@ -78,6 +74,7 @@ class Server(Closing):
                            lifespan="off", server_header=False, timeout_graceful_shutdown=5)
         )  # fmt: skip
         self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None  # what ended the server's thread, if not a stop
 
     @property
     def library(self) -> Path:
@@ -96,20 +93,35 @@ class Server(Closing):
             device=lib.device, precision=lib.precision,
         )  # fmt: skip
 
-    def serve(self) -> None:
-        """Serve in this thread until interrupted (Ctrl-C) or :meth:`stop`."""
+    def serve(self, announce: Callable[[], None] | None = None) -> None:
+        """Serve in the foreground until Ctrl-C or SIGTERM (or :meth:`stop`), then finish the requests
+        under way. uvicorn runs on a thread of its own and this thread only waits for a signal; the
+        handlers are in place before ``announce`` says where the server listens, so a signal sent as
+        soon as that is read always stops the server cleanly."""
+        asked = threading.Event()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, lambda signum, frame: asked.set()) for sig in signals}
+        try:
+            self.start()
+            if announce is not None:
+                announce()
+            while not asked.wait(0.2) and self._thread is not None and self._thread.is_alive():
+                pass
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        """The server's thread: uvicorn on the bound socket, the record left while it serves."""
         written = self._write_record()
-        main = threading.current_thread() is threading.main_thread()
-        # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again with the handler
-        # that was there before: SIGTERM's default would end the process without the cleanup below.
-        previous = signal.signal(signal.SIGTERM, _stopped) if main else None
         try:
             self._uvicorn.run(sockets=[self.socket])
-        except KeyboardInterrupt:
-            pass  # Ctrl-C: the requests under way were finished
+        except BaseException as exc:  # handed to the thread that waits for it (serve)
+            self._failure = exc
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
             if written:
                 remove_record(self.library, self.instance)
 
@@ -126,11 +138,13 @@ class Server(Closing):
 
     def start(self) -> Server:
         """Serve on a background thread; returns once the server accepts connections."""
-        self._thread = threading.Thread(target=self.serve, name="ibsearch-server", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="ibsearch-server", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT
         while not self._uvicorn.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
+                if self._failure is not None:
+                    raise self._failure
                 raise UsageError(f"the server on {self.url} did not start")
             time.sleep(0.01)
         return self
