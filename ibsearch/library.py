@@ -16,13 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
-
 from .closing import Closing
 from .errors import LibraryError
 from .files import LockHeld, file_lock
 from .index import FaissIndex
 from .index_sync import IndexSet
+from .locations import ENV_LIBRARY, default_library, library_dir
 from .modality import MODALITIES
 from .progress import Progress
 from .store import Store
@@ -36,17 +35,8 @@ log = logging.getLogger(__name__)
 DB_NAME = "ibsearch.db"
 LOCK_NAME = "write.lock"
 DEFAULT_MODEL = "imagebind_huge"
-ENV_LIBRARY = "IBSEARCH_LIBRARY"
 ENV_MODEL = "IBSEARCH_MODEL"
 MODEL_SPEC_SETTING = "model_spec"  # how the model was named: a registered name or a card's path
-
-
-def default_library() -> Path:
-    """``$IBSEARCH_LIBRARY``, else ``<platform data dir>/ibsearch/library``."""
-    env = os.environ.get(ENV_LIBRARY, "").strip()
-    if env:
-        return Path(env).expanduser()
-    return Path(platformdirs.user_data_dir("ibsearch")) / "library"
 
 
 class Library(Closing):
@@ -96,7 +86,7 @@ class Library(Closing):
         """
         from .encoder.weights.cards import card_names, resolve_model
 
-        root = Path(path).expanduser() if path else default_library()
+        root = library_dir(path)
         db_path = root / DB_NAME
         if root.exists() and not root.is_dir():
             raise LibraryError(f"library path {str(root)!r} is a file; give a directory with --library")

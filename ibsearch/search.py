@@ -19,6 +19,7 @@ from .closing import Closing
 from .errors import UsageError
 from .files import path_fields
 from .library import Library
+from .locations import anchored_glob, anchored_prefix
 from .modality import (
     AUDIO,
     DEPTH,
@@ -76,7 +77,7 @@ class SearchOptions:
     def __post_init__(self) -> None:
         # Relative paths mean the same in both filters: relative to the current folder (see README).
         if self.path_prefix is not None:
-            object.__setattr__(self, "path_prefix", os.path.abspath(os.path.expanduser(self.path_prefix)))
+            object.__setattr__(self, "path_prefix", anchored_prefix(self.path_prefix))
         if self.path_glob is not None:
             object.__setattr__(self, "path_glob", anchored_glob(self.path_glob))
         if not isinstance(self.k, int) or self.k < 1:
@@ -92,19 +93,6 @@ class SearchOptions:
         if self.min_duration is None and self.max_duration is None:
             return {}
         return {"duration": (self.min_duration, self.max_duration)}
-
-
-def anchored_glob(glob: str) -> str:
-    """A path glob as matched against the stored absolute paths.
-
-    A glob with a ``/`` that starts with neither ``/`` nor ``*`` is a path relative to the current
-    folder (``images/*.png``), like ``--path-prefix``; a glob without a ``/`` (``*.png``), or one
-    that starts with ``/`` or ``*``, is matched against the whole path as it is.
-    """
-    glob = os.path.expanduser(glob)
-    if "/" in glob and not glob.startswith(("/", "*")):
-        return os.path.join(os.getcwd(), glob)
-    return glob
 
 
 class Searcher(Closing):

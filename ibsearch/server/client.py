@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..files import path_fields
+from ..locations import anchored_glob, anchored_prefix, library_dir
 from ..modality import AUDIO, DEPTH, IMU, TEXT, THERMAL, VISION, FileKind
 from ..terms import LIKE, Term
 from .record import INSTANCE_HEADER, ServerRecord, remove_record
@@ -65,15 +66,6 @@ class RemoteHit:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.fields)
-
-
-def library_dir(library: str | None) -> Path:
-    """The library directory the command names (``--library``/``$IBSEARCH_LIBRARY``, else the default)."""
-    if library:
-        return Path(library).expanduser()
-    import platformdirs  # as ibsearch.library.default_library, without importing the store
-
-    return Path(platformdirs.user_data_dir("ibsearch")) / "library"
 
 
 def search_via_server(terms: Sequence[Term], params: Mapping[str, Any]) -> list[RemoteHit] | None:
@@ -199,12 +191,9 @@ def _option_fields(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     fields = [("target", target) for target in options.get("targets") or ()]
     prefix, glob = options.get("path_prefix"), options.get("path_glob")
     if prefix is not None:
-        fields.append(("path_prefix", os.path.abspath(os.path.expanduser(prefix))))
+        fields.append(("path_prefix", anchored_prefix(prefix)))
     if glob is not None:
-        glob = os.path.expanduser(glob)  # as search.anchored_glob: a relative glob with a folder is local
-        fields.append(
-            ("path_glob", os.path.join(os.getcwd(), glob) if "/" in glob and glob[0] not in "/*" else glob)
-        )
+        fields.append(("path_glob", anchored_glob(glob)))
     for name in ("k", "min_duration", "max_duration"):
         if options.get(name) is not None:
             fields.append((name, repr(options[name])))
@@ -234,4 +223,4 @@ def _hit_fields(result: Mapping[str, Any]) -> dict[str, Any]:
     return {name: result[name] for name in HIT_FIELDS if result.get(name) is not None}
 
 
-__all__ = ["RemoteHit", "library_dir", "search_via_server"]
+__all__ = ["RemoteHit", "search_via_server"]
