@@ -18,7 +18,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import DATA, run_json
-from test_server_helpers import MOMENT, Served, hits_of, moment_clip, serve_library
+from test_server_helpers import MOMENT, Served, hits_of, moment_clip, served_fixture
 
 from ibsearch.cli import cli
 from ibsearch.engine import Library
@@ -31,10 +31,7 @@ SOUND = DATA / "audio" / "mix_16000_mono_s16_5p3s.wav"
 VIDEO = DATA / "video" / "landscape_320x240_29.97fps_4.5s_aac.mp4"
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, tiny_card: str):
-    with serve_library(tmp_path_factory.mktemp("api"), tiny_card) as served:
-        yield served
+served = served_fixture("api")
 
 
 def item_id(served: Served, path: Path) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA
 from playwright.sync_api import Page, expect, sync_playwright
-from test_server_helpers import CHROMIUM, CHROMIUM_FLAGS, MOMENT, Served, moment_clip, opener, serve_library
+from test_server_helpers import CHROMIUM, CHROMIUM_FLAGS, MOMENT, Served, moment_clip, opener, served_fixture
 
 from ibsearch.engine import Library
 from ibsearch.server.config import ServerConfig
@@ -26,11 +26,7 @@ TIMEOUT = 30_000  # ms for anything the page waits on
 SCREENSHOT_ENV = "IBSEARCH_SCREENSHOT"
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, tiny_card: str):
-    config = ServerConfig(port=0, token=TOKEN, max_upload_mb=1)
-    with serve_library(tmp_path_factory.mktemp("browser"), tiny_card, config) as served:
-        yield served
+served = served_fixture("browser", token=TOKEN, max_upload_mb=1)
 
 
 @pytest.fixture(scope="module")

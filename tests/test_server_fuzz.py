@@ -4,7 +4,6 @@ schemas the document declares (invalid input must be refused with a 4xx)."""
 
 from __future__ import annotations
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -14,19 +13,14 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_server_helpers import serve_library
+from test_server_helpers import served_fixture
 
 from ibsearch.server.app import openapi_document
-from ibsearch.server.config import ServerConfig
 
 TOKEN = "fuzzing-token-0123456789"
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, tiny_card: str):
-    config = ServerConfig(port=0, token=TOKEN, max_upload_mb=2)
-    with serve_library(tmp_path_factory.mktemp("fuzz"), tiny_card, config) as served:
-        yield served
+served = served_fixture("fuzz", token=TOKEN, max_upload_mb=2)
 
 
 # The document a running server serves (checked below), loaded without one: tests are made from it

@@ -14,14 +14,16 @@ import os
 import shutil
 import subprocess
 import sys
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from conftest import AUDIO, DATA, IMAGES, TEXTS
+from test_segments import write_wav
 
 from ibsearch.engine import Library
 from ibsearch.search import Searcher, SearchOptions
@@ -40,16 +42,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-
-
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    """16 kHz mono 16-bit PCM."""
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes((np.clip(samples, -1, 1) * 32000).astype("<i2").tobytes())
-    return path
 
 
 def moment_samples() -> np.ndarray:
@@ -127,6 +119,18 @@ def serve_library(folder: Path, card: str, config: ServerConfig | None = None) -
         server.start()
         with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
             yield Served(server, library, media, card, client)
+
+
+def served_fixture(name: str, **config: Any) -> Any:
+    """A module-scoped fixture serving a library of :func:`build_media` with ``ServerConfig(port=0,
+    **config)`` (``served = served_fixture("api", token=...)`` in a test module)."""
+
+    @pytest.fixture(scope="module")
+    def served(tmp_path_factory: pytest.TempPathFactory, tiny_card: str) -> Iterator[Served]:
+        with serve_library(tmp_path_factory.mktemp(name), tiny_card, ServerConfig(port=0, **config)) as s:
+            yield s
+
+    return served
 
 
 def raw_get(url: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
