@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .files import TMP_SUFFIX, temp_prefix
-from .index import StaleIndexError, sidecar_path
+from .index import StaleIndexError, refine_path, sidecar_path
 from .index.builder import build_approximate, build_exact, train_size, trainable
 from .index.faiss_index import EXACT, FaissIndex
 from .index.live import LiveIndex
@@ -159,7 +159,7 @@ class IndexSet:
         policy = self.policy
         with self.store.snapshot():
             n = self.store.id_summary(key).size
-            spec = wanted_spec(policy, n) if self.writer else EXACT
+            spec = wanted_spec(policy, n, self.dim) if self.writer else EXACT
             why = reason or _why(policy, spec, n)
             index = self._build(key, spec, n, why)
         live = self._live(LiveIndex.adopt(index))
@@ -228,7 +228,8 @@ class IndexSet:
         self.writer = True
         removed = []
         for key in INDEX_KEYS:
-            for target in (self.path(key), Path(sidecar_path(self.path(key)))):
+            path = self.path(key)
+            for target in (path, Path(sidecar_path(path)), Path(refine_path(path))):
                 for leftover in self.root.glob(temp_prefix(target) + "*" + TMP_SUFFIX):
                     leftover.unlink(missing_ok=True)
                     removed.append(leftover)
@@ -245,7 +246,7 @@ class IndexSet:
                 self.rebuilt = {}
                 for key in sorted(self._indexes):
                     index = self._indexes[key]
-                    reason = rebuild_reason(self.policy, index.spec, index.record, index.ntotal)
+                    reason = rebuild_reason(self.policy, index.spec, index.record, index.ntotal, self.dim)
                     if reason:
                         log.info("rebuilding the %s index: %s", key, reason)
                         self.rebuilt[key] = reason

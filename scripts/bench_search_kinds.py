@@ -288,7 +288,7 @@ def cold_query(lib_dir: Path, card: Path, query: np.ndarray) -> str:
 
 def index_only(dist: Distribution, args: argparse.Namespace, queries: np.ndarray) -> None:
     """Build and tune the approximate index ``auto`` would build, in memory; recall on held-out queries."""
-    spec = approximate_spec(args.n)
+    spec = approximate_spec(args.n, args.dim)
     exact = FaissIndex(args.dim)
     for ids, vectors in dist.chunks(args.n):
         exact.add(ids, vectors)

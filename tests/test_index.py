@@ -230,3 +230,57 @@ def test_index_specs_that_cannot_delete_are_refused():
         FaissIndex(DIM, "HNSW32")
     with pytest.raises(UsageError, match="invalid FAISS index spec"):
         FaissIndex(DIM, "NoSuchIndex42")
+
+
+def recall_of(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f[f >= 0]) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
+
+
+def test_the_auto_kind_at_a_million_is_fast_scan_codes_refined_by_scalar_codes():
+    from ibsearch.index.policy import approximate_spec
+
+    assert approximate_spec(1_000_000, 1024) == "IVF2048_HNSW32,PQ256x4fs,Refine(SQ8)"
+    assert approximate_spec(200_000, 1024) == "IVF1024,PQ256x4fs,Refine(SQ8)"
+    assert approximate_spec(200_000, 30) == "IVF1024,SQ8"  # 4-bit codes cannot split 30 dimensions
+
+
+def test_a_refined_fast_scan_index_ranks_with_its_finer_codes_and_follows_removals_and_adds(data, tmp_path):
+    """``IVF16,PQ8x4fs,Refine(SQ8)``: all lists probed, the SQ8 codes rank the 4-bit codes' candidates
+    (scores within SQ8's error of the exact ones, recall far above the 4-bit codes' own order), filters
+    stay inside it, and vectors added after a removal get their own codes (FAISS 1.15 leaves removed
+    rows' bits in a fast-scan block; see fastscan.py)."""
+    from ibsearch.index.rows import IndexRows
+
+    ids, vectors, queries = data
+    index = FaissIndex(DIM, f"IVF16,PQ{DIM // 4}x4fs,Refine(SQ8)", nprobe=16)
+    index.train(vectors)
+    index.add(ids[:2900], vectors[:2900])
+    truth = brute_force(ids[:2900], vectors[:2900], queries, 10)[1]
+    scores, found = index.search(queries, 10)
+    ivf = faiss.extract_index_ivf(index._index)
+    coarse = ivf.search(queries, 10, params=faiss.SearchParametersIVF(nprobe=16))[1]  # 4-bit codes' top 10
+    assert recall_of(found, truth) >= 0.85 and recall_of(found, truth) > recall_of(coarse, truth) + 0.2
+    exact_scores = np.einsum("qd,qkd->qk", queries, vectors[np.searchsorted(ids, found)])
+    np.testing.assert_allclose(scores, exact_scores, atol=0.02)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    allowed = ids[:2900:5]
+    found = index.search(queries, 10, allowed)[1]
+    assert np.isin(found, allowed).all() and found.shape == (len(queries), 10)
+    assert index.remove(ids[:40]) == 40 and index._refine.ntotal == 2860
+    index.add(ids[2900:], vectors[2900:])
+    assert [int(index.search(v, 1)[1][0, 0]) for v in vectors[2900:2950]] == list(ids[2900:2950])
+    assert IndexRows(index).differing(ids[40:], vectors[40:]) == []
+    path = tmp_path / "v.faiss"
+    index.save(path)
+    assert (tmp_path / "v.faiss.refine").exists()
+    for mmap in (False, True):
+        loaded = FaissIndex.load(path, mmap=mmap)
+        assert_same_hits(loaded.search(queries, 10), index.search(queries, 10))
+    with open(tmp_path / "v.faiss.refine", "r+b") as fh:
+        fh.truncate(100)
+    with pytest.raises(StaleIndexError, match="damaged or truncated"):
+        FaissIndex.load(path, mmap=True)
+    exact = FaissIndex(DIM)
+    exact.add(ids[:5], vectors[:5])
+    exact.save(path)  # another kind in its place: the refine file goes with the old kind
+    assert not (tmp_path / "v.faiss.refine").exists() and FaissIndex.load(path).ntotal == 5

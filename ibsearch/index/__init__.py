@@ -3,15 +3,16 @@
 This package knows nothing of files or models; the ids are the store's vector ids and
 :mod:`ibsearch.index_sync` composes the two. Importing it sets FAISS's BLAS threshold (see
 ``faiss_index.BLAS_THRESHOLD``). Exact or IVF (``faiss_index``), chosen by size and tuned to a recall
-target (``policy``, ``builder``, ``tuner``), kept in step with the database between saves (``live``),
-saved with a sidecar (``persist``), checked row by row (``rows``).
+target (``policy``, ``builder``, ``tuner``), its candidates ranked by second codes (``refine``, over
+fast-scan lists: ``fastscan``), kept in step with the database between saves (``live``), saved with a
+sidecar (``persist``), checked row by row (``rows``); result arrays in ``results``.
 ``TorchExactIndex`` (GPU exact search) imports torch only when constructed.
 """
 
 from ..idsets import IdSetSummary, summarize_ids
 from .faiss_index import BLAS_THRESHOLD, EXACT, FaissIndex, StaleIndexError
 from .live import LiveIndex
-from .persist import BuildRecord, IndexMeta, Tuning, sidecar_path
+from .persist import BuildRecord, IndexMeta, Tuning, refine_path, sidecar_path
 from .policy import IndexPolicy
 from .torch_index import TorchExactIndex
 
@@ -27,6 +28,7 @@ __all__ = [
     "StaleIndexError",
     "TorchExactIndex",
     "Tuning",
+    "refine_path",
     "sidecar_path",
     "summarize_ids",
 ]

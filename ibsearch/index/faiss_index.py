@@ -3,8 +3,9 @@
 The ids are the store's vector ids, so a hit maps straight back to its database row. The default
 is exact search (``IndexIDMap2(IndexFlatIP)``); an IVF factory string (``"IVF4096,Flat"``,
 ``"IVF4096_HNSW32,SQ8"``) gives an approximate index for large libraries (:mod:`.policy` says which,
-:mod:`.builder` trains and tunes it). HNSW alone is refused: FAISS cannot remove vectors from it, and
-an index that cannot follow deletions would go stale.
+:mod:`.builder` trains and tunes it), and one ending in ``,Refine(SQ8)`` ranks that index's candidates
+with second, finer codes of the same vectors (:mod:`.refine`). HNSW alone is refused: FAISS cannot
+remove vectors from it, and an index that cannot follow deletions would go stale.
 
 An index file is a derived cache: :meth:`FaissIndex.save` writes it atomically with a JSON sidecar
 (:mod:`.persist`: dimension, model, count and a checksum of the id set, how it was built and tuned)
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..errors import LibraryError, UsageError
 from ..idsets import IdSetSummary, summarize_ids
+from .fastscan import clear_block_tails, is_fast_scan
 from .persist import (
     SIDECAR_FORMAT,
     BuildRecord,
@@ -31,10 +33,13 @@ from .persist import (
     StaleIndexLoad,
     read_index,
     read_meta,
+    refine_path,
     same_file,
     write_pair,
 )
-from .selector import Selector, as_ids
+from .refine import RefineCodes, candidates_for, split_spec
+from .results import as_matrix, trim_results
+from .selector import Selector, as_ids, search_gathered
 
 log = logging.getLogger(__name__)
 
@@ -59,30 +64,11 @@ EXACT = "Flat"
 # From this many queries on, a filtered exact search instead runs BLAS over gathered blocks of the
 # allowed vectors (still exact, still only allowed vectors scored).
 FILTERED_BLAS_MIN_QUERIES = 32  # measured crossover on 1M x 1024: between 10 and 100 (BENCHMARKS.md)
-_GATHER_BYTES = 256 << 20  # memory for one gathered block of allowed vectors
 
 
 class StaleIndexError(LibraryError):
     """An index file is missing, unreadable or disagrees with its sidecar (the message says which;
     the caller says what is done about it: an index is rebuilt from the database)."""
-
-
-def _as_matrix(vectors: Any, dim: int, what: str) -> np.ndarray:
-    arr = np.asarray(vectors, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != dim:
-        raise UsageError(f"{what} have shape {np.shape(vectors)}; this index holds (n, {dim}) vectors")
-    return np.ascontiguousarray(arr)
-
-
-def trim_results(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop trailing result columns that no query filled (id -1); remaining gaps get score -inf."""
-    filled = (ids >= 0).any(axis=0)
-    width = int(np.flatnonzero(filled)[-1]) + 1 if filled.any() else 0
-    scores, ids = scores[:, :width].copy(), ids[:, :width].copy()
-    scores[ids < 0] = -np.inf
-    return scores, ids
 
 
 class FaissIndex:
@@ -100,11 +86,13 @@ class FaissIndex:
         self.read_only = False
         self.record = BuildRecord()  # when and why it was built; saved in the sidecar
         self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES  # see the constant; benchmarks vary it
+        base, codes = split_spec(spec)
+        self._refine = RefineCodes(self.dim, codes) if codes else None
         if spec == EXACT:
             self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         else:
             try:
-                self._index = faiss.index_factory(self.dim, spec, faiss.METRIC_INNER_PRODUCT)
+                self._index = faiss.index_factory(self.dim, base, faiss.METRIC_INNER_PRODUCT)
             except RuntimeError as exc:
                 raise UsageError(f"invalid FAISS index spec {spec!r}: {exc}") from None
             self._check_ivf()
@@ -117,10 +105,12 @@ class FaissIndex:
             )
 
     @classmethod
-    def _wrap(cls, index: Any, meta: IndexMeta, read_only: bool, nprobe: int) -> FaissIndex:
+    def _wrap(
+        cls, index: Any, meta: IndexMeta, read_only: bool, nprobe: int, refine: RefineCodes | None
+    ) -> FaissIndex:
         self = cls.__new__(cls)
         self.dim, self.spec, self.nprobe, self.model_id = meta.dim, meta.spec, nprobe, meta.model_id
-        self._index, self.read_only, self.record = index, read_only, meta.record
+        self._index, self.read_only, self.record, self._refine = index, read_only, meta.record, refine
         self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES
         if self.spec != EXACT:
             self._check_ivf()
@@ -197,7 +187,10 @@ class FaissIndex:
         """Train an IVF index on ``vectors`` ``(n, dim)`` (a no-op for exact indexes)."""
         self._writable()
         if not self._index.is_trained:
-            self._index.train(_as_matrix(vectors, self.dim, "training vectors"))
+            mat = as_matrix(vectors, self.dim, "training vectors")
+            self._index.train(mat)
+            if self._refine is not None:
+                self._refine.train(mat)
 
     def add(self, ids: Any, vectors: Any) -> None:
         """Add ``vectors`` ``(n, dim)`` float32 (L2-normalized) under ``ids`` ``(n,)`` int64.
@@ -206,7 +199,7 @@ class FaissIndex:
         """
         self._writable()
         ids_arr = as_ids(ids)
-        mat = _as_matrix(vectors, self.dim, "vectors")
+        mat = as_matrix(vectors, self.dim, "vectors")
         if len(ids_arr) != len(mat):
             raise UsageError(f"{len(ids_arr)} ids given for {len(mat)} vectors")
         if not self._index.is_trained:
@@ -220,11 +213,19 @@ class FaissIndex:
             self._index.add_with_ids(mat, ids_arr)
         else:
             # A graph quantizer finds a vector's list approximately and one at a time; the exact
-            # nearest centroid, by one BLAS product, is both better and several times faster.
+            # nearest centroid, by BLAS over the centroids, is both better and several times faster.
+            # (FAISS's add_core with lists given corrupts a fast-scan index's packed lists, so the
+            # quantizer is swapped for a flat one while adding instead.)
             ivf = self._ivf()
-            _, lists = faiss.knn(mat, self._centroids(graph), 1, faiss.METRIC_INNER_PRODUCT)
-            lists = np.ascontiguousarray(lists.ravel(), dtype=np.int64)
-            ivf.add_core(len(mat), faiss.swig_ptr(mat), faiss.swig_ptr(ids_arr), faiss.swig_ptr(lists))
+            flat = faiss.IndexFlatIP(self.dim)
+            flat.add(self._centroids(graph))
+            ivf.quantizer = flat
+            try:
+                ivf.add_with_ids(mat, ids_arr)
+            finally:
+                ivf.quantizer = graph
+        if self._refine is not None:
+            self._refine.add(ids_arr, mat)
         self.record = self.record.changed_by(len(mat))
 
     def _graph_quantizer(self) -> Any:
@@ -247,6 +248,10 @@ class FaissIndex:
         if not len(sel) or not self._index.ntotal:
             return 0
         removed = int(self._index.remove_ids(sel.sel))
+        if removed and self.approximate and is_fast_scan(self._ivf()):
+            clear_block_tails(self._ivf())
+        if self._refine is not None:
+            self._refine.remove(sel.sel)
         self.record = self.record.changed_by(removed)
         return removed
 
@@ -264,7 +269,7 @@ class FaissIndex:
         an empty filter gives ``k' = 0``. Only an approximate (IVF) index can leave gaps inside ``k'``;
         they hold id -1 and score -inf. ``nprobe`` overrides :attr:`nprobe` for this search (IVF only).
         """
-        q = _as_matrix(queries, self.dim, "queries")
+        q = as_matrix(queries, self.dim, "queries")
         if k < 1:
             raise UsageError(f"k must be at least 1, got {k}")
         nq = len(q)
@@ -284,27 +289,15 @@ class FaissIndex:
         if sel is None:
             params = _faiss.SearchParametersIVF(nprobe=probes, quantizer_params=graph) if probes else None
         elif self.spec == EXACT and nq >= self.filtered_blas_min_queries:
-            return trim_results(*self._search_gathered(q, kk, sel))
+            return trim_results(*search_gathered(*self.vectors_view(), q, kk, sel))
         elif self.spec == EXACT:
             params = _faiss.SearchParameters(sel=sel.sel)
         else:
             params = _faiss.SearchParametersIVF(sel=sel.sel, nprobe=probes, quantizer_params=graph)
-        scores, ids = self._index.search(q, kk, params=params)
-        return trim_results(scores, ids)
-
-    def _search_gathered(self, q: np.ndarray, k: int, sel: Selector) -> tuple[np.ndarray, np.ndarray]:
-        """Exact filtered search for many queries: BLAS over blocks of the allowed vectors."""
-        ids, xb = self.vectors_view()
-        positions = np.flatnonzero(np.isin(ids, sel.ids))
-        heap = faiss.ResultHeap(len(q), k, keep_max=True)
-        block = max(1024, _GATHER_BYTES // (4 * self.dim))
-        for start in range(0, len(positions), block):
-            pos = positions[start : start + block]
-            sub = xb[pos]
-            scores, local = faiss.knn(q, sub, min(k, len(pos)), metric=faiss.METRIC_INNER_PRODUCT)
-            heap.add_result(scores, ids[pos[local]])
-        heap.finalize()
-        return heap.D, heap.I
+        if self._refine is None:
+            return trim_results(*self._index.search(q, kk, params=params))
+        _, found = self._index.search(q, min(candidates_for(kk), held), params=params)
+        return self._refine.rank(q, found, kk)
 
     # ------------------------------------------------------------------ files
 
@@ -330,7 +323,7 @@ class FaissIndex:
         the index (its size, its ids), which :meth:`load` reports as stale, so nothing is ever
         silently wrong.
         """
-        return write_pair(path, self._index, self.meta())
+        return write_pair(path, self._index, self.meta(), None if self._refine is None else self._refine.raw)
 
     @staticmethod
     def read_meta(path: str | os.PathLike[str]) -> IndexMeta | None:
@@ -356,11 +349,15 @@ class FaissIndex:
             if mmap and not same_file(target, meta):
                 raise StaleIndexLoad("size")  # never map a file that may be shorter than FAISS will read
             index = read_index(target, meta, mmap=mmap)
+            codes = split_spec(meta.spec)[1]
+            refine = None if codes is None else RefineCodes(
+                meta.dim, codes, read_index(refine_path(target), meta, mmap=mmap, flat=True)
+            )  # fmt: skip
         except StaleIndexLoad:
             raise StaleIndexError(f"cannot read index file {target!r}: it is damaged or truncated") from None
         tuned = meta.record.tuning.nprobe if meta.record.tuning else 16
         try:
-            loaded = cls._wrap(index, meta, read_only=mmap, nprobe=nprobe or tuned)
+            loaded = cls._wrap(index, meta, read_only=mmap, nprobe=nprobe or tuned, refine=refine)
         except UsageError:
             loaded = None  # the sidecar names another kind than the file holds
         if (
@@ -370,6 +367,7 @@ class FaissIndex:
             or index.metric_type != faiss.METRIC_INNER_PRODUCT
             or (meta.spec == EXACT) != (faiss.try_extract_index_ivf(index) is None)
             or loaded.summary() != meta.summary
+            or (refine is not None and (refine.raw.d != meta.dim or refine.summary() != meta.summary))
         ):
             raise StaleIndexError(f"index file {target!r} does not match its sidecar (an interrupted save?)")
         return loaded

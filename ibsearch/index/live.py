@@ -26,8 +26,9 @@ import faiss
 import numpy as np
 
 from ..devices import cuda_available
-from .faiss_index import FaissIndex, trim_results
+from .faiss_index import FaissIndex
 from .policy import DEFAULT_FULL_SCAN_BELOW
+from .results import Result, best_k, trim_results
 from .selector import as_ids, sorted_distinct
 from .torch_index import TorchExactIndex
 
@@ -39,7 +40,6 @@ Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 GPU_MIN_VECTORS = 50_000
 _EMPTY = np.zeros(0, dtype=np.int64)
 _TOMBSTONES_BY_WIDTH = 1024  # up to this many, ask for that many more hits and drop the tombstones
-Result = tuple[np.ndarray, np.ndarray]
 
 
 class LiveIndex(FaissIndex):
@@ -199,7 +199,7 @@ class LiveIndex(FaissIndex):
                 device = "cuda"
             ids, vectors = self.vectors_view()
             return TorchExactIndex.from_arrays(ids, vectors, device, copy=device != "cpu")
-        if not _faiss_gpu():
+        if not _faiss_gpu() or self._refine is not None:  # faiss-gpu has no fast-scan IVF
             return False
         try:
             return _gpu_clone(self._index)
@@ -220,13 +220,6 @@ class LiveIndex(FaissIndex):
         return trim_results(scores, np.where(local >= 0, ids[local], -1))
 
 
-def best_k(scores: np.ndarray, ids: np.ndarray, k: int) -> Result:
-    """The ``k`` best columns of each row (by score, -inf and id -1 last), trimmed like a search result."""
-    scores = np.where(ids >= 0, scores, -np.inf)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return trim_results(np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1))
-
-
 def _may_have_cuda() -> bool:
     """False when there is surely no CUDA GPU, decided without importing torch (which takes seconds)."""
     return "torch" in sys.modules or os.path.exists("/proc/driver/nvidia/version") or sys.platform == "win32"
@@ -243,4 +236,4 @@ def _gpu_clone(index: Any) -> Any:
     return gpu.index_cpu_to_gpu(gpu.StandardGpuResources(), 0, index)
 
 
-__all__ = ["GPU_MIN_VECTORS", "Fetch", "LiveIndex", "best_k"]
+__all__ = ["GPU_MIN_VECTORS", "Fetch", "LiveIndex"]

@@ -82,6 +82,7 @@ class IndexMeta:
     saved: float  # unix time
     record: BuildRecord = field(default_factory=BuildRecord)
     file_bytes: int | None = None  # size of the index file written with this sidecar
+    refine_bytes: int | None = None  # size of the refine codes' file written with it (refined kinds)
 
     @property
     def summary(self) -> IdSetSummary:
@@ -118,30 +119,48 @@ def read_meta(path: str | os.PathLike[str]) -> IndexMeta | None:
     return meta if meta.format in _READABLE_FORMATS else None
 
 
-def write_pair(path: str | os.PathLike[str], index: Any, meta: IndexMeta) -> IndexMeta:
-    """Write the FAISS ``index`` to ``path`` and then ``meta`` (with the file's size) to its sidecar."""
-    target = os.fspath(path)
+def refine_path(path: str | os.PathLike[str]) -> str:
+    """Where the refine codes of the index file ``path`` live (refined kinds): ``<path>.refine``."""
+    return os.fspath(path) + ".refine"
 
+
+def write_pair(path: str | os.PathLike[str], index: Any, meta: IndexMeta, refine: Any = None) -> IndexMeta:
+    """Write the FAISS ``index`` to ``path``, its ``refine`` codes (a FAISS index, or None) beside it,
+    and then ``meta`` (with the files' sizes) to its sidecar. A refine file of an earlier kind that had
+    one is deleted after the sidecar no longer names it."""
+    target = os.fspath(path)
+    _write_faiss(target, index)
+    sizes: dict[str, Any] = {"file_bytes": _size(target), "refine_bytes": None}
+    if refine is not None:
+        _write_faiss(refine_path(target), refine)
+        sizes["refine_bytes"] = _size(refine_path(target))
+    meta = IndexMeta(**{**{f.name: getattr(meta, f.name) for f in fields(meta)}, **sizes})
+    atomic_write(sidecar_path(target), lambda fh: fh.write(meta.to_json()))
+    if refine is None and os.path.exists(refine_path(target)):
+        os.unlink(refine_path(target))
+    return meta
+
+
+def _write_faiss(target: str, index: Any) -> None:
     def write_index(fh: Any) -> None:
         writer = _faiss.PyCallbackIOWriter(fh.write)
         faiss.write_index(index, writer)
         del writer
 
     atomic_write(target, write_index)
-    meta = IndexMeta(**{**{f.name: getattr(meta, f.name) for f in fields(meta)}, "file_bytes": _size(target)})
-    atomic_write(sidecar_path(target), lambda fh: fh.write(meta.to_json()))
-    return meta
 
 
-def read_index(path: str, meta: IndexMeta, *, mmap: bool) -> Any:
-    """The FAISS index in ``path`` (memory-mapped and read-only with ``mmap``).
+def read_index(path: str, meta: IndexMeta, *, mmap: bool, flat: bool | None = None) -> Any:
+    """The FAISS index in ``path`` (memory-mapped and read-only with ``mmap``); ``flat`` says it holds
+    flat codes (default: an exact index's spec).
 
     Raises :class:`StaleIndexLoad` when the file is unreadable (see :func:`same_file` for whether it is
     the one ``meta`` was written with).
     """
     try:
         if mmap:
-            flag = faiss.IO_FLAG_MMAP_IFC if meta.spec == "Flat" else faiss.IO_FLAG_MMAP
+            flat = meta.spec == "Flat" if flat is None else flat
+            flag = faiss.IO_FLAG_MMAP_IFC if flat else faiss.IO_FLAG_MMAP
             return faiss.read_index(path, flag | faiss.IO_FLAG_READ_ONLY)
         with open(path, "rb") as fh:
             reader = _faiss.PyCallbackIOReader(fh.read)
@@ -154,8 +173,10 @@ def read_index(path: str, meta: IndexMeta, *, mmap: bool) -> Any:
 
 
 def same_file(path: str, meta: IndexMeta) -> bool:
-    """Whether ``path`` has the size recorded in ``meta`` (True for sidecars that recorded none)."""
-    return meta.file_bytes is None or _size(path) == meta.file_bytes
+    """Whether ``path`` (and its refine file, when ``meta`` names one) has the size recorded in ``meta``
+    (True for sidecars that recorded none)."""
+    refined = meta.refine_bytes is None or _size(refine_path(path)) == meta.refine_bytes
+    return refined and (meta.file_bytes is None or _size(path) == meta.file_bytes)
 
 
 def _size(path: str) -> int | None:
@@ -172,6 +193,7 @@ __all__ = [
     "Tuning",
     "read_index",
     "read_meta",
+    "refine_path",
     "same_file",
     "sidecar_path",
     "write_pair",

@@ -17,7 +17,8 @@ import numpy as np
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..idsets import IdSetSummary, summarize_ids
-from .faiss_index import EXACT, FaissIndex, trim_results
+from .faiss_index import EXACT, FaissIndex
+from .results import trim_results
 from .selector import as_ids
 
 _BLOCK_BYTES = 256 << 20  # score-matrix memory per block
