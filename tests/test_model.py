@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ibsearch.encoder.model import towers
 from ibsearch.encoder.model.config import get_config
 from ibsearch.encoder.model.keymap import modality_of
 from ibsearch.encoder.model.model import ImageBindModel, reference_key_shapes
@@ -200,6 +201,7 @@ def test_packed_text_equals_the_padded_batch_and_each_text_alone(
     ids = _input(tiny_io["text.ids.input"])
     assert len(set(ids.argmax(dim=-1).tolist())) == len(ids)
     tower = tiny_model.towers["text"]
+    tower.exact = False
     with torch.no_grad():
         tower.pack = True
         packed = tiny_model({"text": ids})["text"]
@@ -207,9 +209,22 @@ def test_packed_text_equals_the_padded_batch_and_each_text_alone(
         padded = tiny_model({"text": ids})["text"]
         tower.pack = None
         alone = torch.cat([tiny_model({"text": row[None]})["text"] for row in ids])
+    tower.exact = True
     tolerance = 1e-6 * padded.norm(dim=-1, keepdim=True)
     assert torch.all((packed - padded).abs() <= tolerance)
     assert torch.all((alone - padded).abs() <= tolerance)
+
+
+def test_exact_text_gives_the_bits_of_the_full_77_token_run(
+    tiny_model: ImageBindModel, tiny_io: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _input(tiny_io["text.ids.input"])
+    rows = [ids[i : i + 1] for i in range(len(ids))]
+    with torch.no_grad():
+        cut = [tiny_model({"text": x})["text"] for x in [ids, *rows]]
+        monkeypatch.setattr(towers, "exact_text_length", lambda n: 77)
+        full = [tiny_model({"text": x})["text"] for x in [ids, *rows]]
+    assert all(torch.equal(a, b) for a, b in zip(cut, full, strict=True))
 
 
 def test_an_empty_text_batch_gives_no_rows_like_the_other_towers(tiny_model: ImageBindModel) -> None:

@@ -30,6 +30,17 @@ STEM_LN_EPS = 1e-5  # LayerNorm after the stem (PyTorch default in the reference
 TRUNK_LN_EPS = 1e-6  # block, pre-trunk and head LayerNorms
 
 
+def exact_text_length(n: int) -> int:
+    """Tokens to keep so that a text whose last EOT is at n - 1 gives the bits of the full 77-token run.
+
+    Dropping the positions after the EOT is the same math under the causal mask, but not the same
+    bits on a CPU: matrix products over fewer than 12 rows, and causal attention over a row length
+    that is not a multiple of the vector width, take other kernel paths (measured on torch 2.13,
+    MKL/oneDNN, AVX2: a few 1e-7 relative on the embedding). Multiples of 16 (77 above 64) keep them.
+    """
+    return TEXT_CONTEXT if n > 64 else max(16, -(-n // 16) * 16)
+
+
 @dataclass(frozen=True)
 class TowerSpec:
     """Everything that distinguishes one modality's encoder from another's."""
@@ -258,6 +269,9 @@ class Tower(nn.Module):
             self.register_parameter("log_scale", None)
         # Packing of texts (see _drop_after_eot): None chooses by device; True/False force it.
         self.pack: bool | None = None
+        # Text: True gives the bits of the full 77-token run (cut only to exact_text_length, no
+        # packing, every position through every block); False allows the faster packed path.
+        self.exact: bool = True
         self.reset_parameters()
 
     @torch.no_grad()
@@ -282,12 +296,17 @@ class Tower(nn.Module):
     def _drop_after_eot(self, h: torch.Tensor, eot: torch.Tensor) -> tuple[torch.Tensor, list[int] | None]:
         """Text tokens (B, 77, D) cut after each row's EOT; returns the tokens and, if packed, the lengths.
 
-        Packed (``pack``; by default on CPUs, and always for a single text): the rows' kept tokens
+        Exact (``exact``, the default): the batch is cut to :func:`exact_text_length` of its last EOT,
+        which gives the bits of the full 77-token run (the reference's), at 2.3-2.6x its speed for a
+        short text on a 2-core CPU. With ``exact`` off, faster by another 20-30 % and within ~1e-7 of
+        those bits: packed (``pack``; by default on CPUs, and always for a single text): the rows' kept tokens
         laid end to end as one row (1, sum of lengths, D), so the matrix products do no work on
         padding. Otherwise the batch is cut after its last EOT (B, max length, D): GPUs prefer that
         to one attention call per text.
         """
         lengths = (eot + 1).tolist()
+        if self.exact:
+            return h[:, : exact_text_length(max(lengths, default=h.shape[1]))], None
         pack = self.pack if self.pack is not None else h.device.type == "cpu"
         if not lengths or (not pack and len(lengths) > 1):
             return h[:, : max(lengths, default=h.shape[1])], None
@@ -339,7 +358,8 @@ class Tower(nn.Module):
         elif self.spec.pooling == "first":
             last_pooled = torch.zeros(1, dtype=torch.long, device=h.device)
         else:
-            last_pooled = None  # padded text: each row pools another position
+            # Padded text: each row pools another position; an exact run keeps every row's bits.
+            last_pooled = None
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             h = block(h, last_pooled if i == last else None, packed)
