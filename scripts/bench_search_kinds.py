@@ -40,7 +40,7 @@ import faiss
 import numpy as np
 
 from ibsearch.engine import Library
-from ibsearch.index import FaissIndex, IndexPolicy
+from ibsearch.index import FaissIndex, IndexPolicy, refine_path
 from ibsearch.index.builder import build_approximate
 from ibsearch.index.policy import approximate_spec
 from ibsearch.ingest.commit import PREPROCESS_VERSION
@@ -209,7 +209,9 @@ def measure_kind(
         lib.reindex(index=kind, exact_below=args.exact_below)
         build_s = time.perf_counter() - started
         facts = lib.info(0)["indexes"]["vision"]
-        size = lib.indexes.path("vision").stat().st_size
+        path = lib.indexes.path("vision")
+        refine = Path(refine_path(path))  # the second codes of a refined kind
+        size = path.stat().st_size + (refine.stat().st_size if refine.exists() else 0)
         say(f"built in {build_s:.1f} s: {facts['text']}; file {size / 1e9:.2f} GB; {facts['reason']}")
     with Library.open(lib_dir, model=str(card), device="cpu") as lib:  # as a query process opens it
         index = lib.index("vision")

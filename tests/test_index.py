@@ -248,7 +248,7 @@ def test_a_refined_fast_scan_index_ranks_with_its_finer_codes_and_follows_remova
     """``IVF16,PQ8x4fs,Refine(SQ8)``: all lists probed, the SQ8 codes rank the 4-bit codes' candidates
     (scores within SQ8's error of the exact ones, recall far above the 4-bit codes' own order), filters
     stay inside it, and vectors added after a removal get their own codes (FAISS 1.15 leaves removed
-    rows' bits in a fast-scan block; see fastscan.py)."""
+    rows' bits in a fast-scan block; see index/lists.py)."""
     from ibsearch.index.rows import IndexRows
 
     ids, vectors, queries = data
@@ -266,7 +266,7 @@ def test_a_refined_fast_scan_index_ranks_with_its_finer_codes_and_follows_remova
     allowed = ids[:2900:5]
     found = index.search(queries, 10, allowed)[1]
     assert np.isin(found, allowed).all() and found.shape == (len(queries), 10)
-    assert index.remove(ids[:40]) == 40 and index._refine.ntotal == 2860
+    assert index.remove(ids[:40]) == 40 and index._refine is not None and index._refine.ntotal == 2860
     index.add(ids[2900:], vectors[2900:])
     assert [int(index.search(v, 1)[1][0, 0]) for v in vectors[2900:2950]] == list(ids[2900:2950])
     assert IndexRows(index).differing(ids[40:], vectors[40:]) == []

@@ -74,6 +74,8 @@ def test_crossing_the_exact_limit_switches_to_an_approximate_index_with_recall_0
     lib_args, vectors = big
     facts = run_json("info", *lib_args)["indexes"]["vision"]
     assert facts["kind"] == "approximate" and facts["spec"].startswith("IVF") and facts["recall"] >= 0.95
+    assert facts["spec"] == "IVF128,PQ256x4fs,Refine(SQ8)"  # fast-scan codes ranked by 8-bit ones
+    assert (Path(lib_args[1]) / "vision.faiss.refine").is_file()
     assert facts["built"] and "reached the exact limit" in facts["reason"]
     code, out = run("info", *lib_args)
     assert code == 0 and "index     vision" in out and "recall@10" in out and "built" in out

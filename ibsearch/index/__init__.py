@@ -3,8 +3,8 @@
 This package knows nothing of files or models; the ids are the store's vector ids and
 :mod:`ibsearch.index_sync` composes the two. Importing it sets FAISS's BLAS threshold (see
 ``faiss_index.BLAS_THRESHOLD``). Exact or IVF (``faiss_index``), chosen by size and tuned to a recall
-target (``policy``, ``builder``, ``tuner``), its candidates ranked by second codes (``refine``, over
-fast-scan lists: ``fastscan``), kept in step with the database between saves (``live``), saved with a
+target (``policy``, ``builder``, ``tuner``), its candidates ranked by second codes (``refine``; the
+lists themselves in ``lists``), kept in step with the database between saves (``live``), saved with a
 sidecar (``persist``), checked row by row (``rows``); result arrays in ``results``.
 ``TorchExactIndex`` (GPU exact search) imports torch only when constructed.
 """

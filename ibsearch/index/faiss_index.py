@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import LibraryError, UsageError
 from ..idsets import IdSetSummary, summarize_ids
-from .fastscan import clear_block_tails, is_fast_scan
+from .lists import add_by_nearest_centroid, clear_block_tails, graph_quantizer, is_fast_scan, list_ids
 from .persist import (
     SIDECAR_FORMAT,
     BuildRecord,
@@ -87,7 +87,8 @@ class FaissIndex:
         self.record = BuildRecord()  # when and why it was built; saved in the sidecar
         self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES  # see the constant; benchmarks vary it
         base, codes = split_spec(spec)
-        self._refine = RefineCodes(self.dim, codes) if codes else None
+        self._refine_codes = codes  # the twin holding them is made when the index is trained
+        self._refine: RefineCodes | None = None
         if spec == EXACT:
             self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         else:
@@ -111,6 +112,7 @@ class FaissIndex:
         self = cls.__new__(cls)
         self.dim, self.spec, self.nprobe, self.model_id = meta.dim, meta.spec, nprobe, meta.model_id
         self._index, self.read_only, self.record, self._refine = index, read_only, meta.record, refine
+        self._refine_codes = split_spec(meta.spec)[1]
         self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES
         if self.spec != EXACT:
             self._check_ivf()
@@ -145,14 +147,7 @@ class FaissIndex:
     def _held_ids(self) -> np.ndarray:
         if self.spec == EXACT:
             return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
-        ivf = self._ivf()
-        lists: Any = ivf.invlists
-        parts = [
-            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-            for i in range(ivf.nlist)
-            if lists.list_size(i)
-        ]
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+        return list_ids(self._ivf())
 
     def summary(self) -> IdSetSummary:
         """Count, max id and checksum of the ids held (compare with ``Store.id_summary``)."""
@@ -189,7 +184,8 @@ class FaissIndex:
         if not self._index.is_trained:
             mat = as_matrix(vectors, self.dim, "training vectors")
             self._index.train(mat)
-            if self._refine is not None:
+            if self._refine_codes:
+                self._refine = RefineCodes.mirror(self._ivf(), self._refine_codes)
                 self._refine.train(mat)
 
     def add(self, ids: Any, vectors: Any) -> None:
@@ -211,29 +207,15 @@ class FaissIndex:
         graph = self._graph_quantizer()
         if graph is None:
             self._index.add_with_ids(mat, ids_arr)
-        else:
-            # A graph quantizer finds a vector's list approximately and one at a time; the exact
-            # nearest centroid, by BLAS over the centroids, is both better and several times faster.
-            # (FAISS's add_core with lists given corrupts a fast-scan index's packed lists, so the
-            # quantizer is swapped for a flat one while adding instead.)
-            ivf = self._ivf()
-            flat = faiss.IndexFlatIP(self.dim)
-            flat.add(self._centroids(graph))
-            ivf.quantizer = flat
-            try:
-                ivf.add_with_ids(mat, ids_arr)
-            finally:
-                ivf.quantizer = graph
+        else:  # see lists.add_by_nearest_centroid
+            add_by_nearest_centroid(self._ivf(), self._centroids(graph), mat, ids_arr)
         if self._refine is not None:
             self._refine.add(ids_arr, mat)
         self.record = self.record.changed_by(len(mat))
 
     def _graph_quantizer(self) -> Any:
         """The HNSW coarse quantizer of an IVF index (``IVF4096_HNSW32,...``), or None."""
-        if not self.approximate:
-            return None
-        quantizer = faiss.downcast_index(self._ivf().quantizer)
-        return quantizer if isinstance(quantizer, faiss.IndexHNSW) else None
+        return graph_quantizer(self._ivf()) if self.approximate else None
 
     def _centroids(self, quantizer: Any) -> np.ndarray:
         cached = getattr(self, "_centroid_cache", None)
@@ -297,7 +279,7 @@ class FaissIndex:
         if self._refine is None:
             return trim_results(*self._index.search(q, kk, params=params))
         _, found = self._index.search(q, min(candidates_for(kk), held), params=params)
-        return self._refine.rank(q, found, kk)
+        return self._refine.rank(q, found, kk, probes, graph)
 
     # ------------------------------------------------------------------ files
 
@@ -351,7 +333,7 @@ class FaissIndex:
             index = read_index(target, meta, mmap=mmap)
             codes = split_spec(meta.spec)[1]
             refine = None if codes is None else RefineCodes(
-                meta.dim, codes, read_index(refine_path(target), meta, mmap=mmap, flat=True)
+                read_index(refine_path(target), meta, mmap=mmap, flat=False)
             )  # fmt: skip
         except StaleIndexLoad:
             raise StaleIndexError(f"cannot read index file {target!r}: it is damaged or truncated") from None
@@ -368,6 +350,7 @@ class FaissIndex:
             or (meta.spec == EXACT) != (faiss.try_extract_index_ivf(index) is None)
             or loaded.summary() != meta.summary
             or (refine is not None and (refine.raw.d != meta.dim or refine.summary() != meta.summary))
+            or (refine is not None and refine.raw.nlist != loaded.nlist)
         ):
             raise StaleIndexError(f"index file {target!r} does not match its sidecar (an interrupted save?)")
         return loaded

@@ -1,11 +1,17 @@
-"""FAISS's fast-scan IVF lists (``PQ...x4fs``): 4-bit codes packed in blocks of 32 rows, interleaved so
-that SIMD registers score a block at once.
+"""The inverted lists of an IVF index: their ids, their codes row by row, and adding to them.
 
-Two things here deal with the packing. :func:`list_codes` unpacks a list's blocks to one code per row
-(what ``encode_vectors`` gives), for ``ibsearch check``. :func:`clear_block_tails` mends what FAISS
-1.15's ``remove_ids`` leaves behind: it shrinks a list but keeps the removed rows' bits in the slots of
+FAISS's fast-scan IVF kinds (``PQ...x4fs``) pack 4-bit codes in blocks of 32 rows, interleaved so that
+SIMD registers score a block at once. :func:`list_codes` unpacks a list to one code per row (what
+``encode_vectors`` gives) for ``ibsearch check``. :func:`clear_block_tails` mends what FAISS 1.15's
+``remove_ids`` leaves behind in them: it shrinks a list but keeps the removed rows' bits in the slots of
 the last, partly filled block, and a later add ORs new codes into those slots, so vectors added after a
 removal got codes that were neither theirs nor anyone's (found by a test that re-encodes every row).
+
+:func:`add_by_nearest_centroid` adds vectors to the list of their exact nearest centroid, whatever the
+coarse quantizer: a graph (HNSW) one finds a vector's list approximately and one vector at a time, while
+BLAS over the centroids is both exact and several times faster. FAISS's ``add_core`` with the lists given
+would do it, but corrupts a fast-scan index's packed lists, so the quantizer is swapped for a flat one
+holding the same centroids while adding.
 """
 
 from __future__ import annotations
@@ -21,12 +27,44 @@ def is_fast_scan(ivf: Any) -> bool:
     return isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan)
 
 
+def graph_quantizer(ivf: Any) -> Any:
+    """The HNSW coarse quantizer of ``ivf`` (``IVF4096_HNSW32,...``), or None."""
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    return quantizer if isinstance(quantizer, faiss.IndexHNSW) else None
+
+
+def add_by_nearest_centroid(ivf: Any, centroids: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> None:
+    """Add ``vectors`` under ``ids`` to ``ivf``, each to the list of its nearest of ``centroids`` (the
+    quantizer's own, ``(nlist, dim)``)."""
+    graph = ivf.quantizer
+    flat = faiss.IndexFlatIP(ivf.d)
+    flat.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    ivf.quantizer = flat
+    try:
+        ivf.add_with_ids(vectors, ids)
+    finally:
+        ivf.quantizer = graph
+
+
+def list_ids(ivf: Any) -> np.ndarray:
+    """Every id held by ``ivf``, list after list, as int64."""
+    lists: Any = ivf.invlists
+    parts = [
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+        for i in range(ivf.nlist)
+        if lists.list_size(i)
+    ]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
 def list_codes(ivf: Any, i: int) -> np.ndarray:
-    """The ``(n, code_size)`` codes of list ``i`` of a fast-scan ``ivf``, one row per vector."""
+    """The ``(n, code_size)`` codes of list ``i`` of ``ivf``, one row per vector (unpacked)."""
     ivf = faiss.downcast_index(ivf)
     lists: Any = ivf.invlists
-    packer: Any = ivf.get_CodePacker()
     n = lists.list_size(i)
+    if not is_fast_scan(ivf):
+        return faiss.rev_swig_ptr(lists.get_codes(i), n * ivf.code_size).reshape(n, -1).copy()
+    packer: Any = ivf.get_CodePacker()
     blocks = -(-n // packer.nvec)
     packed = faiss.rev_swig_ptr(lists.get_codes(i), blocks * packer.block_size)
     out = np.empty((blocks * packer.nvec, packer.code_size), dtype=np.uint8)
@@ -55,4 +93,11 @@ def clear_block_tails(ivf: Any) -> None:
         packer.pack_all(faiss.swig_ptr(rows), faiss.swig_ptr(last))
 
 
-__all__ = ["clear_block_tails", "is_fast_scan", "list_codes"]
+__all__ = [
+    "add_by_nearest_centroid",
+    "clear_block_tails",
+    "graph_quantizer",
+    "is_fast_scan",
+    "list_codes",
+    "list_ids",
+]

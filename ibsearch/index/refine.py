@@ -3,14 +3,15 @@
 An IVF index with 4-bit product-quantizer codes scanned in SIMD registers (FAISS's fast scan,
 ``PQ256x4fs``: 128 bytes a vector at 1024 dimensions) finds a query's neighbourhood several times faster
 than one with 8-bit scalar codes (1 KB a vector), but it orders what it finds only roughly. So it is asked
-for :data:`CANDIDATES_PER_HIT` candidates per hit wanted, and a second set of codes of every vector,
-looked up by id, ranks those. The spec says so in FAISS's own factory syntax:
-``IVF2048_HNSW32,PQ256x4fs,Refine(SQ8)``.
+for :func:`candidates_for` candidates, and a second set of codes of every vector ranks those. The spec
+says so in FAISS's own factory syntax: ``IVF2048_HNSW32,PQ256x4fs,Refine(SQ8)``.
 
-FAISS's ``IndexRefine`` would do this, but it can neither take the store's ids nor remove a vector, so
-the second codes are an ``IndexIDMap2`` over flat codes (:class:`RefineCodes`), kept beside the IVF
-index in a file of its own (``<index>.refine``) and memory-mapped when read for searching: a query
-touches only its candidates' pages.
+FAISS's ``IndexRefine`` would do this, but it can neither take the store's ids nor remove a vector. The
+second codes are instead a twin IVF index (:class:`RefineCodes`): the same centroids (a copy of the
+quantizer), so every vector sits in the same list in both, and the codes of its residual (``SQ8`` of a
+residual is finer than of the vector itself). Ranking is a search of the twin over the same lists that
+admits only the candidates (an ``IDSelectorBatch``): FAISS scores just those, in C++, reading their codes
+where they lie. The twin is saved beside the index (``<index>.refine``) and memory-mapped for searching.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import numpy as np
 
 from ..errors import UsageError
 from ..idsets import IdSetSummary, summarize_ids
-from .results import Result, best_k
+from .lists import add_by_nearest_centroid, graph_quantizer, list_ids
+from .results import Result, trim_results
 
-#: Candidates asked of the fast index for each hit wanted (recall 0.957 at 1M vectors with 16, where the
-#: same search with 10 reached 0.952: BENCHMARKS.md).
+#: Candidates asked of the fast index for each hit wanted: at 1M x 1024, nprobe 36, recall@10 went
+#: 0.955 / 0.960 / 0.961 with 10 / 16 / 24 (BENCHMARKS.md).
 CANDIDATES_PER_HIT = 16
 #: At least this many candidates, whatever ``k`` (a k=1 search still ranks a neighbourhood).
 MIN_CANDIDATES = 64
@@ -46,69 +48,68 @@ def candidates_for(k: int) -> int:
 
 
 class RefineCodes:
-    """Flat codes (``SQ8``, ``SQfp16``, ``Flat``) of every vector of an index, by the store's ids."""
+    """The twin IVF index holding the second codes (a FAISS index; see the module docstring)."""
 
-    def __init__(self, dim: int, spec: str, index: Any = None) -> None:
-        self.dim, self.spec = int(dim), spec
-        if index is None:
-            try:
-                codes = faiss.index_factory(self.dim, spec, faiss.METRIC_INNER_PRODUCT)
-            except RuntimeError as exc:
-                raise UsageError(f"invalid refine codes {spec!r}: {exc}") from None
-            if not isinstance(codes, faiss.IndexFlatCodes):
-                raise UsageError(f"refine codes must be flat codes such as SQ8, SQfp16 or Flat, got {spec!r}")
-            index = faiss.IndexIDMap2(codes)  # faiss's wrapper keeps ``codes`` alive with it
-        self._index: Any = index
+    def __init__(self, index: Any) -> None:
+        self._index: Any = index  # as FAISS's factory and reader give it: the owning, downcast object
+        self._centroids: np.ndarray | None = None
+
+    @classmethod
+    def mirror(cls, base_ivf: Any, codes: str) -> RefineCodes:
+        """An untrained twin of the trained IVF index ``base_ivf`` with codes ``codes`` (``SQ8``...)."""
+        base: Any = faiss.downcast_index(base_ivf)
+        try:
+            twin: Any = faiss.index_factory(base.d, f"IVF{base.nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise UsageError(f"invalid refine codes {codes!r} (try SQ8, SQfp16 or Flat): {exc}") from None
+        quantizer: Any = faiss.clone_index(base.quantizer)
+        twin.quantizer, twin.own_fields = quantizer, True  # k-means is skipped: it is trained and full
+        quantizer.this.disown()
+        return cls(twin)
+
+    @property
+    def raw(self) -> Any:
+        """The FAISS index, for saving."""
+        return self._index
 
     @property
     def ntotal(self) -> int:
         return int(self._index.ntotal)
 
-    @property
-    def raw(self) -> Any:
-        """The FAISS index (``IndexIDMap2`` over flat codes), for saving."""
-        return self._index
+    def ids(self) -> np.ndarray:
+        return list_ids(self._index)
 
     def summary(self) -> IdSetSummary:
         """Count, max id and checksum of the ids held."""
         return summarize_ids(self.ids())
-
-    def ids(self) -> np.ndarray:
-        """The ids, in the order the codes are held."""
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
 
     def train(self, vectors: np.ndarray) -> None:
         if not self._index.is_trained:
             self._index.train(vectors)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        self._index.add_with_ids(vectors, ids)
+        if graph_quantizer(self._index) is None:
+            self._index.add_with_ids(vectors, ids)
+            return
+        if self._centroids is None:
+            quantizer = self._index.quantizer
+            self._centroids = quantizer.reconstruct_n(0, quantizer.ntotal)
+        add_by_nearest_centroid(self._index, self._centroids, vectors, ids)
 
     def remove(self, selector: Any) -> int:
         return int(self._index.remove_ids(selector))
 
-    def codes(self) -> np.ndarray:
-        """``(n, code_size)`` code bytes, in the order of :meth:`ids` (a view into FAISS memory)."""
-        flat: Any = faiss.downcast_index(self._index.index)
-        n = self.ntotal
-        return faiss.rev_swig_ptr(flat.codes.data(), n * flat.code_size).reshape(n, flat.code_size)
-
-    def encode(self, vectors: np.ndarray) -> np.ndarray:
-        """The code bytes ``vectors`` get."""
-        return faiss.downcast_index(self._index.index).sa_encode(np.ascontiguousarray(vectors, np.float32))
-
-    def rank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> Result:
-        """The best ``k`` of each row of ``candidates`` ``(nq, c)`` (ids, -1 for none) by the scores of
-        these codes, as a trimmed search result."""
+    def rank(self, queries: np.ndarray, candidates: np.ndarray, k: int, nprobe: int, graph: Any) -> Result:
+        """The best ``k`` of the ``candidates`` ``(nq, c)`` (ids, -1 for none) by these codes, searched
+        in the ``nprobe`` lists the fast index probed (``graph``: its quantizer's search parameters)."""
         found = np.unique(candidates[candidates >= 0])
-        scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
-        if len(found):
-            vectors = self._index.reconstruct_batch(found)
-            at = np.searchsorted(found, candidates).clip(0, len(found) - 1)
-            live = candidates >= 0
-            for row, query in enumerate(queries):
-                scores[row, live[row]] = vectors[at[row, live[row]]] @ query
-        return best_k(scores, candidates, k)
+        if not len(found):
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        only = faiss.IDSelectorBatch(found)
+        params: Any = faiss.SearchParametersIVF()
+        params.sel, params.nprobe, params.quantizer_params = only, nprobe, graph
+        self._index.parallel_mode = 1 if len(queries) < faiss.omp_get_max_threads() else 0
+        return trim_results(*self._index.search(queries, min(k, len(found)), params=params))
 
 
 __all__ = ["CANDIDATES_PER_HIT", "MIN_CANDIDATES", "RefineCodes", "candidates_for", "split_spec"]
