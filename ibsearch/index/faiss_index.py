@@ -25,7 +25,15 @@ import numpy as np
 
 from ..errors import LibraryError, UsageError
 from ..idsets import IdSetSummary, summarize_ids
-from .lists import add_by_nearest_centroid, clear_block_tails, graph_quantizer, is_fast_scan, list_ids
+from .lists import (
+    add_by_nearest_centroid,
+    clear_block_tails,
+    coarse_lists,
+    graph_quantizer,
+    is_fast_scan,
+    list_ids,
+    search_lists,
+)
 from .persist import (
     SIDECAR_FORMAT,
     BuildRecord,
@@ -264,8 +272,10 @@ class FaissIndex:
             BLAS_DATABASE_BLOCK if nq >= BLAS_DATABASE_BLOCK_MIN_QUERIES else _FAISS_DATABASE_BLOCK
         )
         probes = min(int(nprobe or self.nprobe), self.nlist) if self.approximate else 0
-        if probes:  # fewer queries than threads: the threads share each query's lists instead
-            self._ivf().parallel_mode = 1 if nq < faiss.omp_get_max_threads() else 0
+        if probes:  # fewer queries than threads: the threads share each query's lists instead (but a
+            # fast-scan search of one query was faster on one thread, BENCHMARKS.md)
+            few = nq < faiss.omp_get_max_threads() and self._refine is None
+            self._ivf().parallel_mode = 1 if few else 0
         # A graph quantizer must look at more candidates than the lists it is asked for.
         graph = _faiss.SearchParametersHNSW(efSearch=max(16, 2 * probes)) if self._graph_quantizer() else None
         if sel is None:
@@ -278,8 +288,9 @@ class FaissIndex:
             params = _faiss.SearchParametersIVF(sel=sel.sel, nprobe=probes, quantizer_params=graph)
         if self._refine is None:
             return trim_results(*self._index.search(q, kk, params=params))
-        _, found = self._index.search(q, min(candidates_for(kk), held), params=params)
-        return self._refine.rank(q, found, kk, probes, graph)
+        coarse = coarse_lists(self._ivf(), q, probes, graph)  # one coarse search for both indexes
+        _, found = search_lists(self._ivf(), q, min(candidates_for(kk), held), coarse, sel and sel.sel)
+        return self._refine.rank(q, found, kk, coarse)
 
     # ------------------------------------------------------------------ files
 

@@ -46,6 +46,30 @@ def add_by_nearest_centroid(ivf: Any, centroids: np.ndarray, vectors: np.ndarray
         ivf.quantizer = graph
 
 
+def coarse_lists(ivf: Any, queries: np.ndarray, nprobe: int, graph: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(centroid scores, list numbers)`` ``(nq, nprobe)`` of the lists nearest each query (``graph``:
+    the search parameters of a graph quantizer, or None)."""
+    scores, lists = ivf.quantizer.search(queries, nprobe, params=graph)
+    return np.ascontiguousarray(scores, dtype=np.float32), np.ascontiguousarray(lists, dtype=np.int64)
+
+
+def search_lists(
+    ivf: Any, queries: np.ndarray, k: int, coarse: tuple[np.ndarray, np.ndarray], sel: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, ids)`` ``(nq, k)`` of the best ``k`` in the lists ``coarse`` (:func:`coarse_lists`)
+    gives each query, admitting only what ``sel`` (an ``IDSelector``, or None) admits. Two indexes over
+    the same centroids take one coarse search between them (FAISS's ``search_preassigned``)."""
+    centroid_scores, lists = coarse
+    n = len(queries)
+    params: Any = faiss.SearchParametersIVF()
+    params.nprobe, params.sel = lists.shape[1], sel
+    scores, ids = np.empty((n, k), dtype=np.float32), np.empty((n, k), dtype=np.int64)
+    ivf.search_preassigned_c(n, faiss.swig_ptr(queries), k, faiss.swig_ptr(lists),
+                             faiss.swig_ptr(centroid_scores), faiss.swig_ptr(scores), faiss.swig_ptr(ids),
+                             False, params)  # fmt: skip
+    return scores, ids
+
+
 def list_ids(ivf: Any) -> np.ndarray:
     """Every id held by ``ivf``, list after list, as int64."""
     lists: Any = ivf.invlists
@@ -96,8 +120,10 @@ def clear_block_tails(ivf: Any) -> None:
 __all__ = [
     "add_by_nearest_centroid",
     "clear_block_tails",
+    "coarse_lists",
     "graph_quantizer",
     "is_fast_scan",
     "list_codes",
     "list_ids",
+    "search_lists",
 ]

@@ -17,6 +17,7 @@ where they lie. The twin is saved beside the index (``<index>.refine``) and memo
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faiss
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..idsets import IdSetSummary, summarize_ids
-from .lists import add_by_nearest_centroid, graph_quantizer, list_ids
+from .lists import add_by_nearest_centroid, graph_quantizer, list_ids, search_lists
 from .results import Result, trim_results
 
 #: Candidates asked of the fast index for each hit wanted: at 1M x 1024, nprobe 36, recall@10 went
@@ -32,6 +33,8 @@ from .results import Result, trim_results
 CANDIDATES_PER_HIT = 16
 #: At least this many candidates, whatever ``k`` (a k=1 search still ranks a neighbourhood).
 MIN_CANDIDATES = 64
+#: Batches of this many queries and more are ranked on several threads.
+_THREADED_FROM = 4
 
 _REFINE = re.compile(r"^(?P<base>.+),\s*Refine\((?P<codes>[^()]+)\)$")
 
@@ -99,17 +102,35 @@ class RefineCodes:
     def remove(self, selector: Any) -> int:
         return int(self._index.remove_ids(selector))
 
-    def rank(self, queries: np.ndarray, candidates: np.ndarray, k: int, nprobe: int, graph: Any) -> Result:
+    def rank(
+        self, queries: np.ndarray, candidates: np.ndarray, k: int, coarse: tuple[np.ndarray, np.ndarray]
+    ) -> Result:
         """The best ``k`` of the ``candidates`` ``(nq, c)`` (ids, -1 for none) by these codes, searched
-        in the ``nprobe`` lists the fast index probed (``graph``: its quantizer's search parameters)."""
-        found = np.unique(candidates[candidates >= 0])
-        if not len(found):
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        only = faiss.IDSelectorBatch(found)
-        params: Any = faiss.SearchParametersIVF()
-        params.sel, params.nprobe, params.quantizer_params = only, nprobe, graph
-        self._index.parallel_mode = 1 if len(queries) < faiss.omp_get_max_threads() else 0
-        return trim_results(*self._index.search(queries, min(k, len(found)), params=params))
+        in the lists the fast index probed (``coarse``, from :func:`.lists.coarse_lists`).
+
+        Each query admits only its own candidates: one search for all queries admitting all of them
+        scores every query against the others' candidates in its lists too (77 against 49 ms for 100
+        queries at 1M vectors), so a batch is ranked query by query, on as many threads as FAISS uses
+        (FAISS lets go of the GIL while it searches)."""
+        n, k = len(queries), min(k, candidates.shape[1])
+        scores, ids = np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
+
+        def one(row: int) -> None:
+            mine = np.unique(candidates[row][candidates[row] >= 0])
+            if len(mine):
+                only = faiss.IDSelectorBatch(mine)
+                part = (coarse[0][row : row + 1], coarse[1][row : row + 1])
+                scores[row], ids[row] = search_lists(self._index, queries[row : row + 1], k, part, only)
+
+        threads = faiss.omp_get_max_threads()
+        self._index.parallel_mode = 1 if n < threads else 0
+        if n < _THREADED_FROM:
+            for row in range(n):
+                one(row)
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(one, range(n)))
+        return trim_results(scores, ids)
 
 
 __all__ = ["CANDIDATES_PER_HIT", "MIN_CANDIDATES", "RefineCodes", "candidates_for", "split_spec"]
