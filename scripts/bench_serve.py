@@ -1,9 +1,10 @@
 """How fast ``ibsearch serve`` answers: warm text-to-vision latency, and the command line through it.
 
-A library of N random unit vectors (no model needed to fill it) is served by a real ``ibsearch serve``
-process with ImageBind-Huge's text tower (random weights, real sizes), and queried over loopback
-HTTP with distinct texts (so no answer comes from the server's query cache), by 1 and by 8
-concurrent clients. Each answer's ``Server-Timing`` header splits the server's time into encoding the
+A library of N embedding-like unit vectors (``bench_search_kinds``'s ``mixture`` distribution: no model
+needed to fill it; from 100,000 vectors on it gets the approximate index ``auto`` picks) is served by a
+real ``ibsearch serve`` process with ImageBind-Huge's text tower (random weights, real sizes), and
+queried over loopback HTTP with distinct texts (so no answer comes from the server's query cache), by 1
+and by 8 concurrent clients. Each answer's ``Server-Timing`` header splits the server's time into encoding the
 text and searching; the client measures end to end. A "more like this" query (a stored vector, no
 encoding) and a repeated text (served from the cache) show the search alone. Then ``ibsearch query``
 is timed as a process of its own: through the running server, and cold, without one.
@@ -30,6 +31,9 @@ import httpx
 import numpy as np
 
 from ibsearch.engine import Library
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_search_kinds import Distribution  # noqa: E402  (the same distribution as the index bench)
 
 WORDS = "dog cat beach mountain city night snow forest river car bike child market rain sunset".split()
 
@@ -72,15 +76,16 @@ def make_card(work: Path) -> Path:
 
 
 def build(root: Path, n: int, card: Path) -> None:
-    """A library of ``n`` one-vector pictures with random unit vectors, written as an ingest would."""
+    """A library of ``n`` one-vector pictures with embedding-like unit vectors, written as an ingest would
+    (its index is built when the write ends, of the kind ``auto`` gives its size)."""
     if (root / "ibsearch.db").exists():
         return
     rng = np.random.default_rng(0)
+    mixture = Distribution("mixture", 1024)
     with Library.open(root, model=str(card), device="cpu", create=True) as lib, lib.writing():
         lib.bind_model()
         for start in range(0, n, 2000):
-            vecs = rng.standard_normal((min(2000, n - start), lib.dim)).astype(np.float32)
-            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            vecs = mixture.draw(rng, min(2000, n - start))
             ids = []
             with lib.store.transaction():
                 for i, vec in enumerate(vecs):
@@ -288,9 +293,10 @@ def main() -> None:
     for n in args.sizes:
         started = time.perf_counter()
         build(work / f"lib_{n}", n, card)
-        print(
-            f"library of {n:,} vectors ready in {time.perf_counter() - started:.1f} s; {load()}", flush=True
-        )
+        with Library.open(work / f"lib_{n}", model=str(card), device="cpu") as lib:
+            kind = lib.info(0)["indexes"]["vision"]["text"]
+        print(f"library of {n:,} vectors ready in {time.perf_counter() - started:.1f} s ({kind}); {load()}",
+              flush=True)  # fmt: skip
         latency, command = bench_size(work / f"lib_{n}", card, n, args)
         rows += latency
         cli += command

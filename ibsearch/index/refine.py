@@ -28,8 +28,8 @@ from ..idsets import IdSetSummary, summarize_ids
 from .lists import add_by_nearest_centroid, graph_quantizer, list_ids, search_lists
 from .results import Result, trim_results
 
-#: Candidates asked of the fast index for each hit wanted: at 1M x 1024, nprobe 36, recall@10 went
-#: 0.955 / 0.960 / 0.961 with 10 / 16 / 24 (BENCHMARKS.md).
+#: Candidates asked of the fast index for each hit wanted: at 1M x 1024 and nprobe 36, recall@10 of
+#: held-out queries was 0.925 / 0.942 / 0.953 with 64 / 100 / 160 candidates for k = 10 (BENCHMARKS.md).
 CANDIDATES_PER_HIT = 16
 #: At least this many candidates, whatever ``k`` (a k=1 search still ranks a neighbourhood).
 MIN_CANDIDATES = 64
