@@ -63,6 +63,23 @@ def test_bf16_autocast_stays_within_cosine_0_999_of_fp32(model: ImageBindModel) 
         assert cosine.min() >= 0.999, (modality, cosine)
 
 
+def test_int8_quantizes_the_linear_layers_on_cpus_and_stays_close_to_fp32(model: ImageBindModel) -> None:
+    fp32 = Encoder.from_model(copy.deepcopy(model), device="cpu", precision="fp32")
+    int8 = Encoder.from_model(copy.deepcopy(model), device="cpu", precision="int8")
+    qkv = int8._towers["text"].towers["text"].blocks[0].attn.qkv
+    assert type(qkv).__name__ == "Linear" and type(qkv).__module__.startswith("torch.ao.nn.quantized")
+    assert int8._towers["text"].towers["text"].exact is False  # int8 text takes the packed path
+    for modality, batch in _inputs().items():
+        exact, fast = fp32.encode(modality, batch), int8.encode(modality, batch)
+        assert fast.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+        cosine = (exact * fast).sum(axis=1)
+        assert cosine.min() >= 0.98, (modality, cosine)  # approximate: a quarter of the weight bits
+    with pytest.raises(UsageError, match="int8 runs on CPUs only"):
+        resolve_precision("int8", torch.device("cuda"))
+    assert resolve_precision("auto", torch.device("cpu")) != "int8"  # never chosen by itself
+
+
 def test_bf16_stores_matrix_weights_in_bf16_and_keeps_norms_in_fp32(model: ImageBindModel) -> None:
     encoder = Encoder.from_model(copy.deepcopy(model), device="cpu", precision="bf16")
     tower = encoder._towers["audio"].towers["audio"]
@@ -104,8 +121,8 @@ def test_auto_precision_follows_the_cpu_and_bad_values_are_refused() -> None:
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_fast_bf16() else "fp32")
     assert resolve_precision("fp32", cpu) == "fp32"
-    with pytest.raises(UsageError, match="precision 'int8'"):
-        resolve_precision("int8", cpu)
+    with pytest.raises(UsageError, match="precision 'int4'"):  # int8 became a precision (CPUs)
+        resolve_precision("int4", cpu)
     with pytest.raises(UsageError, match="device 'tpu'"):
         resolve_device("tpu")
     if not torch.cuda.is_available():

@@ -168,8 +168,9 @@ class SelfAttention(nn.Module):
         """
         b, n, d = x.shape
         h = self.heads
-        if pooled is None:
+        if pooled is None or not isinstance(self.qkv.weight, torch.Tensor):  # int8 layers: no slices
             q, k, v = self.qkv(x).view(b, n, 3, h, d // h).unbind(2)  # each (B, L, H, hd)
+            q = q if pooled is None else q[:, pooled]
         else:
             # Keys and values of every position, queries of the pooled ones only.
             w, bias = self.qkv.weight, self.qkv.bias
