@@ -228,6 +228,10 @@ def test_an_ivf_index_with_all_lists_probed_is_exact_and_supports_filters_and_re
 def test_index_specs_that_cannot_delete_are_refused():
     with pytest.raises(UsageError, match="HNSW cannot delete"):
         FaissIndex(DIM, "HNSW32")
+    with pytest.raises(UsageError, match="invalid refine codes 'NoSuch'"):
+        FaissIndex(DIM, "IVF16,PQ8x4fs,Refine(NoSuch)")
+    with pytest.raises(UsageError, match="fast-scan codes"):
+        FaissIndex(DIM, "IVF16,SQ8,Refine(PQ8x4fs)")
     with pytest.raises(UsageError, match="invalid FAISS index spec"):
         FaissIndex(DIM, "NoSuchIndex42")
 

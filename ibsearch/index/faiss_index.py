@@ -97,6 +97,8 @@ class FaissIndex:
         base, codes = split_spec(spec)
         self._refine_codes = codes  # the twin holding them is made when the index is trained
         self._refine: RefineCodes | None = None
+        if codes:
+            RefineCodes.make(self.dim, 1, codes)  # refused now, not when a build is under way
         if spec == EXACT:
             self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         else:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..idsets import IdSetSummary, summarize_ids
-from .lists import add_by_nearest_centroid, graph_quantizer, list_ids, search_lists
+from .lists import add_by_nearest_centroid, graph_quantizer, is_fast_scan, list_ids, search_lists
 from .results import Result, trim_results
 
 #: Candidates asked of the fast index for each hit wanted: at 1M x 1024 and nprobe 36, recall@10 of
@@ -57,14 +57,23 @@ class RefineCodes:
         self._index: Any = index  # as FAISS's factory and reader give it: the owning, downcast object
         self._centroids: np.ndarray | None = None
 
+    @staticmethod
+    def make(dim: int, nlist: int, codes: str) -> Any:
+        """An empty IVF index of ``nlist`` lists with codes ``codes``; a UsageError for codes that cannot
+        be a twin (unknown to FAISS, or fast-scan codes, which rank no better than the index's own)."""
+        try:
+            twin: Any = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise UsageError(f"invalid refine codes {codes!r} (try SQ8, SQfp16 or Flat): {exc}") from None
+        if is_fast_scan(twin):
+            raise UsageError(f"refine codes {codes!r} are fast-scan codes; use SQ8, SQfp16 or Flat")
+        return twin
+
     @classmethod
     def mirror(cls, base_ivf: Any, codes: str) -> RefineCodes:
         """An untrained twin of the trained IVF index ``base_ivf`` with codes ``codes`` (``SQ8``...)."""
         base: Any = faiss.downcast_index(base_ivf)
-        try:
-            twin: Any = faiss.index_factory(base.d, f"IVF{base.nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as exc:
-            raise UsageError(f"invalid refine codes {codes!r} (try SQ8, SQfp16 or Flat): {exc}") from None
+        twin = cls.make(base.d, base.nlist, codes)
         quantizer: Any = faiss.clone_index(base.quantizer)
         twin.quantizer, twin.own_fields = quantizer, True  # k-means is skipped: it is trained and full
         quantizer.this.disown()
