@@ -215,12 +215,13 @@ class FaissIndex:
         if not len(mat):
             return
         graph = self._graph_quantizer()
-        if graph is None:
+        centroids = None if graph is None else self._centroids(graph)  # the twin's are the same
+        if centroids is None:
             self._index.add_with_ids(mat, ids_arr)
         else:  # see lists.add_by_nearest_centroid
-            add_by_nearest_centroid(self._ivf(), self._centroids(graph), mat, ids_arr)
+            add_by_nearest_centroid(self._ivf(), centroids, mat, ids_arr)
         if self._refine is not None:
-            self._refine.add(ids_arr, mat)
+            self._refine.add(ids_arr, mat, centroids)
         self.record = self.record.changed_by(len(mat))
 
     def _graph_quantizer(self) -> Any:
@@ -280,6 +281,10 @@ class FaissIndex:
             self._ivf().parallel_mode = 1 if few else 0
         # A graph quantizer must look at more candidates than the lists it is asked for.
         graph = _faiss.SearchParametersHNSW(efSearch=max(16, 2 * probes)) if self._graph_quantizer() else None
+        if self._refine is not None:
+            coarse = coarse_lists(self._ivf(), q, probes, graph)  # one coarse search for both indexes
+            _, found = search_lists(self._ivf(), q, min(candidates_for(kk), held), coarse, sel and sel.sel)
+            return self._refine.rank(q, found, kk, coarse)
         if sel is None:
             params = _faiss.SearchParametersIVF(nprobe=probes, quantizer_params=graph) if probes else None
         elif self.spec == EXACT and nq >= self.filtered_blas_min_queries:
@@ -288,11 +293,7 @@ class FaissIndex:
             params = _faiss.SearchParameters(sel=sel.sel)
         else:
             params = _faiss.SearchParametersIVF(sel=sel.sel, nprobe=probes, quantizer_params=graph)
-        if self._refine is None:
-            return trim_results(*self._index.search(q, kk, params=params))
-        coarse = coarse_lists(self._ivf(), q, probes, graph)  # one coarse search for both indexes
-        _, found = search_lists(self._ivf(), q, min(candidates_for(kk), held), coarse, sel and sel.sel)
-        return self._refine.rank(q, found, kk, coarse)
+        return trim_results(*self._index.search(q, kk, params=params))
 
     # ------------------------------------------------------------------ files
 
@@ -346,7 +347,7 @@ class FaissIndex:
             index = read_index(target, meta, mmap=mmap)
             codes = split_spec(meta.spec)[1]
             refine = None if codes is None else RefineCodes(
-                read_index(refine_path(target), meta, mmap=mmap, flat=False)
+                read_index(refine_path(target), meta, mmap=mmap)
             )  # fmt: skip
         except StaleIndexLoad:
             raise StaleIndexError(f"cannot read index file {target!r}: it is damaged or truncated") from None

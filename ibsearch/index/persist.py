@@ -150,17 +150,15 @@ def _write_faiss(target: str, index: Any) -> None:
     atomic_write(target, write_index)
 
 
-def read_index(path: str, meta: IndexMeta, *, mmap: bool, flat: bool | None = None) -> Any:
-    """The FAISS index in ``path`` (memory-mapped and read-only with ``mmap``); ``flat`` says it holds
-    flat codes (default: an exact index's spec).
+def read_index(path: str, meta: IndexMeta, *, mmap: bool) -> Any:
+    """The FAISS index in ``path`` (memory-mapped and read-only with ``mmap``).
 
     Raises :class:`StaleIndexLoad` when the file is unreadable (see :func:`same_file` for whether it is
     the one ``meta`` was written with).
     """
     try:
         if mmap:
-            flat = meta.spec == "Flat" if flat is None else flat
-            flag = faiss.IO_FLAG_MMAP_IFC if flat else faiss.IO_FLAG_MMAP
+            flag = faiss.IO_FLAG_MMAP_IFC if meta.spec == "Flat" else faiss.IO_FLAG_MMAP
             return faiss.read_index(path, flag | faiss.IO_FLAG_READ_ONLY)
         with open(path, "rb") as fh:
             reader = _faiss.PyCallbackIOReader(fh.read)

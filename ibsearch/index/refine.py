@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..idsets import IdSetSummary, summarize_ids
-from .lists import add_by_nearest_centroid, graph_quantizer, is_fast_scan, list_ids, search_lists
+from .lists import add_by_nearest_centroid, is_fast_scan, list_ids, search_lists
 from .results import Result, trim_results
 
 #: Candidates asked of the fast index for each hit wanted: at 1M x 1024 and nprobe 36, recall@10 of
@@ -55,7 +55,6 @@ class RefineCodes:
 
     def __init__(self, index: Any) -> None:
         self._index: Any = index  # as FAISS's factory and reader give it: the owning, downcast object
-        self._centroids: np.ndarray | None = None
 
     @staticmethod
     def make(dim: int, nlist: int, codes: str) -> Any:
@@ -99,14 +98,13 @@ class RefineCodes:
         if not self._index.is_trained:
             self._index.train(vectors)
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if graph_quantizer(self._index) is None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, centroids: np.ndarray | None) -> None:
+        """Add ``vectors`` under ``ids``; ``centroids``: the index's (and so the twin's) centroids when
+        its quantizer is a graph (see :func:`.lists.add_by_nearest_centroid`), else None."""
+        if centroids is None:
             self._index.add_with_ids(vectors, ids)
-            return
-        if self._centroids is None:
-            quantizer = self._index.quantizer
-            self._centroids = quantizer.reconstruct_n(0, quantizer.ntotal)
-        add_by_nearest_centroid(self._index, self._centroids, vectors, ids)
+        else:
+            add_by_nearest_centroid(self._index, centroids, vectors, ids)
 
     def remove(self, selector: Any) -> int:
         return int(self._index.remove_ids(selector))
