@@ -95,8 +95,7 @@ class FaissIndex:
         self.record = BuildRecord()  # when and why it was built; saved in the sidecar
         self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES  # see the constant; benchmarks vary it
         base, codes = split_spec(spec)
-        self._refine_codes = codes  # the twin holding them is made when the index is trained
-        self._refine: RefineCodes | None = None
+        self._refine: RefineCodes | None = None  # the twin holding ``codes``, made when trained
         if codes:
             RefineCodes.make(self.dim, 1, codes)  # refused now, not when a build is under way
         if spec == EXACT:
@@ -122,7 +121,6 @@ class FaissIndex:
         self = cls.__new__(cls)
         self.dim, self.spec, self.nprobe, self.model_id = meta.dim, meta.spec, nprobe, meta.model_id
         self._index, self.read_only, self.record, self._refine = index, read_only, meta.record, refine
-        self._refine_codes = split_spec(meta.spec)[1]
         self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES
         if self.spec != EXACT:
             self._check_ivf()
@@ -194,8 +192,9 @@ class FaissIndex:
         if not self._index.is_trained:
             mat = as_matrix(vectors, self.dim, "training vectors")
             self._index.train(mat)
-            if self._refine_codes:
-                self._refine = RefineCodes.mirror(self._ivf(), self._refine_codes)
+            codes = split_spec(self.spec)[1]
+            if codes:
+                self._refine = RefineCodes.mirror(self._ivf(), codes)
                 self._refine.train(mat)
 
     def add(self, ids: Any, vectors: Any) -> None:

@@ -38,7 +38,7 @@ TRAIN_PER_LIST = 39
 #: What an approximate index stores per vector (see BENCHMARKS.md for the measured choice): 4-bit
 #: product-quantizer codes of 4 dimensions each, scanned in SIMD registers (FAISS's fast scan), whose
 #: candidates are ranked by 8-bit scalar codes of the same vectors (:mod:`.refine`). At 1M x 1024 this
-#: answered in a quarter of the time of SQ8 codes alone at the same recall.
+#: answered in half the time of SQ8 codes alone at the same recall (2.66 against 5.65 ms).
 DIMS_PER_PQ_CODE = 4
 REFINE_CODES = "SQ8"
 #: Codes for a dimension that 4-bit fast scan cannot split evenly: 8-bit scalar codes, scanned directly.

@@ -359,8 +359,7 @@ class Tower(nn.Module):
         elif self.spec.pooling == "first":
             last_pooled = torch.zeros(1, dtype=torch.long, device=h.device)
         else:
-            # Padded text: each row pools another position; an exact run keeps every row's bits.
-            last_pooled = None
+            last_pooled = None  # padded text: each row pools another position
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             h = block(h, last_pooled if i == last else None, packed)
