@@ -48,61 +48,16 @@ from torch import nn
 from ibsearch.encoder.malloc import retain_freed_memory
 from ibsearch.encoder.model.config import ImageBindConfig, get_config
 from ibsearch.encoder.model.model import ImageBindModel
-from ibsearch.encoder.model.towers import MAX_LOGIT_SCALE, Block, Tower, tower_specs
+from ibsearch.encoder.model.towers import Tower, tower_specs
 from ibsearch.encoder.runtime import Encoder, cpu_flags, cpu_has_fast_bf16
 from ibsearch.modality import MODALITIES
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from reference_style import ReferenceStyleTower  # noqa: E402  (the tests' oracle, shared)
 
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-class ReferenceStyleTower(nn.Module):
-    """The reference's way of running a tower, on our tower's tensors (shared, not copied).
-
-    Sequence-first trunk with ``nn.MultiheadAttention`` (packed in-projection, ``add_bias_kv``), an
-    additive float causal mask for text, LayerNorm over the whole sequence before pooling.
-    """
-
-    def __init__(self, tower: Tower) -> None:
-        super().__init__()
-        self.tower = tower
-        spec = tower.spec
-        self.blocks = [cast(Block, block) for block in tower.blocks]
-        self.attns = nn.ModuleList()
-        for block in self.blocks:
-            with torch.device("meta"):  # placeholders only; the real tensors are assigned below
-                mha = nn.MultiheadAttention(spec.width, spec.heads, bias=True, add_bias_kv=spec.bias_kv)
-            mha.in_proj_weight = cast(nn.Parameter, block.attn.qkv.weight)
-            mha.in_proj_bias = cast(nn.Parameter, block.attn.qkv.bias)
-            mha.out_proj.weight = cast(nn.Parameter, block.attn.proj.weight)
-            mha.out_proj.bias = cast(nn.Parameter, block.attn.proj.bias)
-            if block.attn.bias_k is not None and block.attn.bias_v is not None:
-                mha.bias_k, mha.bias_v = block.attn.bias_k, block.attn.bias_v
-            self.attns.append(mha)
-        n = spec.num_tokens
-        mask = torch.full((n, n), float("-inf")).triu(1) if spec.causal else None
-        self.register_buffer("mask", mask)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tower, spec = self.tower, self.tower.spec
-        h = tower.tokens(x)
-        if tower.pre_norm is not None:
-            h = tower.pre_norm(h)
-        h = h.transpose(0, 1)  # (L, B, D), as nn.MultiheadAttention expects by default
-        for block, mha in zip(self.blocks, self.attns, strict=True):
-            y = block.norm1(h)
-            h = h + mha(y, y, y, need_weights=False, attn_mask=self.mask)[0]
-            h = h + block.mlp(block.norm2(h))
-        h = tower.head_norm(h.transpose(0, 1))
-        if spec.pooling == "eot":
-            pooled = h[torch.arange(h.shape[0]), x.argmax(dim=-1)]
-        else:
-            pooled = h[:, 0]
-        out = F.normalize(tower.head_proj(pooled), dim=-1)
-        if tower.log_scale is not None:
-            out = torch.clamp(tower.log_scale.exp(), max=MAX_LOGIT_SCALE) * out
-        return out
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reference_style import reference_style_forward
 from safetensors.torch import load_file
 
 from ibsearch.encoder.model import towers
@@ -225,6 +226,28 @@ def test_exact_text_gives_the_bits_of_the_full_77_token_run(
         monkeypatch.setattr(towers, "exact_text_length", lambda n: 77)
         full = [tiny_model({"text": x})["text"] for x in [ids, *rows]]
     assert all(torch.equal(a, b) for a, b in zip(cut, full, strict=True))
+
+
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_every_tower_gives_the_bits_of_the_reference_style_forward(
+    case: str, tiny_model: ImageBindModel, tiny_io: dict[str, np.ndarray]
+) -> None:
+    # The reference's own computation (every position through every block, nn.MultiheadAttention,
+    # sequence first) on the same torch: the very bits, not a tolerance. The shortcut of a last
+    # block that computes only the pooled positions (``exact`` off) is within ~1e-6, not equal.
+    modality = case.split(".")[0]
+    x = _input(tiny_io[f"{case}.input"])
+    tower = tiny_model.towers[modality]
+    with torch.no_grad():
+        reference = reference_style_forward(tiny_model, modality, x)
+        ours = tiny_model({modality: x})[modality]
+        tower.exact = False
+        try:
+            fast = tiny_model({modality: x})[modality]
+        finally:
+            tower.exact = True
+    assert torch.equal(ours, reference), f"max diff {(ours - reference).abs().max():.3g}"
+    assert torch.all((fast - reference).abs() <= 1e-6 * reference.norm(dim=-1, keepdim=True))
 
 
 def test_an_empty_text_batch_gives_no_rows_like_the_other_towers(tiny_model: ImageBindModel) -> None:

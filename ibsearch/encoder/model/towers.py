@@ -270,8 +270,9 @@ class Tower(nn.Module):
             self.register_parameter("log_scale", None)
         # Packing of texts (see _drop_after_eot): None chooses by device; True/False force it.
         self.pack: bool | None = None
-        # Text: True gives the bits of the full 77-token run (cut only to exact_text_length, no
-        # packing, every position through every block); False allows the faster packed path.
+        # True gives the bits of the reference's full computation: every position through every
+        # block, the last included, and text cut only to exact_text_length. False allows the faster
+        # paths: text packed, and a last block that computes only the pooled positions.
         self.exact: bool = True
         self.reset_parameters()
 
@@ -353,13 +354,14 @@ class Tower(nn.Module):
                 h, packed = self._drop_after_eot(h, eot)
         if self.pre_norm is not None:
             h = self.pre_norm(h)
-        # Only the pooled positions' outputs are used, so the last block computes those alone.
+        # Only the pooled positions' outputs are used, so, when the bits may change (``exact`` off),
+        # the last block computes those alone: fewer rows take other kernels, off by up to ~1e-6.
         if packed is not None:
             last_pooled = torch.tensor(packed, device=h.device).cumsum(0) - 1
-        elif self.spec.pooling == "first":
+        elif self.spec.pooling == "first" and not self.exact:
             last_pooled = torch.zeros(1, dtype=torch.long, device=h.device)
         else:
-            last_pooled = None  # padded text: each row pools another position
+            last_pooled = None  # every position (padded text: each row pools another one)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             h = block(h, last_pooled if i == last else None, packed)
