@@ -200,7 +200,12 @@ class IndexSet:
         if not ids:
             return
         if key not in self._indexes:
-            self.get(key)  # loaded from the database now, it already holds these committed ids
+            # Loaded or built from the database now, it already holds these committed ids. Without a
+            # file these are the key's first vectors: nothing to repair, nothing to warn about.
+            if self.path(key).exists():
+                self.get(key)
+            else:
+                self.rebuild(key)
             return
         self._indexes[key].add(np.asarray(ids, dtype=np.int64), vectors)
         self.dirty.add(key)
