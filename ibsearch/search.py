@@ -3,7 +3,10 @@
 Combination rule (documented in the README): each term's vector is L2-normalized, multiplied by its
 weight, summed, and the sum is L2-normalized again. Filters become the set of allowed vector ids,
 which FAISS applies inside the search (an ID selector), so ``k`` hits come back whenever ``k``
-matching vectors exist.
+matching vectors exist. On an approximate index (a big library) the filter is first tried on the
+best ``POST_FILTER`` x k hits of an unfiltered search: a broad filter keeps k of them, at the cost
+of a look-up per candidate instead of listing every matching vector (a second at a million);
+a narrow one falls back to the filtered search.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ from .modality import (
     segments_key,
 )
 from .terms import LIKE, VECTOR, Term, terms_from_inputs
+
+POST_FILTER = 16  # candidates per wanted hit when a filter is tried on an unfiltered search first
+# ... which probes this many times the lists the index probes: hits that deep down its ranking need them
+# to be as right as its top k (recall@10 0.935 against 0.97 for a 10 % filter at a million vectors).
+POST_FILTER_NPROBE = 4
+POST_FILTER_MOST = 4096  # candidates at most (k up to 256)
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,8 @@ class Searcher(Closing):
         follow = None if str(self.library.device).lower() == "cpu" else self.library.device
         self.library.indexes.search_device = follow if search_device is None else search_device
 
+    post_filter = True  # try a filter on an approximate index's best unfiltered hits first (see above)
+
     def close(self) -> None:
         if self._owned:
             self.library.close()
@@ -212,14 +223,38 @@ class Searcher(Closing):
         self, key: str, query: np.ndarray, opts: SearchOptions, excluded: set[int]
     ) -> list[tuple[float, int]]:
         """``(score, vector id)`` of the best matches in one index, filters applied inside the search."""
-        store = self.library.store
-        allowed = None
         ranges = opts.duration_range()
-        if opts.path_glob or opts.path_prefix or ranges:
-            allowed = store.select_vector_ids(key, under=opts.path_prefix, glob=opts.path_glob, ranges=ranges)
-            if not len(allowed):
-                return []
+        if not (opts.path_glob or opts.path_prefix or ranges):
+            return self._top(key, query, opts.k, None, per_file=opts.segments, excluded=excluded)
+        filters: dict[str, Any] = {"under": opts.path_prefix, "glob": opts.path_glob, "ranges": ranges}
+        if self.post_filter and self.library.index(key).approximate:
+            found = self._post_filtered(key, query, opts, excluded, filters)
+            if found is not None:
+                return found
+        allowed = self.library.store.select_vector_ids(key, **filters)
+        if not len(allowed):
+            return []
         return self._top(key, query, opts.k, allowed, per_file=opts.segments, excluded=excluded)
+
+    def _post_filtered(
+        self, key: str, query: np.ndarray, opts: SearchOptions, excluded: set[int], filters: dict[str, Any]
+    ) -> list[tuple[float, int]] | None:
+        """The filter applied to the best hits of an unfiltered search, or None when fewer than ``k``
+        (files, with ``segments``) pass and the search must be filtered inside the index instead. The
+        best k that pass among the index's top candidates are the best k that pass."""
+        want = opts.k * POST_FILTER
+        if want > POST_FILTER_MOST:
+            return None  # a long list of hits: one unfiltered search that deep would cost more
+        nprobe = self.library.index(key).nprobe * POST_FILTER_NPROBE
+        found = self._top(key, query, want, None, per_file=opts.segments, excluded=excluded, nprobe=nprobe)
+        store = self.library.store
+        passing = set(store.select_vector_ids(key, among=np.array([i for _, i in found]), **filters).tolist())
+        kept = [(s, i) for s, i in found if i in passing]
+        if opts.segments:
+            enough = len({row.file_id for row in store.rows_for_vectors(list(passing)).values()}) >= opts.k
+        else:
+            enough = len(kept) >= opts.k
+        return kept if enough else None
 
     def _hits(self, found: list[tuple[float, int]], opts: SearchOptions) -> list[Hit]:
         """The best ``k`` of ``found`` as hits (with ``segments``, the best segment of each file)."""
@@ -246,13 +281,14 @@ class Searcher(Closing):
         allowed: np.ndarray | None,
         per_file: bool,
         excluded: set[int],
+        nprobe: int | None = None,
     ) -> list[tuple[float, int]]:
         """Top hits of one index, ``excluded`` ids left out; with ``per_file``, enough hits to give
         ``k`` distinct files."""
         index = self.library.index(key)
         want = k + len(excluded)
         while True:
-            scores, ids = index.search(query[None, :], want, allowed_ids=allowed)
+            scores, ids = index.search(query[None, :], want, allowed_ids=allowed, nprobe=nprobe)
             held = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             found = [(s, i) for s, i in held if i not in excluded]
             if not per_file or len(held) < want:

@@ -139,24 +139,42 @@ def test_a_memory_mapped_index_follows_a_database_it_was_not_saved_with(big):
         assert not lib.index("vision").pending
 
 
+@pytest.mark.parametrize("post_filter", [True, False])  # tried on unfiltered hits first / listed first
 @pytest.mark.parametrize("full_scan_below", [10_000, 0])  # exact over the filter's vectors / inside IVF
-def test_filters_give_k_hits_whenever_k_files_match_down_to_a_tenth_of_a_percent(big, full_scan_below):
+def test_filters_give_k_hits_whenever_k_files_match_down_to_a_tenth_of_a_percent(
+    big, full_scan_below, post_filter, monkeypatch
+):
     lib_args, vectors = big
     paths = np.array(paths_for(0, N))
+    monkeypatch.setattr(Searcher, "post_filter", post_filter)
     with open_lib(lib_args) as lib, Searcher(lib) as searcher:
         lib.indexes.get("vision").full_scan_below = full_scan_below
+        listed = []  # the filters that were turned into every matching vector id (not candidates only)
+        select = lib.store.select_vector_ids
+        monkeypatch.setattr(
+            lib.store,
+            "select_vector_ids",
+            lambda *a, **kw: listed.append(kw.get("among") is None) or select(*a, **kw),
+        )
         queries = mixture(20, seed=14)
-        for glob, share in (("/library/0[024]/*", 0.5), ("/library/03/00300[0-5].jpg", 0.001)):
+        cases = (("/library/0[024]/*", 0.5), ("/library/05/*", 1 / 6), ("/library/03/00300[0-5].jpg", 0.001))
+        for glob, share in cases:
             allowed = np.array([Path(p).match(glob.lstrip("/")) for p in paths])
             assert allowed.mean() == pytest.approx(share, rel=0.01)
             truth = exact_top(vectors, queries, K, allowed)
             recall = []
+            listed.clear()
             for q, t in zip(queries, truth, strict=True):
                 hits = searcher.query(vector=q, k=K, path_glob=glob)
                 assert len(hits) == min(K, int(allowed.sum())), glob
                 assert all(allowed[paths == h.path].all() for h in hits)
                 recall.append(len({h.path for h in hits} & set(paths[t])) / len(hits))
             assert np.mean(recall) >= (0.9 if share > 0.01 else 1.0), (glob, np.mean(recall))
+            # A broad filter is answered from the unfiltered search's best hits; a narrow one is listed.
+            if post_filter and share == 0.5:
+                assert sum(listed) <= 2, glob  # (a query whose candidates hold fewer than k may list)
+            elif share < 0.01:
+                assert sum(listed) == len(queries), glob
         none = searcher.query(vector=queries[0], k=K, path_glob="/nothing/*")
         assert none == []
 

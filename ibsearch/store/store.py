@@ -147,18 +147,25 @@ class Store(FileTables):
         under: PathLike | None = None,
         glob: str | None = None,
         ranges: Mapping[str, tuple[float | None, float | None]] | None = None,
+        among: np.ndarray | None = None,
     ) -> np.ndarray:
         """Ids (int64, sorted) of ``modality`` vectors whose file passes every given filter.
 
         ``under``: the path or a directory containing it. ``glob``: SQLite GLOB on the readable path
         (``*``, ``?``, ``[abc]``, ``[^abc]``; case-sensitive; ``*`` also crosses ``/``). ``ranges``: media
         info key -> inclusive ``(low, high)`` (None = open end); files without the key are excluded.
+        ``among``: only these vector ids are looked at (a search's candidates: a look-up each).
         """
         # Files first, then each file's vectors (by vectors_file): a path filter then costs the files it
         # matches, not a look-up per vector of the modality (seconds at a million vectors). "+" keeps
-        # SQLite from walking the modality index instead.
+        # SQLite from walking the modality index instead. Given candidates, the other way round.
         where: list[str] = ["+v.modality = ?"]
         params: list[Any] = [modality]
+        joined = "files f CROSS JOIN vectors v ON f.id = v.file_id"
+        if among is not None:
+            joined = "vectors v CROSS JOIN files f ON f.id = v.file_id"
+            where.append("v.id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps([int(i) for i in among]))
         if under is not None:
             clause, extra = prefix_clause("f.path_key", under)
             where.append(clause)
@@ -179,9 +186,7 @@ class Store(FileTables):
                 where.append("json_extract(f.info, ?) IS NOT NULL")
                 params.append(f"$.{key}")
         rows = self._conn.execute(
-            "SELECT v.id FROM files f CROSS JOIN vectors v ON f.id = v.file_id WHERE "
-            + " AND ".join(where)
-            + " ORDER BY v.id",
+            f"SELECT v.id FROM {joined} WHERE " + " AND ".join(where) + " ORDER BY v.id",
             params,
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
