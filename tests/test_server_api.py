@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import socket
 import statistics
 import threading
@@ -18,12 +19,14 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import DATA, run_json
-from test_server_helpers import MOMENT, Served, hits_of, moment_clip, served_fixture
+from test_server_helpers import MOMENT, Served, hits_of, ingest, moment_clip, opener, served_fixture
 
 from ibsearch.cli import cli
 from ibsearch.engine import Library
 from ibsearch.modality import FileKind
 from ibsearch.search import SearchOptions
+from ibsearch.server.config import ServerConfig
+from ibsearch.server.runner import Server
 from ibsearch.terms import LIKE, Term
 
 PHOTO = DATA / "images" / "photo_640x480.jpg"
@@ -202,6 +205,34 @@ def test_an_item_has_metadata_a_cached_thumbnail_and_its_file_with_range_support
         "wav": "audio/wav",
         "md": "text/plain; charset=utf-8",
     }
+
+
+def test_pictures_of_items_removed_since_the_last_run_are_deleted_when_the_server_starts(
+    tmp_path: Path, tiny_card: str
+):
+    media, library = tmp_path / "media", tmp_path / "lib"
+    media.mkdir()
+    for name in ("photo_640x480.jpg", "gray_L_300x400.png"):
+        shutil.copy(DATA / "images" / name, media / name)
+    ingest(library, tiny_card, media)
+    folder = library / "thumbnails"
+    with Server(opener(library, tiny_card), ServerConfig(port=0)) as server:
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            hits = http.post("/api/search", json={"text": ["a photo"], "k": 2}).json()["results"]
+            pictures = {hit["path"]: http.get(hit["thumbnail"]).content for hit in hits}
+    assert len(pictures) == 2 and len(list(folder.glob("*.jpg"))) == 2
+    (folder / "notes.txt").write_text("not a picture of ours")
+    run_json("remove", str(media / "gray_L_300x400.png"), "--library", library, "--model", tiny_card)
+    with Server(opener(library, tiny_card), ServerConfig(port=0)) as server:
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            assert http.get("/api/info").status_code == 200  # queued after the pruning
+            kept = list(folder.glob("*.jpg"))
+            assert [p.read_bytes() for p in kept] == [pictures[str(media / "photo_640x480.jpg")]]
+            hit = http.post("/api/search", json={"text": ["a photo"], "k": 1}).json()["results"][0]
+            assert http.get(hit["thumbnail"]).content == kept[0].read_bytes()
+    assert (folder / "notes.txt").exists()
 
 
 def test_texts_waiting_together_are_encoded_in_one_batch_and_find_the_same(served: Served):

@@ -75,7 +75,9 @@ def create_app(service: LibraryService, config: ServerConfig, *, instance: str =
     app.state.service = service
     app.state.config = config
     app.state.instance = instance
-    app.state.thumbnails = Thumbnails(service.library.root)
+    thumbnails = app.state.thumbnails = Thumbnails(service.library.root)
+    # The pictures of items removed since the last run go, on the library's thread before any request.
+    service.submit(lambda lib: thumbnails.prune(lib.store.file_ids_among))
     app.add_middleware(Guard, config=config)
     return app
 

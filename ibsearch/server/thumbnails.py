@@ -10,9 +10,11 @@ new picture. A library that cannot be written keeps its pictures in a private te
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,8 @@ SIZE = 320  # longest side in pixels
 WAVE_HEIGHT = 120
 BACKGROUND, INK, ACCENT = (246, 244, 239), (40, 40, 46), (217, 96, 48)
 TEXT_BYTES = 2048  # of a note, enough for the card
+
+log = logging.getLogger(__name__)
 
 
 class Thumbnails:
@@ -66,6 +70,29 @@ class Thumbnails:
             if old != target:
                 old.unlink(missing_ok=True)  # the picture of an earlier version of the file
         return target
+
+    def prune(self, alive: Callable[[list[int]], set[int]]) -> int:
+        """Delete the pictures of items that are no longer in the library (``alive`` says which of a
+        list of item ids still are); returns how many went. Other files in the folder are left."""
+        pictures: dict[int, list[Path]] = {}
+        gone = 0
+        try:
+            for path in self.folder.glob("*-*.jpg"):
+                ident, _, rest = path.stem.partition("-")
+                if ident.isdigit() and rest.isalnum():
+                    pictures.setdefault(int(ident), []).append(path)
+            idents = sorted(pictures)
+            for start in range(0, len(idents), 10_000):
+                chunk = idents[start : start + 10_000]
+                kept = alive(chunk)
+                for path in (path for i in chunk if i not in kept for path in pictures[i]):
+                    path.unlink(missing_ok=True)
+                    gone += 1
+        except OSError as exc:  # a folder that cannot be listed or written: the pictures stay
+            log.warning("could not prune the thumbnails in %s: %s", self.folder, exc)
+        if gone:
+            log.info("removed %d thumbnails of items no longer in the library", gone)
+        return gone
 
 
 def make_picture(source: str, record: FileRecord, kind: str) -> Image.Image:

@@ -76,6 +76,14 @@ class FileTables(Database):
         found = row.fetchone()
         return None if found is None else file_record(found)
 
+    def file_ids_among(self, file_ids: Iterable[int]) -> set[int]:
+        """Those of ``file_ids`` that are files of the library now (a look-up each)."""
+        wanted = json.dumps([int(i) for i in file_ids])
+        rows = self._conn.execute(
+            "SELECT id FROM files WHERE id IN (SELECT value FROM json_each(?))", (wanted,)
+        )
+        return {int(r[0]) for r in rows}
+
     def files_under(self, prefix: PathLike) -> dict[str, FileStat]:
         """Every stored path equal to ``prefix`` or inside it as a directory, with size, mtime and hash.
 
