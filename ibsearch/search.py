@@ -222,7 +222,8 @@ class Searcher(Closing):
     def _search_index(
         self, key: str, query: np.ndarray, opts: SearchOptions, excluded: set[int]
     ) -> list[tuple[float, int]]:
-        """``(score, vector id)`` of the best matches in one index, filters applied inside the search."""
+        """``(score, vector id)`` of the best matches in one index, filters applied inside the search
+        (or, on an approximate index, to the best candidates of a search without them, when k pass)."""
         ranges = opts.duration_range()
         if not (opts.path_glob or opts.path_prefix or ranges):
             return self._top(key, query, opts.k, None, per_file=opts.segments, excluded=excluded)

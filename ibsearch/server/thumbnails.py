@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..errors import MediaError
+from ..errors import IbsearchError, MediaError
 from ..files import atomic_write
 from ..store.records import FileRecord
 from .items import CheckedFile
@@ -88,7 +88,7 @@ class Thumbnails:
                 for path in (path for i in chunk if i not in kept for path in pictures[i]):
                     path.unlink(missing_ok=True)
                     gone += 1
-        except OSError as exc:  # a folder that cannot be listed or written: the pictures stay
+        except (OSError, IbsearchError) as exc:  # a folder or database that fails: the pictures stay
             log.warning("could not prune the thumbnails in %s: %s", self.folder, exc)
         if gone:
             log.info("removed %d thumbnails of items no longer in the library", gone)
