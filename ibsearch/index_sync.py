@@ -200,12 +200,12 @@ class IndexSet:
         if not ids:
             return
         if key not in self._indexes:
-            # Loaded or built from the database now, it already holds these committed ids. Without a
-            # file these are the key's first vectors: nothing to repair, nothing to warn about.
-            if self.path(key).exists():
-                self.get(key)
-            else:
+            # Loaded or built from the database now, it already holds these committed ids. When they
+            # are all the key has, there never was a file to miss: nothing to repair or warn about.
+            if not self.path(key).exists() and self.store.id_summary(key).size == len(ids):
                 self.rebuild(key)
+            else:
+                self.get(key)  # a file that vanished while other vectors were stored is reported
             return
         self._indexes[key].add(np.asarray(ids, dtype=np.int64), vectors)
         self.dirty.add(key)

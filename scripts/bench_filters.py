@@ -66,12 +66,11 @@ def measure(lib: Library, queries: np.ndarray, label: str, options: dict) -> str
     for q, want in zip(queries, truth, strict=True):
         expected = {paths[int(i)] for i in want}
         for post in (True, False):
-            Searcher.post_filter = post
+            searcher.post_filter = post  # this searcher only
             started = time.perf_counter()
             hits = searcher.query(vector=q, k=K, **options)
             times[post].append((time.perf_counter() - started) * 1e3)
             recalls[post].append(len(expected & {h.path for h in hits}) / K)
-    Searcher.post_filter = True
     med = {post: statistics.median(times[post]) for post in times}
     rec = {post: statistics.fmean(recalls[post]) for post in recalls}
     return (

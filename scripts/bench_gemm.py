@@ -84,13 +84,14 @@ def quantized(layers: nn.ModuleList, dtype: torch.dtype) -> nn.ModuleList:
         return torch.ao.quantization.quantize_dynamic(layers, {nn.Linear}, dtype=dtype)
 
 
-def query_rows(rows: int, layers: nn.ModuleList, iters: int) -> dict[str, float]:
+def query_rows(
+    rows: int, layers: nn.ModuleList, int8: nn.ModuleList, fp16: nn.ModuleList, iters: int
+) -> dict[str, float]:
     """Milliseconds for all of ``layers``' products at ``rows`` rows, per backend, and to read them."""
     g = torch.Generator().manual_seed(rows)
     weights = [(layer.weight.detach(), layer.bias.detach()) for layer in layers]
     xs = {k: torch.randn(rows, k, generator=g) for k in {k for k, _ in TEXT_BLOCK}}
     inputs = [xs[w.shape[1]] for w, _ in weights]
-    int8, fp16 = quantized(layers, torch.qint8), quantized(layers, torch.float16)
     onednn = torch.ops.mkldnn._linear_pointwise
     fns: dict[str, Callable[[], object]] = {
         "read": lambda: [w.sum() for w, _ in weights],
@@ -121,8 +122,9 @@ def query_table(iters: int) -> None:
     names = ["aten (MKL)", "onednn", "openblas", "int8 (fbgemm)", "fp16-weights (fbgemm)"]
     print("| rows | read fp32 weights once | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
+    int8, fp16 = quantized(layers, torch.qint8), quantized(layers, torch.float16)  # once, for both
     for rows in (1, 16):
-        ms = query_rows(rows, layers, iters)
+        ms = query_rows(rows, layers, int8, fp16, iters)
         read = f"{ms['read']:.0f} ms ({fp32_bytes / ms['read'] / 1e6:.1f} GB/s)"
         cells = [f"{ms[name]:.0f} ms" for name in ("aten", "onednn", "openblas", "int8", "fp16")]
         print(f"| {rows} | {read} | " + " | ".join(cells) + " |")
