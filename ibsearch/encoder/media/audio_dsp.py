@@ -85,8 +85,13 @@ def resampled_length(n_samples: int, orig_freq: int, new_freq: int) -> int:
     if orig_freq == new_freq:
         return n_samples
     g = math.gcd(orig_freq, new_freq)
-    # Float division then ceil, exactly as the reference computes it.
-    return math.ceil((new_freq // g) * n_samples / (orig_freq // g))
+    orig, new = orig_freq // g, new_freq // g
+    # The reference takes the ceil of a float32 tensor made from the float quotient: from about 2^18
+    # output samples (16 s) a quotient just above a whole number rounds down to it (722,562 samples
+    # at 44.1 kHz keep 262,154, not 262,155), which moves the later clips by a sample. The length is
+    # a slice of the filter's output, which has new * (n // orig + 1) samples.
+    rounded = float(torch.tensor(new * n_samples / orig, dtype=torch.float32))
+    return min(math.ceil(rounded), new * (n_samples // orig + 1))
 
 
 def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int) -> torch.Tensor:
