@@ -7,18 +7,20 @@ forward outputs for inputs of every tower.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from reference_style import reference_style_forward
+from reference_style import ReferenceStyleTower, reference_style_forward
 from safetensors.torch import load_file
 
-from ibsearch.encoder.model import towers
+from ibsearch.encoder.model import kernels, towers
 from ibsearch.encoder.model.config import get_config
 from ibsearch.encoder.model.keymap import modality_of
 from ibsearch.encoder.model.model import ImageBindModel, reference_key_shapes
@@ -223,9 +225,47 @@ def test_exact_text_gives_the_bits_of_the_full_77_token_run(
     rows = [ids[i : i + 1] for i in range(len(ids))]
     with torch.no_grad():
         cut = [tiny_model({"text": x})["text"] for x in [ids, *rows]]
-        monkeypatch.setattr(towers, "exact_text_length", lambda n: 77)
+        monkeypatch.setattr(towers, "exact_text_length", lambda n, device: 77)
         full = [tiny_model({"text": x})["text"] for x in [ids, *rows]]
     assert all(torch.equal(a, b) for a, b in zip(cut, full, strict=True))
+
+
+def test_exact_text_at_the_huge_width_gives_the_bits_of_the_reference_style_forward() -> None:
+    # The huge text tower's matrix and attention shapes (1024 wide, 16 heads), two blocks: which kernel
+    # a product takes depends on its shape and the CPU, not on the depth. Whatever the cut rule picks
+    # on this CPU (a multiple of 16 tokens where it was checked, else all 77) must give the bits of
+    # the reference's full run; on an AVX-512 Xeon the cut alone gave 1.6e-5 differences here.
+    config = dataclasses.replace(get_config("imagebind_huge"), text_num_blocks=2)
+    torch.manual_seed(5)
+    tower = towers.Tower(towers.tower_specs(config)["text"]).eval()
+    ids = torch.randint(1, 49406, (4, 77))
+    ends = [3, 17, 40, 70]
+    for row, end in zip(ids, ends, strict=True):
+        row[0], row[end], row[end + 1 :] = 49406, 49407, 0
+    reference = ReferenceStyleTower(tower)
+    with torch.no_grad():
+        for x in [ids, ids[:3], *(ids[i : i + 1] for i in range(4))]:
+            assert torch.equal(tower(x), reference(x)), f"EOTs at {x.argmax(dim=-1).tolist()}"
+
+
+def test_the_text_cut_is_taken_only_on_the_cpus_and_kernels_it_was_checked_on() -> None:
+    epyc = {"fma", "avx", "avx2", "f16c"}
+    xeon = epyc | {"avx512f", "avx512bw", "avx512_bf16", "amx_bf16", "amx_tile"}
+    assert kernels.text_cut_checked(epyc, "AVX2", "2.13.0+cpu", {})
+    assert not kernels.text_cut_checked(xeon, "AVX512", "2.13.0+cpu", {})
+    assert not kernels.text_cut_checked(xeon, "AVX2", "2.13.0+cpu", {"ATEN_CPU_CAPABILITY": "avx2"})
+    assert not kernels.text_cut_checked(epyc, "DEFAULT", "2.13.0+cpu", {"ATEN_CPU_CAPABILITY": "default"})
+    assert not kernels.text_cut_checked(epyc, "AVX2", "2.13.0+cpu", {"MKL_CBWR": "COMPATIBLE"})
+    assert not kernels.text_cut_checked(epyc, "AVX2", "2.13.0+cpu", {"ONEDNN_MAX_CPU_ISA": "SSE41"})
+    assert not kernels.text_cut_checked(epyc, "AVX2", "2.14.0", {})
+    assert not kernels.text_cut_checked({"sse4_2", "avx"}, "DEFAULT", "2.13.0+cpu", {})
+    # The rule in use, with this CPU's flags: where it declines, a short text runs all 77 positions.
+    cpu = torch.device("cpu")
+    checked = kernels.text_cut_checked(
+        kernels.cpu_flags(), torch.backends.cpu.get_cpu_capability(), torch.__version__, os.environ
+    )
+    assert kernels.exact_text_length(5, cpu) == (16 if checked else 77)
+    assert kernels.exact_text_length(70, cpu) == 77
 
 
 @pytest.mark.parametrize("case", PARITY_CASES)

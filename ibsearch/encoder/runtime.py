@@ -14,7 +14,6 @@ Results are approximate, as with bf16.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -30,6 +29,7 @@ from ..errors import UsageError
 from ..modality import canonical, resolve_modalities
 from ..progress import Progress
 from .malloc import retain_freed_memory
+from .model.kernels import cpu_flags
 from .model.model import ImageBindModel
 from .model.towers import Tower
 
@@ -42,19 +42,6 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags from /proc/cpuinfo (empty where that file does not exist)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 def cpu_has_fast_bf16() -> bool:

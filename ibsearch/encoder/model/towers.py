@@ -21,6 +21,7 @@ from torch import nn
 from ...modality import AUDIO, DEPTH, IMU, MODALITIES, TEXT, THERMAL, VISION
 from ..inputs import CLIP_FRAMES, IMAGE_SIZE, IMU_CHANNELS, IMU_SAMPLES, TEXT_CONTEXT, TEXT_VOCAB
 from .config import ImageBindConfig
+from .kernels import exact_text_length
 
 # Fixed by the released model, not by its config (the input sizes are in ..inputs).
 IMU_PATCH = 8  # time steps per IMU token; the reference ignores imu_kernel_size and uses 8
@@ -28,17 +29,6 @@ MAX_LOGIT_SCALE = 100.0  # upper clip of every output scale
 
 STEM_LN_EPS = 1e-5  # LayerNorm after the stem (PyTorch default in the reference)
 TRUNK_LN_EPS = 1e-6  # block, pre-trunk and head LayerNorms
-
-
-def exact_text_length(n: int) -> int:
-    """Tokens to keep so that a text whose last EOT is at n - 1 gives the bits of the full 77-token run.
-
-    Dropping the positions after the EOT is the same math under the causal mask, but not the same
-    bits on a CPU: matrix products over fewer than 12 rows, and causal attention over a row length
-    that is not a multiple of the vector width, take other kernel paths (measured on torch 2.13,
-    MKL/oneDNN, AVX2: a few 1e-7 relative on the embedding). Multiples of 16 (77 above 64) keep them.
-    """
-    return TEXT_CONTEXT if n > 64 else max(16, -(-n // 16) * 16)
 
 
 @dataclass(frozen=True)
@@ -299,16 +289,17 @@ class Tower(nn.Module):
         """Text tokens (B, 77, D) cut after each row's EOT; returns the tokens and, if packed, the lengths.
 
         Exact (``exact``, the default): the batch is cut to :func:`exact_text_length` of its last EOT,
-        which gives the bits of the full 77-token run (the reference's), at 2.3-2.6x its speed for a
-        short text on a 2-core CPU. With ``exact`` off, faster by another 20-30 % and within ~1e-7 of
-        those bits: packed (``pack``; by default on CPUs, and always for a single text): the rows' kept tokens
-        laid end to end as one row (1, sum of lengths, D), so the matrix products do no work on
-        padding. Otherwise the batch is cut after its last EOT (B, max length, D): GPUs prefer that
-        to one attention call per text.
+        which gives the bits of the full 77-token run (the reference's): on the CPUs where a cut was
+        checked to keep them, at 2.3-2.6x its speed for a short text on 2 cores; elsewhere all 77.
+        With ``exact`` off, faster by another 20-30 % and within ~1e-7 of those bits: packed
+        (``pack``; by default on CPUs, and always for a single text): the rows' kept tokens laid end
+        to end as one row (1, sum of lengths, D), so the matrix products do no work on padding.
+        Otherwise the batch is cut after its last EOT (B, max length, D): GPUs prefer that to one
+        attention call per text.
         """
         lengths = (eot + 1).tolist()
         if self.exact:
-            return h[:, : exact_text_length(max(lengths, default=h.shape[1]))], None
+            return h[:, : exact_text_length(max(lengths, default=h.shape[1]), h.device)], None
         pack = self.pack if self.pack is not None else h.device.type == "cpu"
         if not lengths or (not pack and len(lengths) > 1):
             return h[:, : max(lengths, default=h.shape[1])], None
