@@ -22,6 +22,7 @@ from starlette.status import HTTP_204_NO_CONTENT
 from .. import __version__
 from ..errors import IbsearchError, LibraryError, MediaError, UsageError
 from .config import ServerConfig
+from .decoding import UploadDecoder
 from .items import FileChanged
 from .models import ERRORS, SearchRequest, SignIn, form_schema
 from .routes import router
@@ -75,6 +76,7 @@ def create_app(service: LibraryService, config: ServerConfig, *, instance: str =
     app.state.service = service
     app.state.config = config
     app.state.instance = instance
+    app.state.decoder = UploadDecoder(config)
     thumbnails = app.state.thumbnails = Thumbnails(service.library.root)
     # The pictures of items removed since the last run go, on the library's thread before any request.
     service.submit(lambda lib: thumbnails.prune(lib.store.file_ids_among))

@@ -8,6 +8,7 @@ search never waits for them.
 from __future__ import annotations
 
 import os
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -19,6 +20,7 @@ from ..errors import MediaError, UsageError
 from ..files import display_path
 from ..modality import TEXT
 from ..store.records import FileRecord
+from .decoding import search_form
 from .items import CheckedFile, ItemFileResponse, content_type, item_model, kind_of, result_model
 from .models import ERRORS, MAX_ID, Health, Info, Item, SearchRequest, SearchResponse, printable
 from .query import Uploads, read_form, request_terms, search_options
@@ -45,7 +47,6 @@ SEARCH_BODY = {
         },
     }
 }
-FORM_LIMITS = {"max_files": 6 * 32, "max_fields": 400, "max_part_size": 64 * 1024}
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -93,7 +94,7 @@ async def search(request: Request, response: Response) -> SearchResponse:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     with Uploads() as uploads:
         if kind == "multipart/form-data":
-            async with request.form(**FORM_LIMITS) as form:
+            async with search_form(request, request.app.state.config) as form:
                 query, files = await read_form(form, uploads)
         elif kind in ("application/json", ""):
             query, files = SearchRequest.model_validate_json(await request.body() or b"{}"), []
@@ -101,14 +102,18 @@ async def search(request: Request, response: Response) -> SearchResponse:
             return JSONResponse(  # type: ignore[return-value]
                 {"error": f"send the query as application/json or multipart/form-data, not {kind!r}"}, 415
             )
-        terms, options = request_terms(query) + files, search_options(query)
+        terms, options = request_terms(query), search_options(query)
         texts = [term.value for term in terms if term.kind == TEXT and isinstance(term.value, str)]
+        started = time.perf_counter()
         try:
-            found = await service.run(lambda _: service.search(terms, options), texts)
+            terms += await request.app.state.decoder.vectors(files, uploads, service)
         except MediaError as exc:
             raise uploads.explain(exc) from None
+        uploaded = time.perf_counter() - started
+        found = await service.run(lambda _: service.search(terms, options), texts)
+    encode = found.encode_seconds + uploaded
     response.headers["Server-Timing"] = (
-        f"encode;dur={found.encode_seconds * 1000:.1f}, search;dur={found.search_seconds * 1000:.1f}"
+        f"encode;dur={encode * 1000:.1f}, search;dur={found.search_seconds * 1000:.1f}"
     )
     return SearchResponse(results=[result_model(record, hit) for record, hit in found.hits])
 
