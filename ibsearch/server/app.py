@@ -7,6 +7,7 @@ Every error is an answer ``{"error": "...what was wrong..."}`` with a 4xx status
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.status import HTTP_204_NO_CONTENT
@@ -30,6 +32,7 @@ from .security import TOKEN_COOKIE, Guard, UploadTooLarge, token_matches
 from .service import ItemNotFound, LibraryService
 from .thumbnails import Thumbnails
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 #: The status of each kind of ibsearch error (the first match in this order wins).
 STATUS: tuple[tuple[type[IbsearchError], int], ...] = (
@@ -63,6 +66,7 @@ def new_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(ValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, gone)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -128,6 +132,14 @@ async def invalid(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+
+async def gone(request: Request, exc: Exception) -> Response:
+    """A client that went away before its request was read (a closed tab, a slow upload given up):
+    one line in the log, not a traceback per client. The answer goes nowhere."""
+    client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+    log.warning("client %s went away before its %s %s was read", client, request.method, request.url.path)
+    return Response(status_code=400)
 
 
 def openapi(app: FastAPI) -> dict[str, Any]:
