@@ -48,7 +48,7 @@ def test_a_search_may_upload_only_so_many_files(served: Served):
     answer = served.http.post("/api/search", files=files)
     assert answer.status_code == 413, answer.text
     message = answer.json()["error"]
-    assert f"at most {limit} files" in message and "--max-upload-files" in message
+    assert f"at most {limit} files per search" in message and "--max-upload-files" in message
     assert served.http.post("/api/search", files=files[:limit]).status_code == 200
 
 

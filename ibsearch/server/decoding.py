@@ -1,11 +1,12 @@
 """Uploaded query files: how many one search may send, how many pixels it may make the server
 decode, and decoding them without holding up other clients.
 
-Both limits are decided before anything is decoded: the number of files while the form is read
-(``--max-upload-files``), the pixels from each image's header (``--max-upload-megapixels``, the images
-of the ``image``, ``depth`` and ``thermal`` fields together; Pillow reads an image's size without its
-data, numpy an array's shape from its ``.npy`` header). A 9000 x 9000 JPEG is a few hundred kilobytes
-that take seconds to decode, which the upload size limit alone does not bound.
+Both limits are decided before anything is decoded: the number of files when the form is read
+(``--max-upload-files``, :func:`~ibsearch.server.query.read_form`), the pixels from each image's
+header (``--max-upload-megapixels``, the images of the ``image``, ``depth`` and ``thermal`` fields
+together; Pillow reads an image's size without its data, numpy an array's shape from its ``.npy``
+header). A 9000 x 9000 JPEG is a few hundred kilobytes that take seconds to decode, which the
+upload size limit alone does not bound.
 
 Decoding then happens on worker threads, at most :data:`DECODE_THREADS` at once for the whole
 server and one at a time per search, and not on the library's thread (:class:`LibraryService`):
@@ -17,22 +18,17 @@ the cores stay free for the searches of other clients.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import warnings
-from collections.abc import AsyncIterator
 from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
 
 from ..library import Library
-from ..modality import QUERY_KINDS
+from ..modality import DEPTH, QUERY_KINDS, THERMAL, VISION
 from ..terms import VECTOR, Term
 from .config import ServerConfig
 from .query import Uploads
@@ -44,30 +40,9 @@ if TYPE_CHECKING:
 
 #: Decodes under way at once in the whole server.
 DECODE_THREADS = max(1, (os.cpu_count() or 2) // 2)
-#: Upload modalities whose files are pictures (a video's frames are bounded by its size in bytes).
-PICTURES = ("vision", "depth", "thermal")
-FORM_LIMITS = {"max_fields": 400, "max_part_size": 64 * 1024}
+#: Upload modalities whose files are pictures (a video is bounded by the upload size alone).
+PICTURES = (VISION, DEPTH, THERMAL)
 NPY_MAGIC = b"\x93NUMPY"
-
-
-def too_many_files(limit: int) -> str:
-    return f"at most {limit} files per search on this server (--max-upload-files); send fewer"
-
-
-@contextlib.asynccontextmanager
-async def search_form(request: Request, config: ServerConfig) -> AsyncIterator[FormData]:
-    """The multipart form of a search, refused with :class:`UploadTooLarge` beyond the file limit
-    as soon as the parser meets one file too many."""
-    try:
-        form = await request.form(max_files=config.max_upload_files, **FORM_LIMITS)
-    except HTTPException as exc:
-        if str(exc.detail).startswith("Too many files"):  # Starlette's words for max_files
-            raise UploadTooLarge(too_many_files(config.max_upload_files)) from None
-        raise
-    try:
-        yield form
-    finally:
-        await form.close()
 
 
 def picture_size(path: str) -> tuple[int, int] | None:
@@ -140,4 +115,4 @@ def encode(lib: Library, modality: str, item: torch.Tensor) -> np.ndarray:
     return lib.encoder().encode(modality, item[None])[0]
 
 
-__all__ = ["DECODE_THREADS", "UploadDecoder", "check_pixels", "picture_size", "search_form"]
+__all__ = ["DECODE_THREADS", "UploadDecoder", "check_pixels", "picture_size"]

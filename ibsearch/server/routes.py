@@ -20,7 +20,6 @@ from ..errors import MediaError, UsageError
 from ..files import display_path
 from ..modality import TEXT
 from ..store.records import FileRecord
-from .decoding import search_form
 from .items import CheckedFile, ItemFileResponse, content_type, item_model, kind_of, result_model
 from .models import ERRORS, MAX_ID, Health, Info, Item, SearchRequest, SearchResponse, printable
 from .query import Uploads, read_form, request_terms, search_options
@@ -47,6 +46,8 @@ SEARCH_BODY = {
         },
     }
 }
+#: The parser's own bounds; the server's file limit (--max-upload-files) is checked before any is saved.
+FORM_LIMITS = {"max_files": 6 * 32, "max_fields": 400, "max_part_size": 64 * 1024}
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -94,8 +95,8 @@ async def search(request: Request, response: Response) -> SearchResponse:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     with Uploads() as uploads:
         if kind == "multipart/form-data":
-            async with search_form(request, request.app.state.config) as form:
-                query, files = await read_form(form, uploads)
+            async with request.form(**FORM_LIMITS) as form:
+                query, files = await read_form(form, uploads, request.app.state.config.max_upload_files)
         elif kind in ("application/json", ""):
             query, files = SearchRequest.model_validate_json(await request.body() or b"{}"), []
         else:
@@ -141,11 +142,16 @@ async def item(request: Request, item_id: ItemId) -> Item:
 
 
 def item_file_route(what: str, content: dict[int | str, dict[str, Any]]) -> Any:
-    """The declaration of ``/api/items/{item_id}/<what>``, answered with ``content``."""
-    responses = {**content, **errors(401, 404, 409, 422)}
-    return router.get(
-        f"/api/items/{{item_id}}/{what}", response_class=Response, responses=responses, tags=["items"]
-    )
+    """The declaration of ``/api/items/{item_id}/<what>``, answered with ``content``; HEAD gets the
+    same headers without the file (not in the schema: one operation per path and method there)."""
+    path, responses = f"/api/items/{{item_id}}/{what}", {**content, **errors(401, 404, 409, 422)}
+
+    def declare(endpoint: Any) -> Any:
+        router.add_api_route(path, endpoint, methods=["HEAD"], response_class=Response,
+                             include_in_schema=False)  # fmt: skip
+        return router.get(path, response_class=Response, responses=responses, tags=["items"])(endpoint)
+
+    return declare
 
 
 @item_file_route("thumbnail", JPEG)
