@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 
 import httpx
+import numpy as np
 from conftest import DATA
 from PIL import Image
 from test_server_helpers import Served, opener, served_fixture
@@ -66,6 +67,13 @@ def test_the_pixels_a_search_may_decode_are_counted_from_the_headers_before_deco
     assert "--max-upload-megapixels" in message
     alone = served.http.post("/api/search", files=files[:1])  # within the budget: decoded, and damaged
     assert alone.status_code == 422 and "first.png" in alone.json()["error"]
+    npy = io.BytesIO()
+    header = {"descr": "<f4", "fortran_order": False, "shape": (12000, 9000)}
+    np.lib.format.write_array_header_1_0(npy, header)
+    depth = served.http.post("/api/search", files={"depth": ("far.npy", npy.getvalue())})
+    assert depth.status_code == 413 and "far.npy (uploaded as depth) is 12000 x 9000 values" in depth.text
+    bomb = served.http.post("/api/search", files={"thermal": ("bomb.png", png_header(20000, 20000))})
+    assert bomb.status_code == 413 and "400,000,000 pixels" in bomb.json()["error"]
 
 
 def test_a_text_search_is_answered_while_a_heavy_upload_is_being_decoded(served: Served, tmp_path: Path):

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import warnings
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -43,29 +44,38 @@ DECODE_THREADS = max(1, (os.cpu_count() or 2) // 2)
 #: Upload modalities whose files are pictures (a video is bounded by the upload size alone).
 PICTURES = (VISION, DEPTH, THERMAL)
 NPY_MAGIC = b"\x93NUMPY"
+BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
-def picture_size(path: str) -> tuple[int, int] | None:
-    """``(width, height)`` of the image or ``.npy`` map at ``path`` from its header alone; None when
-    it is neither (its loader then says what is wrong with it)."""
+def picture_pixels(path: str) -> tuple[int, str] | None:
+    """The pixels of the image or ``.npy`` map at ``path``, from its header alone, and how to say
+    it (``"9000 x 9000 pixels"``); None when it is neither (its loader then says what is wrong)."""
     with open(path, "rb") as fh:
-        npy = fh.read(len(NPY_MAGIC)) == NPY_MAGIC
-    if npy:
-        try:
-            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-        except (ValueError, OSError):
-            return None
-        return (int(shape[-1]), int(np.prod(shape[:-1], dtype=np.int64))) if shape else None
+        if fh.read(len(NPY_MAGIC)) == NPY_MAGIC:
+            fh.seek(0)
+            try:
+                shape = npy_shape(fh)
+            except ValueError:
+                return None
+            return int(np.prod(shape, dtype=np.int64)), f"{' x '.join(map(str, shape))} values"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return image.size
-    except Image.DecompressionBombError:  # past twice Pillow's limit: far past any budget anyway
-        side = int((2 * (Image.MAX_IMAGE_PIXELS or 0)) ** 0.5) + 1
-        return side, side
+                return image.width * image.height, f"{image.width} x {image.height} pixels"
+    except Image.DecompressionBombError as exc:  # past twice Pillow's limit; its message has the count
+        found = BOMB_PIXELS.search(str(exc))
+        pixels = int(found.group(1)) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
+        return pixels, f"{pixels:,} pixels"
     except Exception:  # Pillow plugins raise many types for what they cannot read
         return None
+
+
+def npy_shape(fh: BinaryIO) -> tuple[int, ...]:
+    """The shape an ``.npy`` file declares in its header (``fh`` at its start)."""
+    if np.lib.format.read_magic(fh) == (1, 0):
+        return tuple(np.lib.format.read_array_header_1_0(fh)[0])
+    return tuple(np.lib.format.read_array_header_2_0(fh)[0])
 
 
 def check_pixels(files: list[Term], uploads: Uploads, megapixels: float) -> None:
@@ -74,13 +84,13 @@ def check_pixels(files: list[Term], uploads: Uploads, megapixels: float) -> None
     for term in files:
         if term.kind not in PICTURES or term.media is not None:
             continue
-        size = picture_size(str(term.value))
-        total += size[0] * size[1] if size else 0
-        if size and total > budget:
+        found = picture_pixels(str(term.value))
+        total += found[0] if found else 0
+        if found and total > budget:
             raise UploadTooLarge(
-                f"{uploads.names.get(str(term.value), 'an upload')} is {size[0]} x {size[1]} pixels: "
-                f"the images of one search may hold at most {megapixels:g} megapixels in all on this "
-                "server (--max-upload-megapixels); send a smaller picture"
+                f"{uploads.names.get(str(term.value), 'an upload')} is {found[1]}: the images of one "
+                f"search may hold at most {megapixels:g} megapixels in all on this server "
+                "(--max-upload-megapixels); send a smaller picture"
             )
 
 
@@ -115,4 +125,4 @@ def encode(lib: Library, modality: str, item: torch.Tensor) -> np.ndarray:
     return lib.encoder().encode(modality, item[None])[0]
 
 
-__all__ = ["DECODE_THREADS", "UploadDecoder", "check_pixels", "picture_size"]
+__all__ = ["DECODE_THREADS", "UploadDecoder", "check_pixels", "picture_pixels"]
