@@ -42,8 +42,19 @@ from .output import echo_json, say
     show_default=True,
     help="Largest request (an uploaded query file) accepted, in megabytes.",
 )
+@click.option("--max-upload-files", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Most files one search may upload.")  # fmt: skip
+@click.option("--max-upload-megapixels", type=click.FloatRange(min=0, min_open=True), default=100.0,
+              show_default=True, help="Most image pixels (millions) one search may decode.")  # fmt: skip
 def serve(
-    host: str, port: int, token: str | None, max_upload_mb: float, as_json: bool, **common: Any
+    host: str,
+    port: int,
+    token: str | None,
+    max_upload_mb: float,
+    max_upload_files: int,
+    max_upload_megapixels: float,
+    as_json: bool,
+    **common: Any,
 ) -> None:
     """Serve the library: a web page to search it by text, image, sound or video, and its JSON API.
 
@@ -63,7 +74,7 @@ def serve(
     from ..server.config import ServerConfig
     from ..server.runner import Server
 
-    config = ServerConfig.for_host(host, port, token, max_upload_mb)
+    config = ServerConfig.for_host(host, port, token, max_upload_mb, max_upload_files, max_upload_megapixels)
     with Server(lambda: open_library(common), config) as server:
 
         def announce() -> None:

@@ -2,11 +2,14 @@
 
 Every error is an answer ``{"error": "...what was wrong..."}`` with a 4xx status: an invalid field
 (422, with ``detail`` naming the fields), a wrong query (400), an unknown item (404), a changed file
-(409), an upload beyond the limit (413), a file that cannot be decoded (422). A 500 is a bug.
+(409), an upload beyond the limits (413: bytes, files, pixels), a file that cannot be decoded (422),
+and Starlette's own (405, a range past the end of a file: 416; made JSON by :mod:`.responses`). A
+client that goes away before its request is read costs one log line. A 500 is a bug.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +18,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.status import HTTP_204_NO_CONTENT
 
 from .. import __version__
 from ..errors import IbsearchError, LibraryError, MediaError, UsageError
 from .config import ServerConfig
+from .decoding import UploadDecoder
 from .items import FileChanged
 from .models import ERRORS, SearchRequest, SignIn, form_schema
+from .responses import JsonErrors, RangeFileResponse
 from .routes import router
 from .security import TOKEN_COOKIE, Guard, UploadTooLarge, token_matches
 from .service import ItemNotFound, LibraryService
 from .thumbnails import Thumbnails
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 #: The status of each kind of ibsearch error (the first match in this order wins).
 STATUS: tuple[tuple[type[IbsearchError], int], ...] = (
@@ -53,7 +60,7 @@ def new_app() -> FastAPI:
         redoc_url=None,
     )
     app.include_router(router)
-    app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/", page, methods=["GET", "HEAD"], include_in_schema=False)
     sign_in_errors: dict[int | str, dict[str, Any]] = {code: ERRORS[code] for code in (400, 401, 422)}
     app.add_api_route("/-/sign-in", sign_in, methods=["POST"], status_code=HTTP_204_NO_CONTENT,
                       responses=sign_in_errors, tags=["server"])  # fmt: skip
@@ -62,6 +69,7 @@ def new_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(ValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, gone)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -75,9 +83,11 @@ def create_app(service: LibraryService, config: ServerConfig, *, instance: str =
     app.state.service = service
     app.state.config = config
     app.state.instance = instance
+    app.state.decoder = UploadDecoder(config)
     thumbnails = app.state.thumbnails = Thumbnails(service.library.root)
     # The pictures of items removed since the last run go, on the library's thread before any request.
     service.submit(lambda lib: thumbnails.prune(lib.store.file_ids_among))
+    app.add_middleware(JsonErrors)
     app.add_middleware(Guard, config=config)
     return app
 
@@ -89,8 +99,8 @@ def openapi_document() -> dict[str, Any]:
 
 async def page(request: Request) -> Response:
     """The search page (static: everything it shows comes from the API)."""
-    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
-                        headers={"Cache-Control": "no-cache"})  # fmt: skip
+    return RangeFileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
+                             headers={"Cache-Control": "no-cache"})  # fmt: skip
 
 
 async def sign_in(request: Request, body: SignIn) -> Response:
@@ -126,6 +136,14 @@ async def invalid(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+
+async def gone(request: Request, exc: Exception) -> Response:
+    """A client that went away before its request was read (a closed tab, a slow upload given up):
+    one line in the log, not a traceback per client. The answer goes nowhere."""
+    client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+    log.warning("client %s went away before its %s %s was read", client, request.method, request.url.path)
+    return Response(status_code=400)
 
 
 def openapi(app: FastAPI) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import os
 import stat
 from typing import Any
 
-from starlette.responses import FileResponse
 from starlette.types import Receive, Scope, Send
 
 from ..closing import Closing
@@ -23,6 +22,7 @@ from ..modality import AUDIO, VISION
 from ..search import Hit
 from ..store.records import FileRecord
 from .models import Item, Result, printable
+from .responses import RangeFileResponse
 
 API = "/api/items"
 FD_FOLDER = "/proc/self/fd"
@@ -98,8 +98,8 @@ class CheckedFile(Closing):
             self.fd = -1
 
 
-class ItemFileResponse(FileResponse):
-    """A :class:`FileResponse` of a :class:`CheckedFile`, closed when the answer has been sent."""
+class ItemFileResponse(RangeFileResponse):
+    """A :class:`RangeFileResponse` of a :class:`CheckedFile`, closed when the answer has been sent."""
 
     def __init__(self, checked: CheckedFile, **options: Any) -> None:
         super().__init__(checked.path, stat_result=checked.stat, **options)

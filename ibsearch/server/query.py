@@ -26,6 +26,7 @@ from ..modality import AUDIO, DEPTH, IMU, THERMAL, VISION, FileKind
 from ..search import SearchOptions
 from ..terms import LIKE, Term, parse_term
 from .models import FILE_FIELDS, MAX_ID, MAX_TERMS, MAX_TEXT, SearchRequest
+from .security import UploadTooLarge
 
 #: The modality, and the file kind when it is not the modality's usual one, of each upload field.
 UPLOAD_KINDS: dict[str, tuple[str, FileKind | None]] = {
@@ -117,8 +118,9 @@ def _copy(source: BinaryIO, path: Path) -> None:
         shutil.copyfileobj(source, fh)
 
 
-async def read_form(form: FormData, uploads: Uploads) -> tuple[SearchRequest, list[Term]]:
-    """The request and the upload terms of a multipart search form."""
+async def read_form(form: FormData, uploads: Uploads, max_files: int) -> tuple[SearchRequest, list[Term]]:
+    """The request and the upload terms of a multipart search form of at most ``max_files`` files
+    (:class:`UploadTooLarge` beyond them, before any is saved)."""
     fields: dict[str, Any] = {}
     for name in form.keys():
         if name in FILE_FIELDS or (
@@ -135,11 +137,15 @@ async def read_form(form: FormData, uploads: Uploads) -> tuple[SearchRequest, li
         elif values[-1] != "":  # an empty optional field (a form left blank) is no value
             fields[name] = values[-1]
     request = SearchRequest.model_validate(fields)
-    terms = []
-    for field in FILE_FIELDS:
-        files, weights = form.getlist(field), form.getlist(field + WEIGHT_SUFFIX)
+    uploaded = {field: form.getlist(field) for field in FILE_FIELDS}
+    for field, files in uploaded.items():
         if len(files) > MAX_TERMS:
             raise UsageError(f"at most {MAX_TERMS} {field} files per query, got {len(files)}")
+    if sum(len(files) for files in uploaded.values()) > max_files:
+        raise UploadTooLarge(f"at most {max_files} files per search on this server (--max-upload-files)")
+    terms = []
+    for field, files in uploaded.items():
+        weights = form.getlist(field + WEIGHT_SUFFIX)
         if len(weights) > len(files):
             raise UsageError(f"{len(weights)} {field}{WEIGHT_SUFFIX} values for {len(files)} {field} files")
         for position, upload in enumerate(files):

@@ -8,6 +8,7 @@ search never waits for them.
 from __future__ import annotations
 
 import os
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -45,6 +46,7 @@ SEARCH_BODY = {
         },
     }
 }
+#: The parser's own bounds; the server's file limit (--max-upload-files) is checked before any is saved.
 FORM_LIMITS = {"max_files": 6 * 32, "max_fields": 400, "max_part_size": 64 * 1024}
 
 
@@ -94,21 +96,25 @@ async def search(request: Request, response: Response) -> SearchResponse:
     with Uploads() as uploads:
         if kind == "multipart/form-data":
             async with request.form(**FORM_LIMITS) as form:
-                query, files = await read_form(form, uploads)
+                query, files = await read_form(form, uploads, request.app.state.config.max_upload_files)
         elif kind in ("application/json", ""):
             query, files = SearchRequest.model_validate_json(await request.body() or b"{}"), []
         else:
             return JSONResponse(  # type: ignore[return-value]
                 {"error": f"send the query as application/json or multipart/form-data, not {kind!r}"}, 415
             )
-        terms, options = request_terms(query) + files, search_options(query)
+        terms, options = request_terms(query), search_options(query)
         texts = [term.value for term in terms if term.kind == TEXT and isinstance(term.value, str)]
+        started = time.perf_counter()
         try:
-            found = await service.run(lambda _: service.search(terms, options), texts)
+            terms += await request.app.state.decoder.vectors(files, uploads, service)
         except MediaError as exc:
             raise uploads.explain(exc) from None
+        uploaded = time.perf_counter() - started
+        found = await service.run(lambda _: service.search(terms, options), texts)
+    encode = found.encode_seconds + uploaded
     response.headers["Server-Timing"] = (
-        f"encode;dur={found.encode_seconds * 1000:.1f}, search;dur={found.search_seconds * 1000:.1f}"
+        f"encode;dur={encode * 1000:.1f}, search;dur={found.search_seconds * 1000:.1f}"
     )
     return SearchResponse(results=[result_model(record, hit) for record, hit in found.hits])
 
@@ -136,11 +142,16 @@ async def item(request: Request, item_id: ItemId) -> Item:
 
 
 def item_file_route(what: str, content: dict[int | str, dict[str, Any]]) -> Any:
-    """The declaration of ``/api/items/{item_id}/<what>``, answered with ``content``."""
-    responses = {**content, **errors(401, 404, 409, 422)}
-    return router.get(
-        f"/api/items/{{item_id}}/{what}", response_class=Response, responses=responses, tags=["items"]
-    )
+    """The declaration of ``/api/items/{item_id}/<what>``, answered with ``content``; HEAD gets the
+    same headers without the file (not in the schema: one operation per path and method there)."""
+    path, responses = f"/api/items/{{item_id}}/{what}", {**content, **errors(401, 404, 409, 422)}
+
+    def declare(endpoint: Any) -> Any:
+        router.add_api_route(path, endpoint, methods=["HEAD"], response_class=Response,
+                             include_in_schema=False)  # fmt: skip
+        return router.get(path, response_class=Response, responses=responses, tags=["items"])(endpoint)
+
+    return declare
 
 
 @item_file_route("thumbnail", JPEG)
