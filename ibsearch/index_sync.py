@@ -285,7 +285,10 @@ class IndexSet:
         for key in sorted(self.dirty):
             index = self._indexes[key]
             if index.pending:
-                index = self._live(LiveIndex.adopt(index.merged(LiveIndex.load(self.path(key)))))
+                try:
+                    index = self._live(LiveIndex.adopt(index.merged(LiveIndex.load(self.path(key)))))
+                except StaleIndexError as exc:  # damaged since it was mapped: what it held is in the database
+                    index = self.repair(key, f"{exc}: rebuilt from the database")
                 self._indexes[key] = index
             index.save(self.path(key))
             self._stamps[key] = stamp(self.path(key))
