@@ -202,9 +202,10 @@ def test_check_compares_every_code_of_an_approximate_index_with_the_database(big
     report = json.loads(out)
     assert code == 1 and not report["ok"] and any("index row(s) differ" in p for p in report["problems"])
     report = run_json("check", *lib_args)  # saved with its damage (the checksum holds): the rows tell
-    assert report["ok"] and report["repaired"] == [
-        "vision: 1 index row(s) differed from the database: rebuilt from the database"
-    ]
+    assert report["ok"] and len(report["repaired"]) == 1, report
+    assert report["repaired"][0].startswith("vision: ") and report["repaired"][0].endswith(
+        " index row(s) differed from the database: rebuilt from the database"
+    )
     assert run_json("check", "--no-repair", *lib_args)["ok"]
 
 
