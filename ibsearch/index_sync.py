@@ -175,6 +175,7 @@ class IndexSet:
         """A fresh index of ``key`` built from the database (marked to be saved), of the kind the
         library's policy gives its size; outside a write (a reader repairing a file) always exact."""
         policy = self.policy
+        self.warnings.pop(key, None)
         with self.store.snapshot():
             n = self.store.id_summary(key).size
             spec = wanted_spec(policy, n, self.dim) if self.writer else EXACT

@@ -205,13 +205,13 @@ def damaged_file(path: str, meta: IndexMeta) -> str | None:
 
 
 def stamp(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
-    """What identifies the sidecar of ``path`` as written (device, inode, mtime, size; None when there
+    """What identifies the sidecar of ``path`` as written (device, inode, times, size; None when there
     is none): it is written last, atomically, so a new stamp means a new pair of files."""
     try:
         st = os.stat(sidecar_path(path))
     except OSError:
         return None
-    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
 
 def _size(path: str) -> int | None:
