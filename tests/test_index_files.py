@@ -159,3 +159,38 @@ def test_a_running_server_answers_from_index_files_another_process_replaced(ivf)
         assert served() == exact and cli_hits() == exact[0]
         assert httpx.get(server.url + "/api/info", timeout=60).json()["indexes"]["vision"]["spec"] == "Flat"
     assert not (library / "server.json").exists()
+
+
+def test_the_checksum_written_with_a_file_is_the_one_read_back_whatever_the_chunks(tmp_path, monkeypatch):
+    from ibsearch.index import digest
+
+    monkeypatch.setattr(digest, "CHUNK", 64)  # many chunks, and writes that straddle them
+    data = np.random.default_rng(0).bytes(64 * 5 + 7)
+    for size in (0, 1, 63, 64, 65, 128, len(data)):
+        written = digest.Digest()
+        for start in range(0, size, 50):
+            written.update(data[start : min(start + 50, size)])
+        (tmp_path / "f").write_bytes(data[:size])
+        assert written.size == size and written.hexdigest() == digest.file_digest(tmp_path / "f", threads=3)
+    (tmp_path / "f").write_bytes(data[:-1] + bytes([data[-1] ^ 0x80]))
+    assert digest.file_digest(tmp_path / "f") != written.hexdigest()
+
+
+def test_an_index_saved_before_checksums_loads_and_is_checked_the_old_way(tmp_path):
+    from ibsearch.index import FaissIndex, StaleIndexError, sidecar_path
+
+    vectors = mixture(100, seed=3)
+    index = FaissIndex(vectors.shape[1])
+    index.add(np.arange(100), vectors)
+    path = tmp_path / "vision.faiss"
+    assert index.save(path).file_digest
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(vectors[7].tobytes()) + 3] ^= 0x80  # a sign flipped inside a stored vector
+    path.write_bytes(bytes(raw))
+    with pytest.raises(StaleIndexError, match="damaged"):
+        FaissIndex.load(path, mmap=True)
+    old = json.loads(Path(sidecar_path(path)).read_bytes())
+    old.update(format=2)
+    del old["file_digest"], old["refine_digest"]
+    Path(sidecar_path(path)).write_text(json.dumps(old))
+    assert FaissIndex.load(path).summary() == index.summary()  # sizes and ids: what format 2 recorded
