@@ -104,12 +104,13 @@ def check(lib: Library, on_wait: Callable[[], None] | None = None, *, repair: bo
     for problem in lib.store.integrity_errors():
         report.problems.append(f"database: {problem}")
     keys = lib.indexes.known()
-    if repair and _as_writer(lib, report, on_wait, lambda: [lib.indexes.get(key) for key in keys]):
+    writable = repair and _as_writer(lib, report, on_wait, lambda: [lib.indexes.get(key) for key in keys])
+    if writable:
         report.repaired = [lib.indexes.repairs[key] for key in sorted(lib.indexes.repairs)]
     found = {key: _examine(lib, key) for key in keys}
     damaged = {key: what for key, (what, _) in found.items() if what}
     rebuild = lambda: [lib.indexes.repair(key, what) for key, what in damaged.items()]  # noqa: E731
-    if repair and damaged and _as_writer(lib, report, on_wait, rebuild):
+    if writable and damaged and _as_writer(lib, report, on_wait, rebuild):
         report.repaired += list(damaged.values())
         found.update({key: _examine(lib, key) for key in damaged})
     for key in keys:
