@@ -4,7 +4,9 @@ An index file is a derived cache of the database's vectors (``<modality>.faiss``
 sidecar). On first use each one is checked against the database (count, max id, id checksum,
 dimension, model) and brought up to date or rebuilt, never used silently stale; a big file is
 memory-mapped, and what the database changed since it was saved is held beside it (a delta and
-tombstones, :class:`~ibsearch.index.live.LiveIndex`). Only the writer saves, atomically, when its write
+tombstones, :class:`~ibsearch.index.live.LiveIndex`). A long-lived reader (the server) asks
+:meth:`IndexSet.reload_replaced` before each request whether another process wrote a file since it was
+loaded (a ``stat`` of each sidecar), and loads it again. Only the writer saves, atomically, when its write
 ends; that is also when an index that has crossed a size limit or changed too much since it was built
 is built again (:mod:`ibsearch.index.policy`), after the changed indexes were saved, so a writer killed
 during the rebuild leaves indexes that match the database.
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .files import TMP_SUFFIX, temp_prefix
-from .index import StaleIndexError, refine_path, sidecar_path
+from .index import StaleIndexError, refine_path, sidecar_path, stamp
 from .index.builder import build_approximate, build_exact, train_size, trainable
 from .index.faiss_index import EXACT, FaissIndex
 from .index.live import LiveIndex
@@ -49,6 +51,8 @@ class IndexSet:
         self.dirty: set[str] = set()  # keys whose in-memory index differs from its file
         self.repairs: dict[str, str] = {}  # key -> what was wrong with its file and what was done
         self.rebuilt: dict[str, str] = {}  # key -> why it was built again when the last write ended
+        self.warnings: dict[str, str] = {}  # key -> what is wrong with the kind it was last built as
+        self._stamps: dict[str, tuple[int, ...] | None] = {}  # key -> its sidecar's, as loaded or saved
         self.mmap_from = MMAP_FROM_BYTES  # bytes from which index files are memory-mapped
         self.search_device: str | None = None  # see LiveIndex.device
         self.writer = False  # inside the write lock (between remove_leftovers and save)
@@ -92,19 +96,31 @@ class IndexSet:
             index.device, index._mirror = self.search_device, None
         return index
 
-    def _load(self, key: str) -> LiveIndex:
+    def reload_replaced(self) -> list[str]:
+        """Load again every loaded index whose file another process replaced since (a ``reindex``, a
+        rebuild at the end of an ingest); returns their keys. Costs a ``stat`` per loaded index."""
+        replaced = [key for key in self._indexes if stamp(self.path(key)) != self._stamps.get(key)]
+        for key in replaced:
+            log.info("the %s index file was replaced by another process: loading it again", key)
+            self._indexes[key] = self._load(key)
+        return replaced
+
+    def _load(self, key: str, retry: bool = True) -> LiveIndex:
         path = self.path(key)
+        self._stamps[key] = stamp(path)  # taken first: a file replaced while loading is loaded again
         expected = self.store.id_summary(key)
         if not path.exists():
             if expected.size:
-                return self._repair(key, f"{key} index file was missing: rebuilt from the database")
+                return self.repair(key, f"{key} index file was missing: rebuilt from the database")
             return self._live(LiveIndex(self.dim, model_id=self.model_id))
         try:
             index = LiveIndex.adopt(LiveIndex.load(path, mmap=path.stat().st_size >= self.mmap_from))
         except StaleIndexError as exc:
-            return self._repair(key, f"{exc}: rebuilt from the database")
+            if retry and stamp(path) != self._stamps[key]:  # a writer replaced the pair while it was read
+                return self._load(key, retry=False)
+            return self.repair(key, f"{exc}: rebuilt from the database")
         if index.dim != self.dim or (index.model_id not in (None, self.model_id)):
-            return self._repair(key, f"{key} index was built for another model: rebuilt from the database")
+            return self.repair(key, f"{key} index was built for another model: rebuilt from the database")
         live = self._live(index)
         if tuple(live.summary()) != tuple(expected):
             self._bring_up_to_date(key, live)
@@ -125,7 +141,9 @@ class IndexSet:
             return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def _repair(self, key: str, what: str) -> LiveIndex:
+    def repair(self, key: str, what: str) -> LiveIndex:
+        """Rebuild ``key`` from the database (see :meth:`rebuild`) because of ``what`` (in words: logged,
+        and kept in :attr:`repairs`)."""
         log.warning("%s", what)
         self.repairs[key] = what
         return self.rebuild(key)
@@ -157,6 +175,7 @@ class IndexSet:
         """A fresh index of ``key`` built from the database (marked to be saved), of the kind the
         library's policy gives its size; outside a write (a reader repairing a file) always exact."""
         policy = self.policy
+        self.warnings.pop(key, None)
         with self.store.snapshot():
             n = self.store.id_summary(key).size
             spec = wanted_spec(policy, n, self.dim) if self.writer else EXACT
@@ -177,6 +196,9 @@ class IndexSet:
         sample = self._sample(key, train_size(spec, self.dim, n))
         index = build_approximate(self.dim, spec, sample, chunks, policy, model_id=self.model_id, reason=why)
         tuning = index.record.tuning
+        if policy.kind != AUTO and tuning is not None and tuning.recall < policy.recall:
+            self.warnings[key] = _short_of_target(spec, tuning.recall, policy.recall)
+            log.warning("%s index: %s", key, self.warnings[key])
         if policy.kind == AUTO and tuning is not None and tuning.recall < policy.recall:
             why = (
                 f"{spec} reached recall {tuning.recall:.3f} < {policy.recall} with {policy.max_scan:.0%} of "
@@ -264,9 +286,13 @@ class IndexSet:
         for key in sorted(self.dirty):
             index = self._indexes[key]
             if index.pending:
-                index = self._live(LiveIndex.adopt(index.merged(LiveIndex.load(self.path(key)))))
+                try:
+                    index = self._live(LiveIndex.adopt(index.merged(LiveIndex.load(self.path(key)))))
+                except StaleIndexError as exc:  # damaged since it was mapped: what it held is in the database
+                    index = self.repair(key, f"{exc}: rebuilt from the database")
                 self._indexes[key] = index
             index.save(self.path(key))
+            self._stamps[key] = stamp(self.path(key))
         self.dirty.clear()
 
     # ------------------------------------------------------------------ checks and facts
@@ -315,9 +341,21 @@ class IndexSet:
         if tuning is not None:
             facts.update(recall_k=tuning.k, nprobe=tuning.nprobe, latency_ms=tuning.latency_ms)
             text += f" {meta.spec}, recall@{tuning.k} {tuning.recall:.3f} (nprobe {tuning.nprobe})"
+            if tuning.recall < self.policy.recall:
+                facts["warning"] = _short_of_target(meta.spec, tuning.recall, self.policy.recall)
+                text += f", below the recall target {self.policy.recall}"
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.built or meta.saved))
         facts["text"] = f"{text}, {'built' if record.built else 'saved'} {when}"
         return facts
+
+
+def _short_of_target(spec: str, recall: float, target: float) -> str:
+    """Why an index of ``spec`` that reached ``recall`` is not what the library asked for, in words."""
+    return (
+        f"{spec} reached recall {recall:.3f}, below the recall target {target}, even scanning all its "
+        "lists (its codes are too coarse for these vectors): 'ibsearch reindex --index auto' picks a kind "
+        "that reaches it, or exact"
+    )
 
 
 def _why(policy: IndexPolicy, spec: str, n: int) -> str:

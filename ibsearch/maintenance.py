@@ -94,30 +94,60 @@ def check(lib: Library, on_wait: Callable[[], None] | None = None, *, repair: bo
     vectors, row for row.
 
     A library that another process is writing is waited for (``on_wait`` is called first): its
-    files are only comparable once the write has ended. Index files that are missing, damaged or
-    behind (after a crash, say) are rebuilt or brought up to date and listed in ``repaired`` (with
-    ``repair=False`` nothing is changed, and they are problems); anything that still disagrees
-    afterwards, or a damaged database, is a problem (``ok`` is False).
+    files are only comparable once the write has ended. Index files that are missing, damaged (their
+    checksum, or rows that differ from the stored vectors) or behind (after a crash, say) are rebuilt
+    or brought up to date and listed in ``repaired`` (with ``repair=False`` nothing is changed, and
+    they are problems); anything that still disagrees afterwards, or a damaged database, is a problem
+    (``ok`` is False).
     """
     report = CheckReport()
     for problem in lib.store.integrity_errors():
         report.problems.append(f"database: {problem}")
-    if repair:
-        try:
-            with lib.writing(wait=True, on_wait=on_wait):
-                for key in lib.indexes.known():
-                    lib.indexes.get(key)
-                report.repaired = [lib.indexes.repairs[key] for key in sorted(lib.indexes.repairs)]
-        except LibraryError as exc:
-            report.problems.append(f"not repaired: {exc}")
-    for key in lib.indexes.known():
+    keys = lib.indexes.known()
+    writable = repair and _as_writer(lib, report, on_wait, lambda: [lib.indexes.get(key) for key in keys])
+    if writable:
+        report.repaired = [lib.indexes.repairs[key] for key in sorted(lib.indexes.repairs)]
+    found = {key: _examine(lib, key) for key in keys}
+    damaged = {key: what for key, (what, _) in found.items() if what}
+    rebuild = lambda: [lib.indexes.repair(key, what) for key, what in damaged.items()]  # noqa: E731
+    if writable and damaged and _as_writer(lib, report, on_wait, rebuild):
+        report.repaired += list(damaged.values())
+        found.update({key: _examine(lib, key) for key in damaged})
+    for key in keys:
         report.counts[key] = lib.store.id_summary(key).size
-        problems = lib.indexes.verify(key) + scan(lib.store, lib.indexes, key).problems
-        if problems:
+        if found[key][1]:
             report.troubled.add(key)
-            report.problems += problems
+            report.problems += found[key][1]
     report.ok = not report.problems
     return report
+
+
+def _as_writer(
+    lib: Library, report: CheckReport, on_wait: Callable[[], None] | None, work: Callable[[], Any]
+) -> bool:
+    """Run ``work`` as the library's writer (changed indexes are saved when it ends); False, with the
+    reason in ``report``, when that was not possible."""
+    try:
+        with lib.writing(wait=True, on_wait=on_wait):
+            work()
+    except LibraryError as exc:
+        report.problems.append(f"not repaired: {exc}")
+        return False
+    return True
+
+
+def _examine(lib: Library, key: str) -> tuple[str, list[str]]:
+    """What a rebuild of the index file of ``key`` would mend, in words (empty: nothing), and every
+    problem found with ``key`` (its file against the database, and each row against its vector)."""
+    on_file, scanned = lib.indexes.verify(key), scan(lib.store, lib.indexes, key)
+    wrong_rows = set(scanned.differing) - set(scanned.damaged)  # not explained by damaged stored vectors
+    if on_file:
+        what = on_file[0].split("; run ")[0]  # what to do is what is done
+    elif wrong_rows:
+        what = f"{key}: {len(wrong_rows)} index row(s) differed from the database"
+    else:
+        return "", scanned.problems
+    return f"{what}: rebuilt from the database", on_file + scanned.problems
 
 
 def info(lib: Library, errors: int | None = 10) -> dict[str, Any]:

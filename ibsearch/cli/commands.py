@@ -332,6 +332,9 @@ def reindex(
     counts, data = with_library(common, work)
     lines = [f"{key}: {n} vectors, {data['indexes'][key]['text']}" for key, n in counts.items()]
     emit(as_json, counts, lambda: lines or ["empty library"])
+    for key in counts:
+        if "warning" in data["indexes"][key]:
+            say(f"Warning: {key}: {data['indexes'][key]['warning']}", err=True)
 
 
 @command("Print the report as JSON.")

@@ -5,14 +5,14 @@ This package knows nothing of files or models; the ids are the store's vector id
 ``faiss_index.BLAS_THRESHOLD``). Exact or IVF (``faiss_index``), chosen by size and tuned to a recall
 target (``policy``, ``builder``, ``tuner``), its candidates ranked by second codes (``refine``; the
 lists themselves in ``lists``), kept in step with the database between saves (``live``), saved with a
-sidecar (``persist``), checked row by row (``rows``); result arrays in ``results``.
+sidecar and checksums (``persist``, ``digest``), checked row by row (``rows``); result arrays in ``results``.
 ``TorchExactIndex`` (GPU exact search) imports torch only when constructed.
 """
 
 from ..idsets import IdSetSummary, summarize_ids
 from .faiss_index import BLAS_THRESHOLD, EXACT, FaissIndex, StaleIndexError
 from .live import LiveIndex
-from .persist import BuildRecord, IndexMeta, Tuning, refine_path, sidecar_path
+from .persist import BuildRecord, IndexMeta, Tuning, refine_path, sidecar_path, stamp
 from .policy import IndexPolicy
 from .torch_index import TorchExactIndex
 
@@ -30,5 +30,6 @@ __all__ = [
     "Tuning",
     "refine_path",
     "sidecar_path",
+    "stamp",
     "summarize_ids",
 ]

@@ -39,6 +39,7 @@ from .persist import (
     BuildRecord,
     IndexMeta,
     StaleIndexLoad,
+    damaged_file,
     read_index,
     read_meta,
     refine_path,
@@ -334,12 +335,19 @@ class FaissIndex:
         ``mmap=True`` maps the file instead of reading it (read-only; pages load as searches touch
         them). ``nprobe`` defaults to the tuned value in the sidecar. Raises :class:`StaleIndexError`
         when either file is missing or unreadable, or the contents disagree with the sidecar
-        (dimension, size, count, id checksum).
+        (dimension, size, count, id checksum, and the checksum of the bytes it recorded: every byte of
+        a pair is read once here, on all cores, whether the file is then mapped or read).
         """
         target = os.fspath(path)
         meta = read_meta(target)
         if meta is None:
             raise StaleIndexError(f"index file {target!r} has no readable sidecar")
+        damaged = damaged_file(target, meta) if same_file(target, meta) else None
+        if damaged is not None:
+            raise StaleIndexError(
+                f"cannot read index file {damaged!r}: it is damaged (its bytes differ from the checksum "
+                "saved with it)"
+            )
         try:
             if mmap and not same_file(target, meta):
                 raise StaleIndexLoad("size")  # never map a file that may be shorter than FAISS will read

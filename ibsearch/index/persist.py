@@ -5,7 +5,9 @@ summary the database is compared with), what kind it is and why, and for an appr
 was tuned (the measured recall against exact search and the latency), so ``ibsearch info`` can show it
 without loading the index. The two files are replaced one after the other, each atomically; the sidecar
 also records the index file's size, so a crash between the two renames leaves a pair that is seen not
-to belong together (and the index is brought back from the database) instead of a wrong index.
+to belong together (and the index is brought back from the database) instead of a wrong index. It
+records a checksum of the bytes written too (:mod:`.digest`), compared on every load: a flipped bit
+anywhere (a centroid, a codebook, a code) makes the file damaged, never a source of wrong results.
 
 Big files are memory-mapped when read for searching: FAISS maps the inverted lists of an IVF index
 (``IO_FLAG_MMAP``) and the vectors of a flat one (``IO_FLAG_MMAP_IFC``), so a query reads only the pages
@@ -24,11 +26,14 @@ import faiss
 
 from ..files import atomic_write
 from ..idsets import IdSetSummary
+from .digest import Digest, file_digest
 
 log = logging.getLogger(__name__)
 
-SIDECAR_FORMAT = 2
-_READABLE_FORMATS = (1, 2)  # format 1 (before index kinds) lacks the build record; defaults fill it
+SIDECAR_FORMAT = 3
+# Format 1 (before index kinds) lacks the build record, format 2 the checksums: defaults fill them, and
+# such files are checked by their sizes and ids (and row by row by ``check``) until they are next saved.
+_READABLE_FORMATS = (1, 2, 3)
 
 # faiss's bundled stubs lack the callback I/O classes; those calls go through this untyped alias.
 _faiss: Any = faiss
@@ -83,6 +88,8 @@ class IndexMeta:
     record: BuildRecord = field(default_factory=BuildRecord)
     file_bytes: int | None = None  # size of the index file written with this sidecar
     refine_bytes: int | None = None  # size of the refine codes' file written with it (refined kinds)
+    file_digest: str | None = None  # checksum of the index file's bytes (digest.file_digest)
+    refine_digest: str | None = None  # checksum of the refine codes' file
 
     @property
     def summary(self) -> IdSetSummary:
@@ -126,28 +133,35 @@ def refine_path(path: str | os.PathLike[str]) -> str:
 
 def write_pair(path: str | os.PathLike[str], index: Any, meta: IndexMeta, refine: Any = None) -> IndexMeta:
     """Write the FAISS ``index`` to ``path``, its ``refine`` codes (a FAISS index, or None) beside it,
-    and then ``meta`` (with the files' sizes) to its sidecar. A refine file of an earlier kind that had
-    one is deleted after the sidecar no longer names it."""
+    and then ``meta`` (with the files' sizes and checksums) to its sidecar. A refine file of an earlier
+    kind that had one is deleted after the sidecar no longer names it."""
     target = os.fspath(path)
-    _write_faiss(target, index)
-    sizes: dict[str, Any] = {"file_bytes": _size(target), "refine_bytes": None}
+    written: dict[str, Any] = {"refine_bytes": None, "refine_digest": None}
+    written["file_bytes"], written["file_digest"] = _write_faiss(target, index)
     if refine is not None:
-        _write_faiss(refine_path(target), refine)
-        sizes["refine_bytes"] = _size(refine_path(target))
-    meta = IndexMeta(**{**{f.name: getattr(meta, f.name) for f in fields(meta)}, **sizes})
+        written["refine_bytes"], written["refine_digest"] = _write_faiss(refine_path(target), refine)
+    meta = IndexMeta(**{**{f.name: getattr(meta, f.name) for f in fields(meta)}, **written})
     atomic_write(sidecar_path(target), lambda fh: fh.write(meta.to_json()))
     if refine is None and os.path.exists(refine_path(target)):
         os.unlink(refine_path(target))
     return meta
 
 
-def _write_faiss(target: str, index: Any) -> None:
+def _write_faiss(target: str, index: Any) -> tuple[int, str]:
+    """Write ``index`` to ``target`` atomically; returns the size and checksum of the bytes written."""
+    digest = Digest()
+
     def write_index(fh: Any) -> None:
-        writer = _faiss.PyCallbackIOWriter(fh.write)
+        def write(data: bytes) -> int:
+            digest.update(data)
+            return int(fh.write(data))
+
+        writer = _faiss.PyCallbackIOWriter(write)
         faiss.write_index(index, writer)
         del writer
 
     atomic_write(target, write_index)
+    return digest.size, digest.hexdigest()
 
 
 def read_index(path: str, meta: IndexMeta, *, mmap: bool) -> Any:
@@ -177,6 +191,29 @@ def same_file(path: str, meta: IndexMeta) -> bool:
     return refined and (meta.file_bytes is None or _size(path) == meta.file_bytes)
 
 
+def damaged_file(path: str, meta: IndexMeta) -> str | None:
+    """The file of the pair (``path`` or its refine file) whose bytes differ from the checksum ``meta``
+    recorded, or None (also for sidecars that recorded none)."""
+    for target, expected in ((path, meta.file_digest), (refine_path(path), meta.refine_digest)):
+        if expected is not None:
+            try:
+                if file_digest(target) != expected:
+                    return target
+            except OSError:
+                return target
+    return None
+
+
+def stamp(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
+    """What identifies the sidecar of ``path`` as written (device, inode, times, size; None when there
+    is none): it is written last, atomically, so a new stamp means a new pair of files."""
+    try:
+        st = os.stat(sidecar_path(path))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
+
+
 def _size(path: str) -> int | None:
     try:
         return os.path.getsize(path)
@@ -189,10 +226,12 @@ __all__ = [
     "BuildRecord",
     "IndexMeta",
     "Tuning",
+    "damaged_file",
     "read_index",
     "read_meta",
     "refine_path",
     "same_file",
     "sidecar_path",
+    "stamp",
     "write_pair",
 ]

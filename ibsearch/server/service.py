@@ -205,10 +205,12 @@ class LibraryService(Closing):
         """Catch up with other processes' commits, and encode the batch's texts together."""
         self._batch_seconds = 0.0
         try:
+            replaced = lib.indexes.reload_replaced()  # a reindex in another process may commit nothing
             version = self._data_version(lib)
-            if version != self._version:
-                self._version = version
+            committed, self._version = version != self._version, version
+            if committed:
                 lib.indexes.catch_up()
+            if replaced or committed:
                 lib.indexes.dirty.clear()  # only a writer saves index files; the server never does
             started = time.perf_counter()
             self.searcher.prefill(texts)
