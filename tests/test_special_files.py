@@ -13,13 +13,13 @@ from pathlib import Path
 from conftest import DATA
 
 
-def ingest(*args: object) -> subprocess.CompletedProcess[str]:
+def ingest(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess with a time limit: opening a FIFO would block it for good."""
     return subprocess.run(
         [sys.executable, "-m", "ibsearch", "ingest", *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
