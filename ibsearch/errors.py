@@ -7,6 +7,11 @@ names the offending file or value, and says what to do next. The CLI turns these
 
 from __future__ import annotations
 
+import errno
+
+#: ``errno`` values of a write refused for space: a full disk, or a user's exhausted quota.
+NO_SPACE = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None)
+
 
 class IbsearchError(Exception):
     """Base class for every error that ibsearch reports to a user."""
@@ -47,3 +52,18 @@ class LibraryError(IbsearchError):
 
 class UsageError(IbsearchError):
     """A value given by the user (an option, a modality name, a query term) is invalid."""
+
+
+class DiskFullError(IbsearchError):
+    """A write failed because the disk (or the quota) holding ``folder`` (None: not known) is full.
+
+    What was stored before is intact: a database write is rolled back whole and index files are
+    replaced atomically, so freeing space and running the command again completes it.
+    """
+
+    def __init__(self, folder: str | None, detail: str) -> None:
+        self.folder = folder
+        where = f"for the files in {folder!r}" if folder else "on a disk this command writes to"
+        super().__init__(
+            f"no space left {where} ({detail}): free some space on that disk and run the command again"
+        )

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from .errors import NO_SPACE, DiskFullError
 from .progress import TaskProgress
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     """Replace ``path`` in one step: ``write(fileobj)`` fills a temp file beside it, fsync, rename.
 
     Readers see the old file or the new one, never half of one; a crash leaves at worst a temp file
-    named ``.<name>.XXXX.tmp`` beside it.
+    named ``.<name>.XXXX.tmp`` beside it. A full disk is a :class:`DiskFullError` (the old file stays).
     """
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target)) or "."
@@ -127,9 +128,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            raise DiskFullError(directory, exc.strerror or str(exc)) from None
         raise
     _fsync_dir(directory)
 

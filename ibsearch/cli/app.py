@@ -5,12 +5,13 @@ Every ibsearch error becomes click's ``Error: ...`` with exit code 1 here, in on
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from ..errors import IbsearchError
+from ..errors import NO_SPACE, DiskFullError, IbsearchError
 from ..files import display_path
 from .output import progress_bars
 
@@ -74,13 +75,22 @@ def with_library(common: dict[str, Any], work: Callable[[Any], Any]) -> Any:
 
 
 class _Group(click.Group):
-    """Turns every ibsearch error into click's ``Error: ...`` with exit code 1, in this one place."""
+    """Turns every ibsearch error (and a full disk) into click's ``Error: ...`` with exit code 1, in
+    this one place."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except IbsearchError as exc:
             raise click.ClickException(display_path(str(exc))) from None
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            # A full disk met outside the library's own writes (which say so themselves): an export's
+            # output, a temporary file. The file is named when the error knows it.
+            folder = os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else None
+            full = DiskFullError(folder, exc.strerror or str(exc))
+            raise click.ClickException(display_path(str(full))) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -62,8 +62,9 @@ from .output import echo_json, emit, format_meta, mmss, say
     flag_value="",
     default=None,
     metavar="[ADDRESS]",
-    help="Run the model on a Ray cluster (ADDRESS, else RAY_ADDRESS, else a local Ray runtime); "
-    "needs pip install 'ibsearch[ray]'.",
+    help="Run the model on a Ray cluster: ADDRESS is its head's GCS HOST:PORT, or auto, and this machine "
+    "a node of it (else RAY_ADDRESS, else a local Ray runtime); waits IBSEARCH_RAY_TIMEOUT seconds "
+    "(default 30) for it; needs pip install 'ibsearch[ray]'.",
 )
 @click.option(
     "--path-map",
@@ -95,7 +96,7 @@ def ingest(
     Example:
       ibsearch ingest ./media --exclude '*.tmp' --json
       ibsearch ingest ./flir --as thermal
-      ibsearch ingest /shared/photos --ray ray://head:10001 --path-map /shared=/mnt/shared
+      ibsearch ingest /shared/photos --ray head:6379 --path-map /shared=/mnt/shared
     """
     lib = open_library(common, create=True)
     if ray_address is not None:

@@ -37,7 +37,7 @@ ENV_SHARD_FILES = "IBSEARCH_RAY_SHARD_FILES"
 class Cluster:
     """Where a cluster ingest runs and how the workers see the files."""
 
-    address: str | None = None  # a Ray cluster ("ray://host:10001", "auto"); None: RAY_ADDRESS or local
+    address: str | None = None  # a Ray cluster's GCS ("head:6379", "auto"); None: RAY_ADDRESS or local
     path_map: tuple[tuple[str, str], ...] = ()  # (local prefix, prefix on the workers)
     actors: int | None = None  # embedding actors (default: one per GPU, else one)
     local_cpus: int | None = None  # CPUs of a local runtime started here (default: all)
@@ -77,14 +77,17 @@ def ingest_on_ray(
     Bad files are reported in the summary like a local ingest's; a worker or an actor that dies has
     its rows retried by Ray. Holds the library's write lock for the whole run.
     """
+    from .runtime import preflight
     from .shards import merge_shards
 
+    cluster = cluster or Cluster()
+    preflight(cluster.address)  # a wrong address fails now, not after the plan
     with ingest_run(lib, ImportCommitter) as (summary, committer):
         summary.failed += merge_shards(lib, committer)  # what a killed run computed: merged, not redone
         jobs = plan_run(lib, paths, selection or Selection(), summary, committer)
         committer.flush()
         if jobs:
-            _run(lib, jobs, committer, summary, cluster or Cluster(), batch_size or 16, progress)
+            _run(lib, jobs, committer, summary, cluster, batch_size or 16, progress)
     return summary
 
 

@@ -44,8 +44,10 @@ def _excluded(path: str, name: str, patterns: list[str]) -> bool:
 def walk(roots: Iterable[str], options: WalkOptions | None = None) -> Iterator[FoundFile]:
     """Yield every regular file under ``roots`` (files or directories), each once, in sorted order.
 
-    A root that does not exist is a :class:`UsageError`. Non-UTF-8 names come through as ``str``
-    with surrogate escapes (``os.fsdecode``), so they survive the round trip to the file system.
+    A root that does not exist is a :class:`UsageError`; a root that is a FIFO, a device or a socket
+    is told to ``on_error`` (inside a folder, such entries are passed over). Non-UTF-8 names come
+    through as ``str`` with surrogate escapes (``os.fsdecode``), so they survive the round trip to the
+    file system.
     """
     opts = options or WalkOptions()
     seen_dirs: set[tuple[int, int]] = set()
@@ -62,6 +64,8 @@ def walk(roots: Iterable[str], options: WalkOptions | None = None) -> Iterator[F
             if (st.st_dev, st.st_ino) not in seen_files:
                 seen_files.add((st.st_dev, st.st_ino))
                 yield FoundFile(root, st)
+        elif opts.on_error is not None:  # named by the user, so said why it is not taken, and not opened
+            opts.on_error(root, _not_regular(root, st))
 
 
 def _walk_dir(
@@ -107,6 +111,22 @@ def _walk_dir(
                 yield FoundFile(entry.path, st)
             # FIFOs, sockets and devices are skipped without ever being opened.
         stack.extend(reversed(subdirs))
+
+
+#: What a path that is neither a folder nor a regular file is, by the test of its ``st_mode``.
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(path: str, st: os.stat_result) -> str:
+    what = next((name for test, name in _SPECIAL_KINDS if test(st.st_mode)), "neither a file nor a folder")
+    if os.path.islink(path):
+        what += f" (a link to {os.path.realpath(path)!r})"
+    return f"not a regular file: {what}"
 
 
 def _report(opts: WalkOptions, path: str, what: str, exc: OSError) -> None:

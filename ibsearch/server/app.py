@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.status import HTTP_204_NO_CONTENT
 
 from .. import __version__
-from ..errors import IbsearchError, LibraryError, MediaError, UsageError
+from ..errors import DiskFullError, IbsearchError, LibraryError, MediaError, UsageError
 from .config import ServerConfig
 from .decoding import UploadDecoder
 from .items import FileChanged
@@ -42,6 +42,7 @@ STATUS: tuple[tuple[type[IbsearchError], int], ...] = (
     (ItemNotFound, 404),
     (FileChanged, 409),
     (UploadTooLarge, 413),
+    (DiskFullError, 507),
     (MediaError, 422),
     (UsageError, 400),
     (LibraryError, 409),

@@ -2,9 +2,9 @@
 
 A library on a read-only medium (or a folder the user may not write) is opened read-only, so that it
 can still be queried. Any ``sqlite3.DatabaseError`` a store method meets (a damaged page, a locked
-or read-only file) becomes a :class:`~ibsearch.errors.LibraryError` naming the file, never a raw
-traceback: :func:`guard_methods` wraps the public methods of the store classes once, when they are
-defined.
+or read-only file) becomes a :class:`~ibsearch.errors.LibraryError` naming the file (a full disk a
+:class:`~ibsearch.errors.DiskFullError` naming its folder), never a raw traceback:
+:func:`guard_methods` wraps the public methods of the store classes once, when they are defined.
 """
 
 from __future__ import annotations
@@ -13,20 +13,44 @@ import functools
 import inspect
 import logging
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import LibraryError
+from ..errors import DiskFullError, IbsearchError, LibraryError
 
 log = logging.getLogger(__name__)
 
 _C = TypeVar("_C", bound=type)
 
 
-def database_error(path: str, exc: sqlite3.DatabaseError) -> LibraryError:
+#: Free bytes below which SQLite's "disk I/O error" is taken for a full disk: growing the WAL or its
+#: shared-memory file is an I/O error, not SQLITE_FULL, when a tmpfs cannot find the pages.
+NEARLY_FULL = 1 << 20
+
+
+def disk_full(path: str, exc: sqlite3.Error) -> DiskFullError | None:
+    """The :class:`DiskFullError` a failure of the database at ``path`` amounts to, if it does."""
+    folder = os.path.dirname(os.path.abspath(path))
+    text = str(exc)
+    if "disk is full" in text:  # SQLITE_FULL
+        return DiskFullError(folder, text)
+    if "disk I/O error" in text:
+        try:
+            if shutil.disk_usage(folder).free < NEARLY_FULL:
+                return DiskFullError(folder, text)
+        except OSError:
+            pass
+    return None
+
+
+def database_error(path: str, exc: sqlite3.DatabaseError) -> IbsearchError:
     """What a failure of the library database at ``path`` means for the user, and what to do."""
+    full = disk_full(path, exc)
+    if full is not None:
+        return full
     text = str(exc)
     if "locked" in text or "busy" in text:
         return LibraryError(
@@ -108,4 +132,4 @@ def connect(path: str, *, timeout: float) -> tuple[sqlite3.Connection, bool]:
     raise LibraryError(f"cannot open library database {path!r}: it is neither writable nor readable")
 
 
-__all__ = ["connect", "database_error", "guard_methods", "guarded"]
+__all__ = ["connect", "database_error", "disk_full", "guard_methods", "guarded"]

@@ -24,9 +24,9 @@ from typing import Any
 import sqlite_utils
 
 from ..closing import Closing
-from ..errors import LibraryError
+from ..errors import IbsearchError, LibraryError
 from . import schema
-from .connection import connect, database_error, guard_methods
+from .connection import connect, database_error, disk_full, guard_methods
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,7 @@ class Database(Closing):
         try:
             self._conn, self.read_only = connect(self.path, timeout=timeout)
         except sqlite3.DatabaseError as exc:
-            raise LibraryError(
-                f"{where} is not a usable library database ({exc}); move it away or choose another --library"
-            ) from None
+            raise _unusable(self.path, exc) from None
         except sqlite3.Error as exc:
             raise LibraryError(f"cannot open library database {where}: {exc}") from None
         self.db = sqlite_utils.Database(self._conn, execute_plugins=False)
@@ -71,9 +69,7 @@ class Database(Closing):
                     schema.setup(self._conn, where)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise LibraryError(
-                f"{where} is not a usable library database ({exc}); move it away or choose another --library"
-            ) from None
+            raise _unusable(self.path, exc) from None
         except BaseException:
             self._conn.close()
             raise
@@ -201,3 +197,10 @@ class Database(Closing):
 
 
 guard_methods(Database)
+
+
+def _unusable(path: str, exc: sqlite3.DatabaseError) -> IbsearchError:
+    """Why the database at ``path`` cannot be opened: its disk is full, or it is no library database."""
+    return disk_full(path, exc) or LibraryError(
+        f"{path!r} is not a usable library database ({exc}); move it away or choose another --library"
+    )
