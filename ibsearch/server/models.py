@@ -168,6 +168,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "The request (an upload) is larger than the server's limit."),
         (415, "Unsupported content type."),
         (422, "A field is invalid, or an uploaded file cannot be read."),
+        (507, "The disk holding the library is full (the message names the folder)."),
     )
 }
 
