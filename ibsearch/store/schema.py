@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..errors import LibraryError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES: tuple[str, ...] = (
     # Key/value facts about the whole library: schema_version, model_id, dim, created.
@@ -24,6 +24,7 @@ TABLES: tuple[str, ...] = (
         size INTEGER NOT NULL,
         mtime_ns INTEGER NOT NULL,
         hash TEXT NOT NULL,             -- BLAKE2b-256 hex of the content
+        verified INTEGER NOT NULL DEFAULT 2,  -- who vouches for hash: records.Verified (0-2)
         modality TEXT NOT NULL,
         info TEXT NOT NULL DEFAULT '{}',  -- JSON media info: width, height, duration, sample_rate, ...
         added REAL NOT NULL,
@@ -63,7 +64,10 @@ TABLES: tuple[str, ...] = (
 REQUIRED_TABLES = frozenset({"meta", "files", "vectors", "errors", "settings"})
 
 #: MIGRATIONS[n] upgrades a version n - 1 database to version n.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], object]] = {
+    # Rows written before version 2 keep the trust they had then: they count as read by an ingest.
+    2: lambda conn: conn.execute("ALTER TABLE files ADD COLUMN verified INTEGER NOT NULL DEFAULT 2"),
+}
 
 
 def table_names(conn: sqlite3.Connection) -> set[str]:
