@@ -8,6 +8,12 @@ file on this machine is stat'ed and hashed (unless the shard's size and mtime sa
 ingest decides) so that a later ``ingest`` of it costs a stat, and a file that no longer is what the
 shard says is refused. A shard of another model or dimension is refused whole.
 
+Nothing else in a shard is trusted (:mod:`.shard_rows` checks every row). Each stored file records who
+vouches for its hash (:class:`~ibsearch.store.Verified`): a shard's word for a file not on this machine
+never lets ingest reuse its vectors for other bytes, and the server sends only files an ingest read.
+A file of more rows than a reader's batch is stored a batch at a time in one transaction, so memory
+does not grow with a shard's rows.
+
 Export writes every vector with its file's path, media info, size, mtime and hash, in file order, so
 ``export`` then ``import`` into another library gives the same hits for the same queries.
 """

@@ -3,13 +3,16 @@ files: the real CLI, real Parquet, a real SQLite library and a real server on lo
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 from conftest import DATA, run_json
 from test_server_helpers import opener
@@ -124,6 +127,25 @@ def test_non_finite_metadata_is_refused_and_never_makes_the_database_look_damage
     assert run_json("info", *lib_args)["files"] == 1
     hits = run_json("query", "--text", "x", "--min-duration", 1, *lib_args)
     assert [h["path"] for h in hits] == ["/v/ok.mp4"]
+
+
+def test_a_library_that_an_older_import_gave_nan_metadata_is_healed_not_called_damaged(lib_args, tmp_path):
+    shard = shard_table(tmp_path / "ok.parquet", {
+        "path": ["/v/a.mp4", "/v/b.mp4"], "metadata": ['{"duration": 3.0}', '{"duration": 5.0}'],
+    })  # fmt: skip
+    run_json("import", shard, *lib_args)
+    with sqlite3.connect(Path(lib_args[1]) / "ibsearch.db") as conn:  # as schema 1 with an old import left it
+        conn.execute("""UPDATE files SET info = '{"duration": NaN, "fps": 25}' WHERE path = '/v/a.mp4'""")
+        conn.execute("ALTER TABLE files DROP COLUMN verified")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    assert run_json("info", *lib_args)["files"] == 2
+    hits = run_json("query", "--text", "x", "--min-duration", 1, *lib_args)
+    assert [h["path"] for h in hits] == ["/v/b.mp4"]
+    code, out = run("query", "--text", "x", "--json", *lib_args)
+    strict = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in JSON output"))
+    metadata = {h["path"]: h["metadata"] for h in strict}
+    assert code == 0 and metadata["/v/a.mp4"] == {"duration": None, "fps": 25}
+    assert run_json("check", *lib_args)["ok"] is True
 
 
 def test_vectors_that_cannot_be_scaled_to_unit_length_are_refused_with_their_row(lib_args, tmp_path):

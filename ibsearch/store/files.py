@@ -28,6 +28,7 @@ from .records import (
     Verified,
     encode_vectors,
     key_to_path,
+    load_info,
     path_key,
 )
 
@@ -39,7 +40,7 @@ INFO_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def file_record(row: Sequence[Any]) -> FileRecord:
     """A :class:`FileRecord` from a row selected with :data:`FILE_COLS`."""
     fid, key, size, mtime_ns, content_hash, modality, info, added, updated, verified = row
-    return FileRecord(fid, key_to_path(key), size, mtime_ns, content_hash, modality, json.loads(info), added,
+    return FileRecord(fid, key_to_path(key), size, mtime_ns, content_hash, modality, load_info(info), added,
                       updated, Verified(verified))  # fmt: skip
 
 

@@ -11,6 +11,7 @@ Vectors: little-endian float32 bytes, ``dim * 4`` long.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -69,6 +70,16 @@ def encode_vectors(vectors: np.ndarray, dim: int, what: str) -> list[bytes]:
             "the input is probably silent, empty or corrupt"
         )
     return [row.tobytes() for row in arr]
+
+
+def _null(_: str) -> None:
+    return None
+
+
+def load_info(text: str) -> Any:
+    """A file's stored media info (JSON), with NaN and Infinity read as null: what a library written
+    before they were refused may hold, and no JSON output may carry."""
+    return json.loads(text, parse_constant=_null)
 
 
 def decode_vectors(blobs: list[bytes], dim: int) -> np.ndarray:

@@ -6,11 +6,13 @@ that turns version ``n - 1`` into ``n`` (run inside the same write transaction a
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable
 
 from ..errors import LibraryError
+from .records import load_info
 
 SCHEMA_VERSION = 2
 
@@ -63,11 +65,23 @@ TABLES: tuple[str, ...] = (
 
 REQUIRED_TABLES = frozenset({"meta", "files", "vectors", "errors", "settings"})
 
+
 #: MIGRATIONS[n] upgrades a version n - 1 database to version n.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], object]] = {
-    # Rows written before version 2 keep the trust they had then: they count as read by an ingest.
-    2: lambda conn: conn.execute("ALTER TABLE files ADD COLUMN verified INTEGER NOT NULL DEFAULT 2"),
-}
+def _to_version_2(conn: sqlite3.Connection) -> None:
+    """``files.verified``; rows written before keep the trust they had then (as read by an ingest). Media
+    info that older imports stored with NaN or Infinity (no JSON to SQLite: every filter on it failed)
+    is written again with those values as null."""
+    conn.execute("ALTER TABLE files ADD COLUMN verified INTEGER NOT NULL DEFAULT 2")
+    bad = conn.execute("SELECT id, info FROM files WHERE NOT json_valid(info)").fetchall()
+    for file_id, info in bad:
+        try:
+            fixed = json.dumps(load_info(info), sort_keys=True)
+        except ValueError:
+            fixed = "{}"
+        conn.execute("UPDATE files SET info = ? WHERE id = ?", (fixed, file_id))
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_version_2}
 
 
 def table_names(conn: sqlite3.Connection) -> set[str]:

@@ -24,6 +24,7 @@ from .records import (
     Verified,
     decode_vectors,
     key_to_path,
+    load_info,
     path_key,
 )
 
@@ -268,7 +269,7 @@ class Store(FileTables):
 
 def _vector_row(r: Sequence[Any]) -> VectorRow:
     """A :class:`VectorRow` from the first ten columns selected by :meth:`Store.rows_for_vectors`."""
-    return VectorRow(r[0], r[1], key_to_path(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], r[9])
+    return VectorRow(r[0], r[1], key_to_path(r[2]), r[3], load_info(r[4]), r[5], r[6], r[7], r[8], r[9])
 
 
 guard_methods(Store)
