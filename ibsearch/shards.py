@@ -250,8 +250,9 @@ class ShardReader:
                     yield pending.pop(path)
         for path, facts in plan.items():
             if facts.rows > self.batch_rows:
-                parts = functools.partial(self._parts, path, facts, dim)
-                yield FileRows(path, error=facts.error, parts=parts)
+                group = FileRows(path, error=facts.error)
+                group.parts = functools.partial(self._parts, group, facts, dim)
+                yield group
 
     def _take(self, group: FileRows, data: dict[str, list[Any]], i: int, row: int, vector: np.ndarray,
               unusable: bool) -> None:  # fmt: skip
@@ -262,9 +263,10 @@ class ShardReader:
             group.rows.append(_shard_row(data, i, group.path))
             group.vectors.append(vector)
 
-    def _parts(self, path: str, facts: _Facts, dim: int) -> Iterator[tuple[list[ShardRow], np.ndarray]]:
-        """The rows of one big file, at most ``batch_rows`` at a time, in shard order (a refused row
-        raises :class:`UsageError`: the caller's transaction then stores none of them)."""
+    def _parts(self, group: FileRows, facts: _Facts, dim: int) -> Iterator[tuple[list[ShardRow], np.ndarray]]:
+        """The rows of one big file, at most ``batch_rows`` at a time, in shard order; a refused row
+        ends them, its reason set on ``group`` (read them all once before storing any)."""
+        path = group.path
         meta = self._file.metadata
         ends = np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
         starts = ends - [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
@@ -276,7 +278,8 @@ class ShardReader:
                     continue
                 self._take(part, data, i, first + i, vectors[i], unusable[i])
                 if part.error is not None:
-                    raise UsageError(part.error)
+                    group.error = part.error
+                    return
                 if len(part.rows) == self.batch_rows:
                     yield part.rows, np.stack(part.vectors)
                     part = FileRows(path)
