@@ -4,6 +4,7 @@ imported with ``ibsearch import``'s code (``Library.import_vectors``) into a fre
 process, side by side: wall time and peak resident memory (VmHWM of the importing process).
 
 Usage:  .venv/bin/python scripts/bench_import.py [--rows 10000 1000000] [--dim 16] [--folder DIR]
+        [--code CHECKOUT]   (the imports run that checkout's ibsearch, e.g. the code before a change)
 
 The hostile shard of the report: every row is an ``audio.segments`` vector of the same path (one
 file of a million segments), which before the fix was held whole, as Python objects, until its one
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 PATH = "/bench/long-recording.wav"
+REPO = Path(__file__).resolve().parent.parent
 
 # Imports one shard in this fresh interpreter and reports its peak resident memory (VmHWM, which
 # unlike getrusage's ru_maxrss is not inherited across fork and exec) before and after.
@@ -109,9 +111,9 @@ def write_shard(path: Path, rows: int, dim: int, model: str) -> None:
             writer.write(segments, vectors)
 
 
-def in_fresh_process(code: str, *args: object) -> dict:
-    """Run ``code`` in a fresh interpreter with ``args``; returns the JSON its last line prints."""
-    repo = Path(__file__).resolve().parent.parent
+def in_fresh_process(code: str, *args: object, repo: Path = REPO) -> dict:
+    """Run ``code`` in a fresh interpreter with ``args`` and ``repo``'s ibsearch; returns the JSON its
+    last line prints."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
         [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=False, env=env
@@ -143,12 +145,14 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=16, help="embedding width of the bench model")
     parser.add_argument("--folder", type=Path, help="where to write shards and libraries (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep the files afterwards")
+    parser.add_argument("--code", type=Path, help="import with this checkout's ibsearch (default: this one)")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench_import_", dir=args.folder))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"CPU: {cpu_model()}; {os.cpu_count()} CPUs; load average (1, 5, 15 min) {load}")
-    print(f"files in {folder}; model width {args.dim}; one path, audio.segments rows; exact indexes")
+    print(f"files in {folder}; model width {args.dim}; one path, audio.segments rows; exact indexes; "
+          f"code: {args.code or 'this checkout'}")  # fmt: skip
     print(f"{'rows':>10} {'shard':>9} {'wall':>8} {'rows/s':>9} {'peak RSS':>9} {'before import':>13} "
           f"{'import adds':>11} {'peak, stored':>12} {'index alone adds':>16} "
           f"{'peak - index':>12}")  # fmt: skip
@@ -158,7 +162,8 @@ def main() -> None:
         for rows in args.rows:
             shard = folder / f"segments-{rows}.parquet"
             write_shard(shard, rows, args.dim, f"bench-{args.dim}")
-            run = in_fresh_process(_IMPORT, card, folder / f"lib-{rows}", shard)
+            code = {"repo": args.code} if args.code else {}
+            run = in_fresh_process(_IMPORT, card, folder / f"lib-{rows}", shard, **code)
             run["index_adds_kb"] = in_fresh_process(_INDEX, rows, args.dim)["adds_kb"]
             assert run["stored"] == run["vectors"] == rows and not run["failed"], run
             peaks.append((run["peak_kb"], run["peak_kb"] - run["index_adds_kb"]))
