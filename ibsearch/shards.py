@@ -43,7 +43,7 @@ KEY_FORMAT, KEY_MODEL, KEY_DIM, KEY_PREPROCESS = (
 )  # fmt: skip
 REQUIRED = ("path", "modality", "vector")
 ROW_GROUP = 16384  # rows per Parquet row group (64 MB of 1024-d vectors)
-BATCH_ROWS = 4096  # rows a reader holds at a time (16 MB of 1024-d vectors), and the most of one file's
+BATCH_ROWS = 4096  # rows a reader holds at a time (16 MB of 1024-d vectors); a bigger file comes in parts
 UNUSABLE = "a zero or non-finite vector, or one whose length float32 cannot hold (no unit vector of it)"
 
 

@@ -165,7 +165,8 @@ def _job(lib: Library, group: FileRows, version: str) -> ImportJob | None:
 
 
 def _file_facts(rows: list[ShardRow], version: str) -> tuple[tuple[str, ...], dict[str, Any], str]:
-    """A file's whole-file modalities, media info and preprocessing, from (the first part of) its rows."""
+    """A file's whole-file modalities, media info and preprocessing, from its rows (or a sample of them
+    with a row of each index key, the first with metadata and one of each preprocessing)."""
     keys = {r.modality for r in rows}
     whole = tuple(m for m in MODALITIES if m in keys) or (modality_of_key(next(iter(keys))),)
     info = next((r.metadata for r in rows if r.metadata is not None), {})
@@ -181,24 +182,30 @@ def _store_parts(
     however many rows it has); returns how many, or None when the file is refused (its reason set on
     ``group``). Its rows are stored in shard order (an export writes them in order)."""
     assert group.parts is not None
-    first: ShardRow | None = None
-    keys: set[str] = set()
-    for rows, _ in group.parts():  # a first pass, so that a refused row stores nothing
-        first = first or rows[0]
-        keys.update(r.modality for r in rows)
+    # A first pass, so that a refused row stores nothing; it keeps a row of each index key, the first
+    # with metadata and one per preprocessing: what the file's own row is made of.
+    sample: dict[object, ShardRow] = {}
+    for rows, _ in group.parts():
+        for row in rows:
+            sample.setdefault("first", row)
+            sample.setdefault(row.modality, row)
+            sample.setdefault(("version", row.preprocess_version), row)
+            if row.metadata is not None:
+                sample.setdefault("metadata", row)
+    first = sample.get("first")
     identity = _identity(group.path, first) if first is not None and group.error is None else None
     if not isinstance(identity, tuple):
         group.error = group.error or identity or "no rows"
         return None
     st, content_hash, verified = identity
+    whole, info, row_version = _file_facts(list(sample.values()), version)
     committer.flush()  # the files before it are committed first, in their own transaction
     store, indexes, count = lib.store, lib.indexes, 0
-    for key in keys:
+    for key in {r.modality for r in sample.values()}:
         indexes.get(key)  # loaded before the commit, as the committer does
     with store.transaction():
         for rows, vectors in group.parts():
             if not count:
-                whole, info, row_version = _file_facts(rows, version)
                 stored = store.upsert_file(
                     group.path, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=content_hash,
                     modality=whole[0], vectors=vectors[:0], info=info, preprocess_version=row_version,

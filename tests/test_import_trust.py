@@ -163,33 +163,38 @@ def test_vectors_that_cannot_be_scaled_to_unit_length_are_refused_with_their_row
 
 
 def test_a_file_of_more_rows_than_a_batch_is_read_and_stored_in_bounded_batches(lib_args, tmp_path):
-    n, bad = 100, 20  # /long.wav: n segments; /bad.wav: bad segments, one of them a zero vector
-    vectors = mixture(n + 3 + bad, seed=7)
-    vectors[n + 3 + 17] = 0
+    # /long.mp4: n sound segments, then its picture, its metadata on a row past the first batch;
+    # /bad.wav: bad segments, one of them a zero vector.
+    n, bad = 100, 20
+    vectors = mixture(n + 4 + bad, seed=7)
+    vectors[n + 4 + 17] = 0
     shard = shard_table(tmp_path / "long.parquet", {
-        "path": ["/long.wav"] * n + ["/a.jpg", "/b.jpg", "/c.jpg"] + ["/bad.wav"] * bad,
-        "modality": ["audio.segments"] * n + ["vision"] * 3 + ["audio.segments"] * bad,
-        "start": [float(i) for i in range(n)] + [None] * 3 + [float(i) for i in range(bad)],
-        "end": [float(i + 1) for i in range(n)] + [None] * 3 + [float(i + 1) for i in range(bad)],
-        "metadata": ['{"duration": 100.0}'] + [None] * (n + 2 + bad),
+        "path": ["/long.mp4"] * (n + 1) + ["/a.jpg", "/b.jpg", "/c.jpg"] + ["/bad.wav"] * bad,
+        "modality": ["audio.segments"] * n + ["vision"] * 4 + ["audio.segments"] * bad,
+        "start": [float(i) for i in range(n)] + [None] * 4 + [float(i) for i in range(bad)],
+        "end": [float(i + 1) for i in range(n)] + [None] * 4 + [float(i + 1) for i in range(bad)],
+        "metadata": [None] * 50 + ['{"duration": 100.0}'] + [None] * (n + 3 + bad - 50),
     }, vectors)  # fmt: skip
     reader = ShardReader(shard, batch_rows=16)
     sizes = []
     for group in reader.files(DIM):
         sizes += [len(rows) for rows, _ in group.parts()] if group.parts else [len(group.rows)]
-    assert max(sizes) <= 16 and sum(sizes) == n + 3 + 16  # /bad.wav's rows end at its zero vector
+    assert max(sizes) <= 16 and sum(sizes) == n + 4 + 16  # /bad.wav's rows end at its zero vector
     with Library.open(lib_args[1], model=lib_args[3], device="cpu", create=True) as lib:
         summary = lib.import_vectors([str(shard)], batch_rows=16)
-        assert (summary.added, summary.vectors) == (4, n + 3)
+        assert (summary.added, summary.vectors) == (4, n + 4)
         (failed,) = summary.failed
-        assert failed["path"] == "/bad.wav" and f"row {n + 3 + 17}" in failed["reason"]
+        assert failed["path"] == "/bad.wav" and f"row {n + 4 + 17}" in failed["reason"]
         assert lib.store.get_file("/bad.wav") is None
-        stored = lib.store.file_vectors("/long.wav")
-        assert [(v.start, v.end) for v in stored] == [(float(i), float(i + 1)) for i in range(n)]
-        assert np.allclose(np.stack([v.vector for v in stored]), vectors[:n], atol=1e-6)
-        assert lib.store.get_file("/long.wav").info == {"duration": 100.0}
+        stored = lib.store.file_vectors("/long.mp4")
+        assert [(v.modality, v.start) for v in stored] == [("audio.segments", float(i)) for i in range(n)] + [
+            ("vision", None)
+        ]  # fmt: skip
+        assert np.allclose(np.stack([v.vector for v in stored]), vectors[: n + 1], atol=1e-6)
+        record = lib.store.get_file("/long.mp4")
+        assert (record.modality, record.info) == ("vision", {"duration": 100.0})
         (hit,) = Searcher(lib).query(vector=vectors[40], target="audio", segments=True, k=1)
-        assert (hit.path, hit.start) == ("/long.wav", 40.0)
+        assert (hit.path, hit.start) == ("/long.mp4", 40.0)
     assert run_json("check", *lib_args)["ok"] is True
 
 
