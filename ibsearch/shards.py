@@ -237,7 +237,8 @@ class ShardReader:
         of more than ``batch_rows`` rows comes with ``parts`` instead, after the others."""
         plan = self._plan()
         pending: dict[str, FileRows] = {}
-        for first, data, vectors, unusable in self._rows(dim):
+        small = any(facts.rows <= self.batch_rows for facts in plan.values())
+        for first, data, vectors, unusable in self._rows(dim) if small else ():
             for i in range(len(unusable)):
                 path = str(row_path(data, i))  # the first pass refused a shard with a row without one
                 facts = plan[path]

@@ -116,7 +116,12 @@ def in_fresh_process(code: str, *args: object, repo: Path = REPO) -> dict:
     last line prints."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=False, env=env
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=repo,  # "python -c" puts its folder first on the path: the checkout's, not the caller's
     )
     if done.returncode != 0:
         raise SystemExit(f"a benchmark process failed:\n{done.stderr[-2000:]}")
