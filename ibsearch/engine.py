@@ -64,9 +64,12 @@ class Library(library.Library):
         :func:`ibsearch.maintenance.reindex`."""
         return maintenance.reindex(self, **policy)
 
-    def import_vectors(self, shards: list[str], *, progress: Progress | None = None) -> ImportSummary:
-        """Add the files and vectors of Parquet shards; see :func:`ibsearch.transfer.import_vectors`."""
-        return transfer.import_vectors(self, shards, progress=progress)
+    def import_vectors(
+        self, shards: list[str], *, progress: Progress | None = None, **options: Any
+    ) -> ImportSummary:
+        """Add the files and vectors of Parquet shards (``batch_rows=``: rows read at a time); see
+        :func:`ibsearch.transfer.import_vectors`."""
+        return transfer.import_vectors(self, shards, progress=progress, **options)
 
     def export_vectors(
         self, output: str, *, format: str = "parquet", progress: Progress | None = None

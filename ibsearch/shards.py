@@ -22,11 +22,10 @@ cluster job use); :class:`ShardReader` reads one back file by file, checking eve
 
 from __future__ import annotations
 
+import functools
 import json
-import math
 import os
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +34,8 @@ import numpy as np
 from .closing import Closing
 from .errors import LibraryError, UsageError
 from .files import display_path
-from .modality import INDEX_KEYS, MODALITIES, modality_of_key
+from .modality import MODALITIES
+from .shard_rows import parse_metadata, path_problem, pydict, row_path, row_problem, unit_rows
 
 FORMAT = "1"
 KEY_FORMAT, KEY_MODEL, KEY_DIM, KEY_PREPROCESS = (
@@ -43,6 +43,8 @@ KEY_FORMAT, KEY_MODEL, KEY_DIM, KEY_PREPROCESS = (
 )  # fmt: skip
 REQUIRED = ("path", "modality", "vector")
 ROW_GROUP = 16384  # rows per Parquet row group (64 MB of 1024-d vectors)
+BATCH_ROWS = 4096  # rows a reader holds at a time (16 MB of 1024-d vectors); a bigger file comes in parts
+UNUSABLE = "a zero or non-finite vector, or one whose length float32 cannot hold (no unit vector of it)"
 
 
 def _arrow() -> tuple[Any, Any]:
@@ -88,6 +90,20 @@ class FileRows:
     path: str
     rows: list[ShardRow] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
+    error: str | None = None
+    #: A file of more rows than a batch: ``parts()`` reads its rows and vectors a batch at a time
+    #: (``rows`` and ``vectors`` stay empty).
+    parts: Callable[[], Iterator[tuple[list[ShardRow], np.ndarray]]] | None = None
+
+
+@dataclass
+class _Facts:
+    """What a reader's first pass learns of one file: its rows, where they lie, why it is refused."""
+
+    first: int
+    last: int = 0
+    rows: int = 0
+    left: int = 0  # rows not read yet by the second pass
     error: str | None = None
 
 
@@ -170,14 +186,19 @@ def _utf8(raw: bytes) -> bool:
 
 
 class ShardReader:
-    """One shard, read back file by file (:meth:`files`), every row checked."""
+    """One shard, read back file by file (:meth:`files`), every row checked, ``batch_rows`` rows at a time.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        _, pq = _arrow()
-        self.path = os.fspath(path)
+    Memory stays bounded by the batch size and the shard's number of files, not its rows: a file of
+    more rows than a batch comes back to be read in parts (:attr:`FileRows.parts`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, batch_rows: int = BATCH_ROWS) -> None:
+        pa, pq = _arrow()
+        self.path, self.batch_rows = os.fspath(path), max(1, int(batch_rows))
+        self.name = os.path.basename(self.path)
         try:
             self._file = pq.ParquetFile(self.path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             raise UsageError(f"cannot read {self.path!r} as a Parquet shard: {exc}") from None
         schema = self._file.schema_arrow
         missing = [c for c in REQUIRED if c not in schema.names]
@@ -186,10 +207,17 @@ class ShardReader:
                 f"shard {self.path!r} lacks the column(s) {', '.join(missing)}; a shard needs path, modality "
                 "and vector (see 'ibsearch import --help')"
             )
-        meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+        meta = {k.decode(errors="replace"): v.decode(errors="replace")
+                for k, v in (schema.metadata or {}).items()}  # fmt: skip
         vector_type = schema.field("vector").type
-        fixed = getattr(vector_type, "list_size", None)
-        dim = meta.get(KEY_DIM) or fixed
+        value_type = getattr(vector_type, "value_type", None)
+        if value_type is None or not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
+            raise UsageError(
+                f"shard {self.path!r} has a vector column of {vector_type}; it must be a list of float32"
+            )
+        dim = meta.get(KEY_DIM) or getattr(vector_type, "list_size", None)
+        if dim is not None and not str(dim).isdigit():
+            raise UsageError(f"shard {self.path!r} says its dimension ({KEY_DIM}) is {dim!r}, not a number")
         self.info = ShardInfo(meta.get(KEY_MODEL), int(dim) if dim else None, meta.get(KEY_PREPROCESS),
                               self._file.metadata.num_rows)  # fmt: skip
         self.columns = [c for c in schema.names if c in ShardRow.__dataclass_fields__ or c in REQUIRED]
@@ -205,50 +233,115 @@ class ShardReader:
             )
 
     def files(self, dim: int) -> Iterator[FileRows]:
-        """Every file of the shard with its rows and vectors, in the order its last row appears."""
-        expected, errors = self._plan()
+        """Every file of the shard with its rows and vectors, in the order its last row appears; a file
+        of more than ``batch_rows`` rows comes with ``parts`` instead, after the others."""
+        plan = self._plan()
         pending: dict[str, FileRows] = {}
-        row = 0
-        for batch in self._file.iter_batches(batch_size=4096, columns=list(dict.fromkeys(self.columns))):
-            vectors, unusable = _unit_rows(self._vectors(batch, dim, row))
-            data = _pydict(batch.drop_columns(["vector"]))
-            for i in range(batch.num_rows):
-                path = _row_path(data, i)
-                if path is None:
+        small = any(facts.rows <= self.batch_rows for facts in plan.values())
+        for first, data, vectors, unusable in self._rows(dim) if small else ():
+            for i in range(len(unusable)):
+                path = str(row_path(data, i))  # the first pass refused a shard with a row without one
+                facts = plan[path]
+                if facts.rows > self.batch_rows:
                     continue
-                group = pending.setdefault(path, FileRows(path, error=errors.get(path)))
-                if unusable[i] and group.error is None:
-                    name = os.path.basename(self.path)
-                    group.error = f"shard {name!r} row {row + i}: a zero or non-finite vector"
-                if group.error is None:
-                    group.rows.append(_shard_row(data, i, path))
-                    group.vectors.append(vectors[i])
-                expected[path] -= 1
-                if not expected[path]:
+                group = pending.setdefault(path, FileRows(path, error=facts.error))
+                self._take(group, data, i, first + i, vectors[i], unusable[i])
+                facts.left -= 1
+                if not facts.left:
                     yield pending.pop(path)
-            row += batch.num_rows
+        for path, facts in plan.items():
+            if facts.rows > self.batch_rows:
+                group = FileRows(path, error=facts.error)
+                group.parts = functools.partial(self._parts, group, facts, dim)
+                yield group
 
-    def _plan(self) -> tuple[Counter[str], dict[str, str]]:
-        """Rows per file, and why files are refused (bad modality, spans, repeated whole-file vectors)."""
+    def _take(self, group: FileRows, data: dict[str, list[Any]], i: int, row: int, vector: np.ndarray,
+              unusable: bool) -> None:  # fmt: skip
+        """Add row ``i`` of a batch (the shard's ``row``) to ``group``, or refuse the file for it."""
+        if unusable and group.error is None:
+            group.error = f"shard {self.name!r} row {row}: {UNUSABLE}"
+        if group.error is None:
+            group.rows.append(_shard_row(data, i, group.path))
+            group.vectors.append(vector)
+
+    def _parts(self, group: FileRows, facts: _Facts, dim: int) -> Iterator[tuple[list[ShardRow], np.ndarray]]:
+        """The rows of one big file, at most ``batch_rows`` at a time, in shard order; a refused row
+        ends them, its reason set on ``group`` (read them all once before storing any)."""
+        path = group.path
+        meta = self._file.metadata
+        ends = np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        starts = ends - [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        wanted = [g for g in range(len(ends)) if ends[g] > facts.first and starts[g] <= facts.last]
+        part = FileRows(path)
+        for first, data, vectors, unusable in self._rows(dim, wanted, int(starts[wanted[0]])):
+            for i in range(len(unusable)):
+                if row_path(data, i) != path:
+                    continue
+                self._take(part, data, i, first + i, vectors[i], unusable[i])
+                if part.error is not None:
+                    group.error = part.error
+                    return
+                if len(part.rows) == self.batch_rows:
+                    yield part.rows, np.stack(part.vectors)
+                    part = FileRows(path)
+        if part.rows:
+            yield part.rows, np.stack(part.vectors)
+
+    def _plan(self) -> dict[str, _Facts]:
+        """Rows per file, and why files are refused (bad path, modality, spans, metadata, repeated
+        whole-file vectors), read a batch at a time."""
         names = ("path", "path_bytes", "modality", "start", "end", "metadata")
-        table = self._file.read(columns=[c for c in names if c in self.columns])
-        data = _pydict(table)
-        counts: Counter[str] = Counter()
-        errors: dict[str, str] = {}
+        plan: dict[str, _Facts] = {}
         seen: set[tuple[str, str]] = set()
-        for i in range(table.num_rows):
-            path = _row_path(data, i)
-            if path is None:
-                raise UsageError(f"row {i} of shard {self.path!r} has no path; every row needs one")
-            counts[path] += 1
-            problem = _row_problem(data, i)
-            key = str(data["modality"][i])
-            if problem is None and key in MODALITIES and (path, key) in seen:
-                problem = f"more than one whole-file {key} vector"
-            seen.add((path, key))
-            if problem is not None and path not in errors:
-                errors[path] = f"shard {os.path.basename(self.path)!r} row {i}: {problem}"
-        return counts, errors
+        row = 0
+        for batch in self._batches([c for c in names if c in self.columns]):
+            data = pydict(batch)
+            for i in range(batch.num_rows):
+                path = row_path(data, i)
+                if path is None:
+                    raise UsageError(f"row {row} of shard {self.path!r} has no path; every row needs one")
+                facts = plan.setdefault(path, _Facts(first=row))
+                facts.rows, facts.left, facts.last = facts.rows + 1, facts.left + 1, row
+                problem = path_problem(path) or row_problem(data, i)
+                key = str(data["modality"][i])
+                if problem is None and key in MODALITIES and (path, key) in seen:
+                    problem = f"more than one whole-file {key} vector"
+                if key in MODALITIES:
+                    seen.add((path, key))
+                if problem is not None and facts.error is None:
+                    facts.error = f"shard {self.name!r} row {row}: {problem}"
+                row += 1
+        return plan
+
+    def _rows(
+        self, dim: int, groups: list[int] | None = None, first: int = 0
+    ) -> Iterator[tuple[int, dict[str, list[Any]], np.ndarray, np.ndarray]]:
+        """``(shard row of the first, columns, unit vectors, unusable)`` per batch (of ``groups``)."""
+        for batch in self._batches(list(dict.fromkeys(self.columns)), groups):
+            vectors, unusable = unit_rows(self._vectors(batch, dim, first))
+            yield first, pydict(batch.drop_columns(["vector"])), vectors, unusable
+            first += batch.num_rows
+
+    def _batches(self, columns: list[str], groups: list[int] | None = None) -> Iterator[Any]:
+        """Record batches of ``columns`` (of row ``groups``); a page that cannot be read is a
+        :class:`UsageError` naming the shard."""
+        pa, pq = _arrow()
+        # A handle of its own: a big file's parts are read while the files' scan is paused. Without
+        # pre-buffering and reader threads, Arrow's allocator keeps no memory that grows with the
+        # shard (with them, 116 MiB more at a million rows of 16-d vectors; scripts/bench_import.py).
+        try:
+            handle = pq.ParquetFile(self.path, pre_buffer=False)
+            batches = handle.iter_batches(self.batch_rows, groups, columns, use_threads=False)
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    return
+                yield batch
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise UsageError(
+                f"shard {self.path!r} is damaged: {exc}; write it again (or import the shards that read)"
+            ) from None
 
     def _vectors(self, batch: Any, dim: int, first_row: int) -> np.ndarray:
         column = batch.column("vector")
@@ -268,75 +361,20 @@ class ShardReader:
         return np.asarray(values, dtype=np.float32).reshape(batch.num_rows, dim)
 
 
-_NORM_SLACK = 1e-5  # vectors further than this from unit length are normalized (ranking is by cosine)
-
-
-def _unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``vectors`` L2-normalized where they are not already, and which rows cannot be (zero, NaN, Inf)."""
-    vectors = np.array(vectors, dtype=np.float32)  # a copy: Arrow's memory is read-only
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-    unusable = ~np.isfinite(norms) | (norms == 0)
-    off = ~unusable & (np.abs(norms - 1) > _NORM_SLACK)
-    vectors[off] /= norms[off, None].astype(np.float32)
-    return vectors, unusable
-
-
-_OPTIONAL = ("path_bytes", "start", "end", "metadata", "size", "mtime_ns", "hash", "preprocess_version")
-
-
-def _pydict(table: Any) -> dict[str, list[Any]]:
-    """The columns of a table or batch as lists, the optional ones that are absent as lists of None."""
-    data: dict[str, list[Any]] = table.to_pydict()
-    for name in _OPTIONAL:
-        data.setdefault(name, [None] * table.num_rows)
-    return data
-
-
-def _row_path(data: dict[str, list[Any]], i: int) -> str | None:
-    raw = data["path_bytes"][i]
-    if raw is not None:
-        return os.fsdecode(bytes(raw))
-    text = data["path"][i]
-    return None if text is None else os.path.abspath(os.path.expanduser(str(text)))
-
-
-def _row_problem(data: dict[str, list[Any]], i: int) -> str | None:
-    """What is wrong with a row's modality and span, or None."""
-    key, start, end = (
-        data["modality"][i],
-        data["start"][i],
-        data["end"][i],
-    )
-    if key not in INDEX_KEYS:
-        return f"modality {key!r} is not one of {', '.join(INDEX_KEYS)}"
-    metadata = data["metadata"][i]
-    if metadata is not None and not isinstance(_json_object(metadata), dict):
-        return f"metadata {metadata[:60]!r} is not a JSON object"
-    if modality_of_key(key) == key:
-        return None if start is None and end is None else f"a {key} row with start/end: use {key}.segments"
-    if (
-        start is None
-        or end is None
-        or not math.isfinite(start)
-        or not math.isfinite(end)
-        or not 0 <= start <= end
-    ):
-        return f"a {key} row needs start and end seconds with 0 <= start <= end, got {start!r}, {end!r}"
-    return None
-
-
-def _json_object(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
 def _shard_row(data: dict[str, list[Any]], i: int, path: str) -> ShardRow:
     metadata = data["metadata"][i]
-    info = json.loads(metadata) if metadata else None
+    info = parse_metadata(metadata) if metadata else None
     return ShardRow(path, data["modality"][i], data["start"][i], data["end"][i], info, data["size"][i],
                     data["mtime_ns"][i], data["hash"][i], data["preprocess_version"][i])  # fmt: skip
 
 
-__all__ = ["FORMAT", "FileRows", "ShardInfo", "ShardReader", "ShardRow", "ShardWriter", "shard_metadata"]
+__all__ = [
+    "BATCH_ROWS",
+    "FORMAT",
+    "FileRows",
+    "ShardInfo",
+    "ShardReader",
+    "ShardRow",
+    "ShardWriter",
+    "shard_metadata",
+]

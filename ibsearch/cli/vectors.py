@@ -56,8 +56,9 @@ def import_shards(shards: Sequence[str], as_json: bool, **common: Any) -> None:
     Needed columns: path, modality, vector (a list or fixed-size list of float32 of the library's
     dimension); optional: start, end (segments, with modality audio.segments or vision.segments),
     metadata (JSON), size, mtime_ns, hash. A shard whose metadata names another model or dimension is
-    refused. Files on this machine must still be what the shard says (size and mtime, or hash); they
-    then count as ingested, so 'ibsearch ingest' of them encodes nothing. Crash-safe like ingest.
+    refused. Paths must be absolute and normalized. Files on this machine must still be what the shard
+    says (size and mtime, or hash); they then count as ingested, so 'ibsearch ingest' of them encodes
+    nothing (and the server sends a file only once an ingest has read it). Crash-safe like ingest.
 
     \b
     Example:

@@ -64,7 +64,7 @@ def merge_shard(lib: Library, path: Path, committer: Committer) -> list[dict[str
     try:
         reader = ShardReader(path)
         reader.check(lib.model_id, lib.dim)
-        refused = import_shard(lib, reader, committer).failed
+        refused = import_shard(lib, reader, committer, read_here=True).failed
     except LibraryError as exc:
         raise LibraryError(
             f"{exc}. It was left by a cluster ingest with another model: move it out of "

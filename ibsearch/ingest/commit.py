@@ -12,11 +12,13 @@ import numpy as np
 from ..files import path_fields
 from ..library import Library
 from ..modality import INDEX_KEYS, FileKind
+from ..store import Verified
 
 #: Bumped whenever preprocessing changes what a vector means; vectors of an older version are not reused.
 PREPROCESS_VERSION = "ref-53680b0.1"
 COMMIT_EVERY = 32  # files per database transaction
 COMMIT_SECONDS = 5.0  # ...or this often, whichever comes first
+COMMIT_VECTORS = 8192  # ...or once the buffered files hold this many vectors (memory stays bounded)
 
 Span = tuple[float | None, float | None]
 
@@ -62,6 +64,7 @@ class Job:
     spans: dict[str, list[Span]] = field(default_factory=dict)
     error: str | None = None
     transient: bool = False  # the error is not the file's content (I/O, permission, crash): retry next run
+    verified: Verified = Verified.INGEST  # who vouches for content_hash (an import may vouch for less)
 
 
 class Committer:
@@ -75,11 +78,17 @@ class Committer:
         self.lib = lib
         self.summary = summary
         self.buffer: list[Job] = []
+        self.buffered = 0  # vectors in the buffer
         self.last = time.monotonic()
 
     def add(self, job: Job) -> None:
         self.buffer.append(job)
-        if len(self.buffer) >= COMMIT_EVERY or time.monotonic() - self.last > COMMIT_SECONDS:
+        self.buffered += sum(len(v) for v in job.vectors.values())
+        if (
+            len(self.buffer) >= COMMIT_EVERY
+            or self.buffered >= COMMIT_VECTORS
+            or time.monotonic() - self.last > COMMIT_SECONDS
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -110,6 +119,7 @@ class Committer:
             indexes.add(key, ids, np.stack(vecs))
         self.summary.failed += [{"path": job.path, "reason": job.error} for job in self.buffer if job.error]
         self.buffer.clear()
+        self.buffered = 0
         self.last = time.monotonic()
 
     def _store(self, job: Job, added: dict[str, tuple[list[int], list[np.ndarray]]]) -> list[int]:
@@ -128,6 +138,7 @@ class Committer:
             segments=[span for k in keys for span in job.spans[k]],
             info=job.info,
             preprocess_version=PREPROCESS_VERSION,
+            verified=job.verified,
         )
         for vid, key, vec in zip(result.vector_ids, rows, vectors, strict=True):
             ids, vecs = added.setdefault(key, ([], []))

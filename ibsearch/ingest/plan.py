@@ -2,7 +2,9 @@
 
 A file whose size and mtime match the database costs that one stat. A changed or new file is
 hashed: the same content as a stored file (a rename, a copy, a touched file) reuses the stored
-vectors without running the model; everything else is left for the encoder.
+vectors without running the model; everything else is left for the encoder. Only hashes computed
+from this machine's bytes are matched (an imported shard's hash for a file it names elsewhere is
+not), and an imported file that no ingest has read yet is hashed even when its stat is unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from ..encoder.media.detect import detect
 from ..files import hash_file
 from ..modality import KIND_MODALITIES, FileKind, modality_of_key
-from ..store import Store
+from ..store import Store, Verified
 from .commit import PREPROCESS_VERSION, IngestSummary, Job
 from .walk import FoundFile
 
@@ -56,8 +58,11 @@ class Planner:
         if rec is not None and forced is not None and rec.modality not in KIND_MODALITIES[forced]:
             rec = replace(rec, content_hash="")  # declared another modality with --as: encode again
         elif rec is not None and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
-            summary.unchanged += 1
-            return None
+            if rec.verified == Verified.INGEST:
+                summary.unchanged += 1
+                return None
+            # Imported and never read here: hashed once, so that serving it and reusing its vectors
+            # rest on this machine's bytes, not on a shard's word.
         old_error = self.bad_before.get(path)
         # Only content failures carry the stat they happened at; transient ones are always retried.
         if old_error is not None and (old_error.size, old_error.mtime_ns) == (st.st_size, st.st_mtime_ns):

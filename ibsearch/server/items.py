@@ -3,7 +3,10 @@
 An item id is the file's row id in the library database (``files.id``): stable while the file stays
 in the library. Files are only ever reached through an id, and only if the file on disk is still
 the one that was ingested (a regular file of the recorded size and modification time): a file
-replaced by a link to somewhere else, or by a device or a pipe, is refused.
+replaced by a link to somewhere else, or by a device or a pipe, is refused. A file that only an
+import put in the library (its path, size and hash a shard's word, ``/etc/passwd`` as well as a
+photo) is refused until an ingest of its folder has read it: a shard must not be able to make the
+server hand out any file its user can read.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..errors import IbsearchError
 from ..files import path_fields
 from ..modality import AUDIO, VISION
 from ..search import Hit
-from ..store.records import FileRecord
+from ..store.records import FileRecord, Verified
 from .models import Item, Result, printable
 from .responses import RangeFileResponse
 
@@ -68,15 +71,20 @@ def content_type(record: FileRecord) -> str:
 
 
 class CheckedFile(Closing):
-    """An item's file, opened and checked to be the regular file that was ingested (same size and
-    modification time); :class:`FileChanged` otherwise (gone, edited, or swapped for a link to
-    another file, a device or a pipe).
+    """An item's file, opened and checked to be the regular file that was ingested (read by a local
+    ingest, same size and modification time); :class:`FileChanged` otherwise (imported only, gone,
+    edited, or swapped for a link to another file, a device or a pipe).
 
     ``path`` opens this very file again (``/proc/self/fd/N`` where the system has it), so that what
     is sent or decoded is what was checked, even if the name is pointed elsewhere meanwhile.
     """
 
     def __init__(self, record: FileRecord) -> None:
+        if record.verified < Verified.INGEST:
+            raise FileChanged(
+                f"the file of item {record.id} was imported and no ingest has read it here; run "
+                "'ibsearch ingest' on its folder to have it served"
+            )
         try:
             # O_NONBLOCK: opening a pipe put in the file's place must not hang the server.
             fd = os.open(record.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))

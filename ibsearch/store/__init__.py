@@ -5,7 +5,16 @@ This package knows nothing of models or FAISS; :mod:`ibsearch.library` composes 
 """
 
 from ..idsets import IdSetSummary
-from .records import ErrorRecord, FileRecord, FileStat, StoredVector, Upserted, VectorError, VectorRow
+from .records import (
+    ErrorRecord,
+    FileRecord,
+    FileStat,
+    StoredVector,
+    Upserted,
+    VectorError,
+    VectorRow,
+    Verified,
+)
 from .schema import SCHEMA_VERSION
 from .store import Store
 
@@ -20,4 +29,5 @@ __all__ = [
     "Upserted",
     "VectorError",
     "VectorRow",
+    "Verified",
 ]

@@ -62,6 +62,13 @@ def database_error(path: str, exc: sqlite3.DatabaseError) -> IbsearchError:
             f"library database {path!r} is read-only ({text}): queries work, but ingest, remove, reindex "
             f"and check need write permission on {os.path.dirname(os.path.abspath(path))!r}"
         )
+    if "malformed JSON" in text:
+        # A value, not the file: SQLite's JSON functions met media info they do not read.
+        return LibraryError(
+            f"library database {path!r} holds media info that is not JSON to SQLite ({text}); the "
+            "database itself is not damaged: 'ibsearch remove' the files with odd media info and "
+            "ingest or import them again"
+        )
     return LibraryError(
         f"library database {path!r} is damaged ({text}). Restore it from a backup, or move it away and "
         "ingest your folders again into a new library (the index files cannot rebuild it: they hold no "

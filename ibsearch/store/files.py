@@ -25,22 +25,23 @@ from .records import (
     FileStat,
     PathLike,
     Upserted,
+    Verified,
     encode_vectors,
     key_to_path,
+    load_info,
     path_key,
 )
 
-FILE_COLS = "id, path_key, size, mtime_ns, hash, modality, info, added, updated"
+FILE_COLS = "id, path_key, size, mtime_ns, hash, modality, info, added, updated, verified"
 FILE_COLS_F = ", ".join("f." + c.strip() for c in FILE_COLS.split(","))
 INFO_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def file_record(row: Sequence[Any]) -> FileRecord:
     """A :class:`FileRecord` from a row selected with :data:`FILE_COLS`."""
-    fid, key, size, mtime_ns, content_hash, modality, info, added, updated = row
-    return FileRecord(
-        fid, key_to_path(key), size, mtime_ns, content_hash, modality, json.loads(info), added, updated
-    )
+    fid, key, size, mtime_ns, content_hash, modality, info, added, updated, verified = row
+    return FileRecord(fid, key_to_path(key), size, mtime_ns, content_hash, modality, load_info(info), added,
+                      updated, Verified(verified))  # fmt: skip
 
 
 def prefix_clause(column: str, prefix: PathLike) -> tuple[str, list[bytes]]:
@@ -91,9 +92,9 @@ class FileTables(Database):
         """
         clause, params = prefix_clause("path_key", prefix)
         rows = self._conn.execute(
-            f"SELECT path_key, size, mtime_ns, hash, modality FROM files WHERE {clause}", params
+            f"SELECT path_key, size, mtime_ns, hash, modality, verified FROM files WHERE {clause}", params
         )
-        return {key_to_path(r[0]): FileStat(r[1], r[2], r[3], r[4]) for r in rows}
+        return {key_to_path(r[0]): FileStat(r[1], r[2], r[3], r[4], Verified(r[5])) for r in rows}
 
     def paths_under(self, prefix: PathLike) -> list[str]:
         """The stored paths under ``prefix`` (see :meth:`files_under`), sorted by their bytes."""
@@ -130,6 +131,7 @@ class FileTables(Database):
         preprocess_version: str = "",
         segments: Sequence[tuple[float | None, float | None]] | None = None,
         vector_modalities: Sequence[str] | None = None,
+        verified: Verified = Verified.INGEST,
     ) -> Upserted:
         """Insert or replace ``path`` with its vectors, in one transaction.
 
@@ -138,33 +140,24 @@ class FileTables(Database):
         row, and ``vector_modalities`` a modality per row (a video has picture and sound vectors; default:
         every row is ``modality``). The file's old vectors are deleted; their ids come back in
         ``removed_ids`` so the caller can drop them from its index. A recorded error for the path is
-        cleared. Raises :class:`~ibsearch.store.records.VectorError` (nothing written) for NaN/Inf
+        cleared. ``verified`` says who vouches for ``content_hash`` (an ingest, unless an import says
+        otherwise). Raises :class:`~ibsearch.store.records.VectorError` (nothing written) for NaN/Inf
         or a wrong shape.
         """
-        model_id, dim = self.model_id, self.dim
-        if model_id is None or dim is None:
-            raise LibraryError(f"library {self.path!r} has no model yet; call bind_model() before storing")
         key = path_key(path)
-        blobs = encode_vectors(vectors, dim, display_path(key))
-        if segments is not None and len(segments) != len(blobs):
-            raise UsageError(f"{len(segments)} segments given for {len(blobs)} vectors of {path!r}")
-        segs = list(segments) if segments is not None else [(None, None)] * len(blobs)
-        if vector_modalities is not None and len(vector_modalities) != len(blobs):
-            raise UsageError(
-                f"{len(vector_modalities)} modalities given for {len(blobs)} vectors of {path!r}"
-            )
-        mods = list(vector_modalities) if vector_modalities is not None else [modality] * len(blobs)
+        rows = self._vector_rows(key, vectors, segments, vector_modalities, modality)
         info_json = json.dumps(dict(info or {}), sort_keys=True)
         now = time.time()
         conn = self._conn
         with self.transaction():
             row = conn.execute("SELECT id FROM files WHERE path_key = ?", (key,)).fetchone()
             removed: list[int] = []
+            values = (size, mtime_ns, content_hash, modality, info_json, now, int(verified))
             if row is None:
                 cur = conn.execute(
-                    "INSERT INTO files (path_key, path, size, mtime_ns, hash, modality, info, added, updated)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, display_path(key), size, mtime_ns, content_hash, modality, info_json, now, now),
+                    "INSERT INTO files (size, mtime_ns, hash, modality, info, updated, verified, path_key,"
+                    " path, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*values, key, display_path(key), now),
                 )
                 file_id = int(cur.lastrowid or 0)
             else:
@@ -172,26 +165,74 @@ class FileTables(Database):
                 removed = [r[0] for r in conn.execute("SELECT id FROM vectors WHERE file_id = ?", (file_id,))]
                 conn.execute("DELETE FROM vectors WHERE file_id = ?", (file_id,))
                 conn.execute(
-                    "UPDATE files SET size = ?, mtime_ns = ?, hash = ?, modality = ?, info = ?, updated = ?"
-                    " WHERE id = ?",
-                    (size, mtime_ns, content_hash, modality, info_json, now, file_id),
+                    "UPDATE files SET size = ?, mtime_ns = ?, hash = ?, modality = ?, info = ?, updated = ?,"
+                    " verified = ? WHERE id = ?",
+                    (*values, file_id),
                 )
-            new_ids = []
-            for blob, (start, end), row_modality in zip(blobs, segs, mods, strict=True):
-                cur = conn.execute(
-                    "INSERT INTO vectors (file_id, modality, model_id, preprocess_version, seg_start,"
-                    " seg_end, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (file_id, row_modality, model_id, preprocess_version, start, end, blob),
-                )
-                new_ids.append(int(cur.lastrowid or 0))
+            new_ids = self._insert_vectors(file_id, rows, preprocess_version)
             conn.execute("DELETE FROM errors WHERE path_key = ?", (key,))
         return Upserted(file_id, new_ids, removed, created=row is None)
 
-    def update_stat(self, path: PathLike, *, size: int, mtime_ns: int) -> bool:
-        """Record a new size/mtime for an unchanged-content file; False if ``path`` is not stored."""
+    def append_vectors(
+        self,
+        file_id: int,
+        vectors: np.ndarray,
+        vector_modalities: Sequence[str],
+        segments: Sequence[tuple[float | None, float | None]],
+        preprocess_version: str = "",
+    ) -> list[int]:
+        """Add ``vectors`` ``(n, dim)`` (one modality and span each) to the stored file ``file_id``; returns
+        their new ids. Inside the caller's transaction that :meth:`upsert_file` began, it writes a file of
+        more vectors than memory holds at once, still atomically. Raises like :meth:`upsert_file`."""
+        key = self._conn.execute("SELECT path_key FROM files WHERE id = ?", (int(file_id),)).fetchone()
+        if key is None:
+            raise UsageError(f"no file with id {file_id} in the library to add vectors to")
+        rows = self._vector_rows(bytes(key[0]), vectors, segments, vector_modalities)
+        with self.transaction():
+            return self._insert_vectors(int(file_id), rows, preprocess_version)
+
+    def _vector_rows(
+        self,
+        key: bytes,
+        vectors: np.ndarray,
+        segments: Sequence[tuple[float | None, float | None]] | None,
+        modalities: Sequence[str] | None,
+        modality: str = "",
+    ) -> list[tuple[bytes, tuple[float | None, float | None], str]]:
+        """``(blob, span, modality)`` per vector of the file ``key``, checked (see :meth:`upsert_file`)."""
+        if self.model_id is None or self.dim is None:
+            raise LibraryError(f"library {self.path!r} has no model yet; call bind_model() before storing")
+        blobs = encode_vectors(vectors, self.dim, display_path(key))
+        segs = list(segments) if segments is not None else [(None, None)] * len(blobs)
+        mods = list(modalities) if modalities is not None else [modality] * len(blobs)
+        for name, given in (("segments", segs), ("modalities", mods)):
+            if len(given) != len(blobs):
+                what = display_path(key)
+                raise UsageError(f"{len(given)} {name} given for {len(blobs)} vectors of {what!r}")
+        return list(zip(blobs, segs, mods, strict=True))
+
+    def _insert_vectors(
+        self, file_id: int, rows: list[tuple[bytes, tuple[float | None, float | None], str]], version: str
+    ) -> list[int]:
+        new_ids = []
+        for blob, (start, end), row_modality in rows:
+            cur = self._conn.execute(
+                "INSERT INTO vectors (file_id, modality, model_id, preprocess_version, seg_start,"
+                " seg_end, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (file_id, row_modality, self.model_id, version, start, end, blob),
+            )
+            new_ids.append(int(cur.lastrowid or 0))
+        return new_ids
+
+    def update_stat(
+        self, path: PathLike, *, size: int, mtime_ns: int, verified: Verified = Verified.INGEST
+    ) -> bool:
+        """Record a new size/mtime for an unchanged-content file, whose hash ``verified`` vouches for now
+        (an ingest that hashed it); False if ``path`` is not stored."""
         with self.transaction():
             cur = self._conn.execute(
-                "UPDATE files SET size = ?, mtime_ns = ? WHERE path_key = ?", (size, mtime_ns, path_key(path))
+                "UPDATE files SET size = ?, mtime_ns = ?, verified = max(verified, ?) WHERE path_key = ?",
+                (size, mtime_ns, int(verified), path_key(path)),
             )
         return cur.rowcount > 0
 

@@ -11,8 +11,10 @@ Vectors: little-endian float32 bytes, ``dim * 4`` long.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,14 @@ import numpy as np
 from ..errors import IbsearchError
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+
+class Verified(IntEnum):
+    """Who vouches for a stored file's content hash (and so for its vectors), least trusted first."""
+
+    SHARD = 0  # an imported shard's word: never compared with this machine's bytes
+    IMPORT = 1  # an import hashed (or compared) the file on this machine; the vectors are the shard's
+    INGEST = 2  # a local ingest read the file: only such a file is served, and rows below it are re-read
 
 
 class VectorError(IbsearchError, ValueError):
@@ -62,6 +72,16 @@ def encode_vectors(vectors: np.ndarray, dim: int, what: str) -> list[bytes]:
     return [row.tobytes() for row in arr]
 
 
+def _null(_: str) -> None:
+    return None
+
+
+def load_info(text: str) -> Any:
+    """A file's stored media info (JSON), with NaN and Infinity read as null: what a library written
+    before they were refused may hold, and no JSON output may carry."""
+    return json.loads(text, parse_constant=_null)
+
+
 def decode_vectors(blobs: list[bytes], dim: int) -> np.ndarray:
     """Turn blobs read back from the ``vectors`` table into a ``(n, dim)`` float32 array."""
     if not blobs:
@@ -82,6 +102,7 @@ class FileRecord:
     info: dict[str, Any] = field(default_factory=dict)  # media info: width, height, duration, ...
     added: float = 0.0  # unix time of the first insert
     updated: float = 0.0  # unix time of the last change
+    verified: Verified = Verified.INGEST  # who vouches for content_hash
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,7 @@ class FileStat:
     mtime_ns: int
     content_hash: str
     modality: str = ""  # the file's (first) modality, e.g. to notice a folder re-declared with --as
+    verified: Verified = Verified.INGEST  # who vouches for content_hash
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,15 @@ that turns version ``n - 1`` into ``n`` (run inside the same write transaction a
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable
 
 from ..errors import LibraryError
+from .records import load_info
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES: tuple[str, ...] = (
     # Key/value facts about the whole library: schema_version, model_id, dim, created.
@@ -24,6 +26,7 @@ TABLES: tuple[str, ...] = (
         size INTEGER NOT NULL,
         mtime_ns INTEGER NOT NULL,
         hash TEXT NOT NULL,             -- BLAKE2b-256 hex of the content
+        verified INTEGER NOT NULL DEFAULT 2,  -- who vouches for hash: records.Verified (0-2)
         modality TEXT NOT NULL,
         info TEXT NOT NULL DEFAULT '{}',  -- JSON media info: width, height, duration, sample_rate, ...
         added REAL NOT NULL,
@@ -62,8 +65,23 @@ TABLES: tuple[str, ...] = (
 
 REQUIRED_TABLES = frozenset({"meta", "files", "vectors", "errors", "settings"})
 
+
 #: MIGRATIONS[n] upgrades a version n - 1 database to version n.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+def _to_version_2(conn: sqlite3.Connection) -> None:
+    """``files.verified``; rows written before keep the trust they had then (as read by an ingest). Media
+    info that older imports stored with NaN or Infinity (no JSON to SQLite: every filter on it failed)
+    is written again with those values as null."""
+    conn.execute("ALTER TABLE files ADD COLUMN verified INTEGER NOT NULL DEFAULT 2")
+    bad = conn.execute("SELECT id, info FROM files WHERE NOT json_valid(info)").fetchall()
+    for file_id, info in bad:
+        try:
+            fixed = json.dumps(load_info(info), sort_keys=True)
+        except ValueError:
+            fixed = "{}"
+        conn.execute("UPDATE files SET info = ? WHERE id = ?", (fixed, file_id))
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_version_2}
 
 
 def table_names(conn: sqlite3.Connection) -> set[str]:

@@ -16,7 +16,17 @@ from ..errors import UsageError
 from ..idsets import MIX_SQL, IdSetSummary, from_sums
 from .connection import guard_methods
 from .files import FILE_COLS_F, INFO_KEY, FileTables, file_record, prefix_clause
-from .records import FileRecord, PathLike, StoredVector, VectorRow, decode_vectors, key_to_path, path_key
+from .records import (
+    FileRecord,
+    PathLike,
+    StoredVector,
+    VectorRow,
+    Verified,
+    decode_vectors,
+    key_to_path,
+    load_info,
+    path_key,
+)
 
 
 class Store(FileTables):
@@ -51,16 +61,18 @@ class Store(FileTables):
     ) -> tuple[FileRecord, list[StoredVector]] | None:
         """A stored file with this content hash and its vectors, for reuse after a rename or copy.
 
-        Only files with vectors of the library's current model count (and of ``modality`` when given);
-        the most recently updated one is returned. None when there is none.
+        Only files whose hash was computed from bytes on this machine count (a shard's word for a file
+        it names elsewhere could plant vectors for any content), with vectors of the library's current
+        model (and of ``modality`` when given); the most recently updated one is returned. None when
+        there is none.
         """
-        params: list[Any] = [content_hash, self.model_id]
+        params: list[Any] = [content_hash, int(Verified.IMPORT), self.model_id]
         extra = ""
         if modality is not None:
             extra, params = " AND v.modality = ?", params + [modality]
         row = self._conn.execute(
             f"SELECT {FILE_COLS_F} FROM files f"
-            " WHERE f.hash = ? AND EXISTS (SELECT 1 FROM vectors v WHERE v.file_id = f.id"
+            " WHERE f.hash = ? AND f.verified >= ? AND EXISTS (SELECT 1 FROM vectors v WHERE v.file_id = f.id"
             f" AND v.model_id = ?{extra}) ORDER BY f.updated DESC, f.id DESC LIMIT 1",
             params,
         ).fetchone()
@@ -88,6 +100,24 @@ class Store(FileTables):
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             yield ids, decode_vectors([r[1] for r in rows], dim)
+            last = int(ids[-1])
+
+    def iter_vectors_of_file(
+        self, file_id: int, *, chunk_size: int = 16384
+    ) -> Iterator[tuple[np.ndarray, list[str], np.ndarray]]:
+        """Yield ``(ids (n,) int64, index keys, vectors (n, dim) float32)`` chunks of one file's vectors
+        in id order (``vectors_file`` holds them in that order: no sort, however many there are)."""
+        dim = self.dim or 0
+        last = -1
+        while True:
+            rows = self._conn.execute(
+                "SELECT id, modality, vector FROM vectors WHERE file_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (int(file_id), last, int(chunk_size)),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, [r[1] for r in rows], decode_vectors([r[2] for r in rows], dim)
             last = int(ids[-1])
 
     def iter_file_vectors(
@@ -239,7 +269,7 @@ class Store(FileTables):
 
 def _vector_row(r: Sequence[Any]) -> VectorRow:
     """A :class:`VectorRow` from the first ten columns selected by :meth:`Store.rows_for_vectors`."""
-    return VectorRow(r[0], r[1], key_to_path(r[2]), r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], r[9])
+    return VectorRow(r[0], r[1], key_to_path(r[2]), r[3], load_info(r[4]), r[5], r[6], r[7], r[8], r[9])
 
 
 guard_methods(Store)

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Import memory benchmark: a shard of one long file's segment rows, 10,000 rows and 1,000,000, each
+imported with ``ibsearch import``'s code (``Library.import_vectors``) into a fresh library in a fresh
+process, side by side: wall time and peak resident memory (VmHWM of the importing process).
+
+Usage:  .venv/bin/python scripts/bench_import.py [--rows 10000 1000000] [--dim 16] [--folder DIR]
+        [--code CHECKOUT]   (the imports run that checkout's ibsearch, e.g. the code before a change)
+
+The hostile shard of the report: every row is an ``audio.segments`` vector of the same path (one
+file of a million segments), which before the fix was held whole, as Python objects, until its one
+transaction. The libraries use a random-weight model card of the ``imagebind_tiny`` config with its
+embedding width set to ``--dim`` (the import needs only a model's name and width, never its weights;
+a narrow width keeps a million vectors at 64 MB on disk, so the figures show the reader and the
+store, not the disk), and exact indexes (the index itself holds ``rows x dim x 4`` bytes in memory,
+which no import can avoid: 61 MiB at a million 16-d vectors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+PATH = "/bench/long-recording.wav"
+REPO = Path(__file__).resolve().parent.parent
+
+# Imports one shard in this fresh interpreter and reports its peak resident memory (VmHWM, which
+# unlike getrusage's ru_maxrss is not inherited across fork and exec) before and after.
+_IMPORT = r"""
+import json, sys, time
+from ibsearch.engine import Library
+def peak_kb():
+    with open("/proc/self/status") as status:
+        return int(next(l for l in status if l.startswith("VmHWM")).split()[1])
+card, library, shard = sys.argv[1:4]
+stored_kb = [0]
+def progress(task, unit):
+    # Called once the rows are stored and added to the indexes, before the indexes are saved.
+    return lambda done, total: stored_kb.__setitem__(0, peak_kb())
+with Library.open(library, model=card, device="cpu", create=True) as lib:
+    lib.reindex(index="exact")  # the index kind is not what is measured
+    base = peak_kb()
+    start = time.perf_counter()
+    summary = lib.import_vectors([shard], progress=progress)
+    wall = time.perf_counter() - start
+    stored = lib.store.vector_count()
+print(json.dumps({"base_kb": base, "peak_kb": peak_kb(), "stored_kb": stored_kb[0], "wall": wall,
+                  "vectors": summary.vectors, "stored": stored, "failed": len(summary.failed)}))
+"""
+
+
+# The in-memory exact index that any writer of the library holds, alone: as many vectors added 16,384
+# at a time to a FaissIndex in a fresh interpreter (its growth is the vectors, FAISS's id map and the
+# slack of its growing arrays; the import cannot hold less while it keeps the index up to date).
+_INDEX = r"""
+import json, sys
+import numpy as np
+from ibsearch.index.faiss_index import FaissIndex
+def peak_kb():
+    with open("/proc/self/status") as status:
+        return int(next(l for l in status if l.startswith("VmHWM")).split()[1])
+rows, dim = int(sys.argv[1]), int(sys.argv[2])
+chunk = np.random.default_rng(0).standard_normal((16384, dim)).astype(np.float32)
+index = FaissIndex(dim)
+base = peak_kb()
+for first in range(0, rows, 16384):
+    count = min(16384, rows - first)
+    index.add(np.arange(first, first + count, dtype=np.int64), chunk[:count])
+print(json.dumps({"adds_kb": peak_kb() - base}))
+"""
+
+
+def write_card(folder: Path, dim: int) -> Path:
+    """A model card of ``imagebind_tiny`` with embedding width ``dim`` and random weights."""
+    from ibsearch.encoder.model.config import get_config
+    from ibsearch.encoder.weights.random_weights import write_random_checkpoint
+
+    config = get_config("imagebind_tiny").to_dict()
+    config["out_embed_dim"] = dim
+    card = folder / "bench.json"
+    card.write_text(json.dumps({"name": f"bench-{dim}", "config": config, "checkpoint": "bench.pth"}))
+    from ibsearch.encoder.weights.cards import load_card
+
+    write_random_checkpoint(load_card(card).config, folder / "bench.pth", seed=1)
+    return card
+
+
+def write_shard(path: Path, rows: int, dim: int, model: str) -> None:
+    """``rows`` one-second segments of one path, unit vectors, written 50,000 rows at a time."""
+    from ibsearch.ingest.commit import PREPROCESS_VERSION
+    from ibsearch.shards import ShardRow, ShardWriter
+
+    rng = np.random.default_rng(0)
+    with ShardWriter(path, model_id=model, dim=dim, preprocess_version=PREPROCESS_VERSION) as writer:
+        for first in range(0, rows, 50_000):
+            count = min(50_000, rows - first)
+            vectors = rng.standard_normal((count, dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            meta = {"duration": float(rows)}
+            segments = [
+                ShardRow(PATH, "audio.segments", float(s), float(s + 1), meta if s == 0 else None)
+                for s in range(first, first + count)
+            ]
+            writer.write(segments, vectors)
+
+
+def in_fresh_process(code: str, *args: object, repo: Path = REPO) -> dict:
+    """Run ``code`` in a fresh interpreter with ``args`` and ``repo``'s ibsearch; returns the JSON its
+    last line prints."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=repo,  # "python -c" puts its folder first on the path: the checkout's, not the caller's
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"a benchmark process failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no lscpu)"
+    return next(
+        (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line), "unknown"
+    )
+
+
+def mib(kb: float) -> str:
+    return f"{kb / 1024:.0f} MiB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000], help="rows per shard")
+    parser.add_argument("--dim", type=int, default=16, help="embedding width of the bench model")
+    parser.add_argument("--folder", type=Path, help="where to write shards and libraries (default: temp)")
+    parser.add_argument("--keep", action="store_true", help="keep the files afterwards")
+    parser.add_argument("--code", type=Path, help="import with this checkout's ibsearch (default: this one)")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="bench_import_", dir=args.folder))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"CPU: {cpu_model()}; {os.cpu_count()} CPUs; load average (1, 5, 15 min) {load}")
+    print(f"files in {folder}; model width {args.dim}; one path, audio.segments rows; exact indexes; "
+          f"code: {args.code or 'this checkout'}")  # fmt: skip
+    print(f"{'rows':>10} {'shard':>9} {'wall':>8} {'rows/s':>9} {'peak RSS':>9} {'before import':>13} "
+          f"{'import adds':>11} {'peak, stored':>12} {'index alone adds':>16} "
+          f"{'peak - index':>12}")  # fmt: skip
+    peaks = []
+    try:
+        card = write_card(folder, args.dim)
+        for rows in args.rows:
+            shard = folder / f"segments-{rows}.parquet"
+            write_shard(shard, rows, args.dim, f"bench-{args.dim}")
+            code = {"repo": args.code} if args.code else {}
+            run = in_fresh_process(_IMPORT, card, folder / f"lib-{rows}", shard, **code)
+            run["index_adds_kb"] = in_fresh_process(_INDEX, rows, args.dim)["adds_kb"]
+            assert run["stored"] == run["vectors"] == rows and not run["failed"], run
+            peaks.append((run["peak_kb"], run["peak_kb"] - run["index_adds_kb"]))
+            print(
+                f"{rows:>10,} {shard.stat().st_size / 1e6:>7.1f}MB {run['wall']:>7.1f}s "
+                f"{rows / run['wall']:>9,.0f} {mib(run['peak_kb']):>9} {mib(run['base_kb']):>13} "
+                f"{mib(run['peak_kb'] - run['base_kb']):>11} {mib(run['stored_kb']):>12} "
+                f"{mib(run['index_adds_kb']):>16} {mib(run['peak_kb'] - run['index_adds_kb']):>12}"
+            )
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(
+        f"peak RSS, largest shard over smallest: {peaks[-1][0] / peaks[0][0]:.2f} in all, "
+        f"{peaks[-1][1] / peaks[0][1]:.2f} without what the in-memory index alone adds (target <= 1.5)"
+    )
+    print(
+        "peak RSS: VmHWM of the fresh process, which imports Python, numpy, pyarrow, faiss and ibsearch "
+        "first; 'before import': VmHWM just before import_vectors; 'peak, stored': VmHWM once every row "
+        "is stored and in the in-memory index, before the index is saved (the last progress report); "
+        "'index alone adds': the VmHWM growth of an exact FaissIndex of as many vectors built alone in a "
+        "fresh process (what a writer holds whatever the shard). Load average after the runs: "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+
+
+if __name__ == "__main__":
+    main()
