@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -377,6 +378,24 @@ def test_13_a_read_only_library_can_be_queried(tmp_path, lib_args, media_dir):
     finally:
         for path in [lib_dir, *lib_dir.iterdir()]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_a_read_only_library_of_an_older_schema_says_how_to_upgrade_it(tmp_path, lib_args, media_dir):
+    run_json("ingest", media_dir, *lib_args)
+    lib_dir = Path(lib_args[1])
+    with sqlite3.connect(lib_dir / "ibsearch.db") as conn:  # as ibsearch before schema 2 left it
+        conn.execute("ALTER TABLE files DROP COLUMN verified")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    for path in [lib_dir, *lib_dir.iterdir()]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        done = as_user("info", *lib_args)
+        assert done.returncode == 1 and b"Traceback" not in done.stderr
+        assert b"older ibsearch (schema version 1)" in done.stderr and b"cannot be upgraded" in done.stderr
+    finally:
+        for path in [lib_dir, *lib_dir.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert run_json("info", *lib_args)["files"] == len(list(media_dir.rglob("*.*")))
 
 
 def test_a_hostile_folder_holds_every_new_kind_of_trouble_with_the_old_ones(tmp_path, lib_args):

@@ -61,18 +61,26 @@ class Database(Closing):
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             if schema.needs_setup(self._conn, where):
-                if self.read_only:
-                    raise LibraryError(
-                        f"{where} is read-only and not set up as a library; choose another --library"
-                    )
-                with self.transaction():
-                    schema.setup(self._conn, where)
+                self._set_up(where)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise _unusable(self.path, exc) from None
         except BaseException:
             self._conn.close()
             raise
+
+    def _set_up(self, where: str) -> None:
+        """Create or upgrade the schema; an older library that cannot be written says how to upgrade it
+        (a WAL database whose file is read-only opens as writable and fails only at the first write)."""
+        if self.read_only:
+            raise _read_only_setup(self._conn, where)
+        try:
+            with self.transaction():
+                schema.setup(self._conn, where)
+        except (sqlite3.OperationalError, LibraryError) as exc:
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+            raise _read_only_setup(self._conn, where) from None
 
     # ------------------------------------------------------------------ connection and transactions
 
@@ -197,6 +205,17 @@ class Database(Closing):
 
 
 guard_methods(Database)
+
+
+def _read_only_setup(conn: sqlite3.Connection, where: str) -> LibraryError:
+    """Why a read-only database that needs setting up cannot be used (an older library, or none)."""
+    if not schema.table_names(conn):
+        return LibraryError(f"{where} is read-only and not set up as a library; choose another --library")
+    return LibraryError(
+        f"{where} was written by an older ibsearch (schema version {schema.stored_version(conn)}) and "
+        "is read-only here, so it cannot be upgraded: run any ibsearch command on it once where it can "
+        "be written (it is upgraded in place), or copy the library folder somewhere writable"
+    )
 
 
 def _unusable(path: str, exc: sqlite3.DatabaseError) -> IbsearchError:
