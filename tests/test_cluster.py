@@ -18,9 +18,11 @@ from conftest import DATA, run_json
 from test_ingest_robust import many_images
 
 from ibsearch.cluster.pipeline import ENV_ACTOR_PIDS
+from ibsearch.cluster.runtime import LOCAL_ONLY
 from ibsearch.engine import Library
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ[LOCAL_ONLY] = "0"  # every Ray process of these tests on loopback, as ibsearch's own runtime
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -18,6 +18,8 @@ import pytest
 from conftest import DATA
 from test_special_files import ingest as ingest_within
 
+from ibsearch.cluster.runtime import LOCAL_ONLY
+
 # A Ray head of two CPUs on this machine, which makes it a node of that cluster (as `ray start` would):
 # it prints its GCS address, then waits for the end of its input.
 HEAD = """
@@ -39,6 +41,7 @@ def photo(tmp_path: Path) -> Path:
 @pytest.fixture
 def ray_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv(LOCAL_ONLY, "0")  # the head, and the drivers that join it, on loopback only
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
 
@@ -109,7 +112,8 @@ def ray_head(ray_env) -> Iterator[str]:
 
 
 def test_a_ray_head_given_by_host_and_port_is_joined_and_does_the_work(lib_args, photo, ray_head):
-    port = ray_head.rsplit(":", 1)[1]
+    host, port = ray_head.rsplit(":", 1)
+    assert host == "127.0.0.1"
     done = ingest(photo, *lib_args, "--ray", f"127.0.0.1:{port}", "--json")
     assert done.returncode == 0, done.stderr
     assert '"added": 1' in done.stdout and '"failed": []' in done.stdout

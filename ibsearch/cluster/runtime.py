@@ -26,6 +26,8 @@ from ..errors import UsageError
 log = logging.getLogger(__name__)
 
 ENV_TIMEOUT = "IBSEARCH_RAY_TIMEOUT"
+#: Ray's switch that, set to 0, binds the runtime it starts to loopback only (its name is Ray's).
+LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 DEFAULT_TIMEOUT = 30.0
 FORMS = (
     "give the head node's GCS address as HOST:PORT (port 6379 by default), or auto, on a machine that "
@@ -53,6 +55,9 @@ def connect(address: str | None, local_cpus: int | None = None, env: dict[str, s
             "runtime_env": {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", **(env or {})}},
         }
         if address is None:  # a local runtime gets this machine's CPUs; a cluster brings its own
+            # Ray binds a runtime it starts to this machine's network address, where others could
+            # reach its unauthenticated services; Ray's local-only switch keeps it on loopback.
+            os.environ.setdefault(LOCAL_ONLY, "0")
             ray.init(num_cpus=local_cpus or os.cpu_count() or 1, **options)
         else:
             wait = timeout()
