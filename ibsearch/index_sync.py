@@ -9,7 +9,8 @@ tombstones, :class:`~ibsearch.index.live.LiveIndex`). A long-lived reader (the s
 loaded (a ``stat`` of each sidecar), and loads it again. Only the writer saves, atomically, when its write
 ends; that is also when an index that has crossed a size limit or changed too much since it was built
 is built again (:mod:`ibsearch.index.policy`), after the changed indexes were saved, so a writer killed
-during the rebuild leaves indexes that match the database.
+during the rebuild leaves indexes that match the database or that the next open brings up to date. An
+exact index the write takes past that size is dropped rather than grown (:meth:`IndexSet.add`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .index import StaleIndexError, refine_path, sidecar_path, stamp
 from .index.builder import build_approximate, build_exact, train_size, trainable
 from .index.faiss_index import EXACT, FaissIndex
 from .index.live import LiveIndex
-from .index.policy import AUTO, IndexPolicy, rebuild_reason, wanted_spec
+from .index.policy import AUTO, EXACT_KIND, IndexPolicy, rebuild_reason, wanted_spec
 from .modality import INDEX_KEYS, canonical
 from .store import Store
 
@@ -51,6 +52,7 @@ class IndexSet:
         self.dirty: set[str] = set()  # keys whose in-memory index differs from its file
         self.repairs: dict[str, str] = {}  # key -> what was wrong with its file and what was done
         self.rebuilt: dict[str, str] = {}  # key -> why it was built again when the last write ended
+        self.outgrown: dict[str, str] = {}  # key -> why the writer dropped its exact index (see add)
         self.warnings: dict[str, str] = {}  # key -> what is wrong with the kind it was last built as
         self._stamps: dict[str, tuple[int, ...] | None] = {}  # key -> its sidecar's, as loaded or saved
         self.mmap_from = MMAP_FROM_BYTES  # bytes from which index files are memory-mapped
@@ -89,7 +91,9 @@ class IndexSet:
         checked against the database on first use."""
         if key not in INDEX_KEYS:
             key = canonical(key)
-        if key not in self._indexes:
+        if key in self.outgrown:  # searched during the write that outgrew it: built now, not at save
+            self.rebuild(key, self.outgrown[key])
+        elif key not in self._indexes:
             self._indexes[key] = self._load(key)
         index = self._indexes[key]
         if index.device != self.search_device:
@@ -183,6 +187,7 @@ class IndexSet:
             index = self._build(key, spec, n, why)
         live = self._live(LiveIndex.adopt(index))
         self._indexes[key] = live
+        self.outgrown.pop(key, None)
         self.dirty.add(key)
         return live
 
@@ -217,9 +222,19 @@ class IndexSet:
 
     # ------------------------------------------------------------------ changes (the writer)
 
+    def held(self) -> dict[str, int]:
+        """Vectors each index loaded in memory holds, by key (an outgrown key holds none)."""
+        return {key: index.ntotal for key, index in self._indexes.items()}
+
+    def prepare(self, key: str) -> None:
+        """Load the index of ``key`` before a commit adds to it: loaded or built from the database
+        after the commit, it would already hold the batch, and adding it again would duplicate it."""
+        if key not in self.outgrown:
+            self.get(key)
+
     def add(self, key: str, ids: list[int], vectors: np.ndarray) -> None:
         """Add just-committed vectors of ``key`` under their database ids."""
-        if not ids:
+        if not ids or key in self.outgrown:  # the database holds them, and the rebuild reads it
             return
         if key not in self._indexes:
             # Loaded or built from the database now, it already holds these committed ids. When they
@@ -229,7 +244,20 @@ class IndexSet:
             else:
                 self.get(key)  # a file that vanished while other vectors were stored is reported
             return
-        self._indexes[key].add(np.asarray(ids, dtype=np.int64), vectors)
+        index = self._indexes[key]
+        # An exact index this write takes past the size at which its save rebuilds it anyway (into
+        # the kind the policy gives) is dropped rather than grown: a million exact 1024-d vectors
+        # are 4 GB of memory, and the rebuild reads the database in chunks.
+        policy, n = self.policy, index.ntotal + len(ids)
+        outgrown = index.spec == EXACT and policy.kind != EXACT_KIND and self.writer
+        reason = rebuild_reason(policy, EXACT, index.record, n, self.dim) if outgrown else None
+        if reason:
+            log.info("%s index: %s; built again from the database when the write ends", key, reason)
+            del self._indexes[key]
+            self.dirty.discard(key)
+            self.outgrown[key] = reason
+            return
+        index.add(np.asarray(ids, dtype=np.int64), vectors)
         self.dirty.add(key)
 
     def remove(self, ids: list[int]) -> None:
@@ -239,7 +267,7 @@ class IndexSet:
             return
         arr = np.asarray(ids, dtype=np.int64)
         for key in INDEX_KEYS:
-            if key in self._indexes or self.path(key).exists():
+            if key not in self.outgrown and (key in self._indexes or self.path(key).exists()):
                 if self.get(key).remove(arr):
                     self.dirty.add(key)
 
@@ -270,14 +298,15 @@ class IndexSet:
         try:
             self._save_dirty()
             if self.writer:
-                self.rebuilt = {}
+                self.rebuilt = dict(self.outgrown)
                 for key in sorted(self._indexes):
                     index = self._indexes[key]
                     reason = rebuild_reason(self.policy, index.spec, index.record, index.ntotal, self.dim)
                     if reason:
-                        log.info("rebuilding the %s index: %s", key, reason)
                         self.rebuilt[key] = reason
-                        self.rebuild(key, reason)
+                for key, reason in sorted(self.rebuilt.items()):
+                    log.info("rebuilding the %s index: %s", key, reason)
+                    self.rebuild(key, reason)
                 self._save_dirty()
         finally:
             self.writer = False

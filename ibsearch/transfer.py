@@ -202,7 +202,7 @@ def _store_parts(
     committer.flush()  # the files before it are committed first, in their own transaction
     store, indexes, count = lib.store, lib.indexes, 0
     for key in {r.modality for r in sample.values()}:
-        indexes.get(key)  # loaded before the commit, as the committer does
+        indexes.prepare(key)  # loaded before the commit, as the committer does
     with store.transaction():
         for rows, vectors in group.parts():
             if not count:

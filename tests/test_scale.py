@@ -245,6 +245,44 @@ def test_a_kill_during_the_rebuild_leaves_a_library_that_opens_and_answers_corre
     assert leftovers == []
 
 
+def test_a_kill_while_a_write_past_the_exact_limit_rebuilds_leaves_indexes_the_next_open_brings_up_to_date(
+    tiny_card, tmp_path, lib_args
+):
+    """The write that crosses the limit holds no exact index of every vector, so the file it leaves,
+    should it be killed during the rebuild, is the one from before the write."""
+    vectors, flag = mixture(N, seed=10), tmp_path / "building"
+    run_json("import", write_shard(tmp_path / "first.parquet", paths_for(0, 3000), vectors[:3000]), *lib_args)
+    run_json("reindex", "--exact-below", 4000, *lib_args)
+    second = write_shard(tmp_path / "second.parquet", paths_for(3000, 3000), vectors[3000:])
+    child = textwrap.dedent(f"""
+        import pathlib, ibsearch.index_sync as sync
+        from ibsearch.engine import Library
+        real = sync.build_approximate
+        def announced(*args, **kwargs):  # the real build, after telling the test it has begun
+            assert lib.indexes.held() == {{}} and "vision" in lib.indexes.outgrown
+            pathlib.Path({str(flag)!r}).touch()
+            return real(*args, **kwargs)
+        sync.build_approximate = announced
+        with Library.open({lib_args[1]!r}, model={lib_args[3]!r}, device="cpu") as lib:
+            lib.import_vectors([{str(second)!r}])
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child])
+    deadline = time.monotonic() + 60
+    while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL and flag.exists()
+    queries = mixture(20, seed=15)
+    truth, paths = exact_top(vectors, queries, K), np.array(paths_for(0, N))
+    with open_lib(lib_args) as lib, Searcher(lib) as searcher:
+        assert lib.index("vision").spec == "Flat" and lib.index("vision").ntotal == N  # brought up to date
+        found = [{h.path for h in searcher.query(vector=q, k=K)} for q in queries]
+    assert found == [set(paths[t]) for t in truth]  # exact: every hit
+    assert run_json("check", *lib_args)["ok"] and run_json("check", "--no-repair", *lib_args)["ok"]
+    run_json("reindex", *lib_args)
+    assert run_json("info", *lib_args)["indexes"]["vision"]["kind"] == "approximate"
+
+
 def test_a_library_that_changed_enough_since_its_build_is_retrained_when_the_write_ends(big, tmp_path):
     lib_args, _ = big
     before = run_json("info", *lib_args)["indexes"]["vision"]

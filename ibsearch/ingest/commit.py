@@ -100,7 +100,7 @@ class Committer:
         # Load (or build) the indexes before committing: an index first built from the database
         # after the commit would already hold this batch, and adding it again would duplicate it.
         for key in {key for job in self.buffer for key in job.vectors}:
-            indexes.get(key)
+            indexes.prepare(key)
         with store.transaction():
             for job in self.buffer:
                 if job.error is not None:
