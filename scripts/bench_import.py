@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from bench_sensor_memory import cpu_model  # the same lscpu line as the other memory bench
 
 PATH = "/bench/long-recording.wav"
 REPO = Path(__file__).resolve().parent.parent
@@ -117,16 +118,6 @@ def in_fresh_process(code: str, *args: object, repo: Path = REPO) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"a benchmark process failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no lscpu)"
-    return next(
-        (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line), "unknown"
-    )
 
 
 def mib(kb: float) -> str:
