@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import NO_SPACE, DiskFullError, UsageError
 from .files import hash_file, path_fields
 from .ingest.commit import PREPROCESS_VERSION, Committer, IngestSummary, Job
 from .library import Library
@@ -331,10 +331,19 @@ class _NpySink:
         self.output = output
         stem = output[:-4] if output.endswith(".npy") else output
         self.rows_path, self.manifest_path = stem + ".jsonl", stem + ".json"
-        self.array = np.lib.format.open_memmap(
-            output + ".part", mode="w+", dtype=np.float32, shape=(total, dim)
-        )
-        self.rows = open(self.rows_path + ".part", "w", encoding="utf-8")
+        self.parts = (output + ".part", self.rows_path + ".part")
+        try:
+            self.array = np.lib.format.open_memmap(self.parts[0], "w+", np.float32, (total, dim))
+            # The array is written through a memory map: a page the disk has no room for kills the
+            # process (SIGBUS) instead of raising, so its blocks are reserved first.
+            with open(self.parts[0], "r+b") as fh:
+                os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            self._discard()
+            if exc.errno not in NO_SPACE:
+                raise
+            raise DiskFullError(os.path.dirname(os.path.abspath(output)), str(exc.strerror)) from None
+        self.rows = open(self.parts[1], "w", encoding="utf-8")
         self.done = 0
 
     def write(self, rows: list[ShardRow], vectors: np.ndarray) -> None:
@@ -354,8 +363,17 @@ class _NpySink:
         del self.array
         self.rows.close()
         if exc_type is None:
-            os.replace(self.output + ".part", self.output)
-            os.replace(self.rows_path + ".part", self.rows_path)
+            os.replace(self.parts[0], self.output)
+            os.replace(self.parts[1], self.rows_path)
+        else:  # a failed export leaves nothing half written behind
+            self._discard()
+
+    def _discard(self) -> None:
+        for path in self.parts:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
     def finish(self, model_id: str, dim: int, rows: int) -> list[str]:
         """Write the manifest; returns the three files written."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +91,21 @@ def test_a_full_disk_is_named_in_one_sentence_and_the_library_survives_it(
     assert not summary["failed"]
     run_json("import", shard, *lib_args)
     assert run_json("check", *lib_args)["ok"]
+
+
+def test_an_npy_export_to_a_full_disk_is_one_sentence_and_leaves_no_part_files(
+    tmp_path, lib_args, media_dir, small_disk
+):
+    """The array is written through a memory map, where a full disk is a SIGBUS, not an error: its
+    space is reserved first. Run in a subprocess, so that a crash shows as one."""
+    run_json("ingest", media_dir, *lib_args)
+    output = small_disk / "vectors.npy"
+    filler = fill(small_disk, 8 * 1024)  # the header fits, the vectors (1024-d) do not
+    command = [sys.executable, "-m", "ibsearch", "export", "--format", "npy", "--output", str(output)]
+    done = subprocess.run([*command, *map(str, lib_args)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and refused_for_space(done.stderr, small_disk), (done.returncode, done.stderr)
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+    filler.unlink()
+    done = subprocess.run([*command, *map(str, lib_args)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in small_disk.iterdir()) == ["vectors.json", "vectors.jsonl", "vectors.npy"]
