@@ -212,23 +212,7 @@ def test_check_compares_every_code_of_an_approximate_index_with_the_database(big
 def test_a_kill_during_the_rebuild_leaves_a_library_that_opens_and_answers_correctly(big, tmp_path):
     lib_args, vectors = big
     flag = tmp_path / "building"
-    child = textwrap.dedent(f"""
-        import pathlib, ibsearch.index_sync as sync
-        from ibsearch.engine import Library
-        real = sync.build_approximate
-        def announced(*args, **kwargs):  # the real build, after telling the test it has begun
-            pathlib.Path({str(flag)!r}).touch()
-            return real(*args, **kwargs)
-        sync.build_approximate = announced
-        with Library.open({lib_args[1]!r}, model={lib_args[3]!r}, device="cpu") as lib:
-            lib.reindex(index="IVF64,Flat")
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", child])
-    deadline = time.monotonic() + 60
-    while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL and flag.exists()
+    killed_while_building(lib_args, flag, 'lib.reindex(index="IVF64,Flat")')
     queries = mixture(20, seed=15)
     paths = np.array(paths_for(0, N))
     truth = exact_top(vectors, queries, K)
@@ -245,6 +229,29 @@ def test_a_kill_during_the_rebuild_leaves_a_library_that_opens_and_answers_corre
     assert leftovers == []
 
 
+def killed_while_building(lib_args: list[str], flag: Path, action: str, check: str = "") -> None:
+    """Run ``action`` (Python, on ``lib``) in a child process and SIGKILL it once an approximate build
+    has begun (``check`` held at that moment, ``flag`` touched)."""
+    child = textwrap.dedent(f"""
+        import pathlib, ibsearch.index_sync as sync
+        from ibsearch.engine import Library
+        real = sync.build_approximate
+        def announced(*args, **kwargs):  # the real build, after telling the test it has begun
+            {check or "pass"}
+            pathlib.Path({str(flag)!r}).touch()
+            return real(*args, **kwargs)
+        sync.build_approximate = announced
+        with Library.open({lib_args[1]!r}, model={lib_args[3]!r}, device="cpu") as lib:
+            {action}
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child])
+    deadline = time.monotonic() + 60
+    while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL and flag.exists()
+
+
 def test_a_kill_while_a_write_past_the_exact_limit_rebuilds_leaves_indexes_the_next_open_brings_up_to_date(
     tiny_card, tmp_path, lib_args
 ):
@@ -254,24 +261,10 @@ def test_a_kill_while_a_write_past_the_exact_limit_rebuilds_leaves_indexes_the_n
     run_json("import", write_shard(tmp_path / "first.parquet", paths_for(0, 3000), vectors[:3000]), *lib_args)
     run_json("reindex", "--exact-below", 4000, *lib_args)
     second = write_shard(tmp_path / "second.parquet", paths_for(3000, 3000), vectors[3000:])
-    child = textwrap.dedent(f"""
-        import pathlib, ibsearch.index_sync as sync
-        from ibsearch.engine import Library
-        real = sync.build_approximate
-        def announced(*args, **kwargs):  # the real build, after telling the test it has begun
-            assert lib.indexes.held() == {{}} and "vision" in lib.indexes.outgrown
-            pathlib.Path({str(flag)!r}).touch()
-            return real(*args, **kwargs)
-        sync.build_approximate = announced
-        with Library.open({lib_args[1]!r}, model={lib_args[3]!r}, device="cpu") as lib:
-            lib.import_vectors([{str(second)!r}])
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", child])
-    deadline = time.monotonic() + 60
-    while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL and flag.exists()
+    killed_while_building(
+        lib_args, flag, f"lib.import_vectors([{str(second)!r}])",
+        check='assert lib.indexes.held() == {} and "vision" in lib.indexes.outgrown',
+    )  # fmt: skip
     queries = mixture(20, seed=15)
     truth, paths = exact_top(vectors, queries, K), np.array(paths_for(0, N))
     with open_lib(lib_args) as lib, Searcher(lib) as searcher:
