@@ -67,3 +67,11 @@ class DiskFullError(IbsearchError):
         super().__init__(
             f"no space left {where} ({detail}): free some space on that disk and run the command again"
         )
+
+
+def out_of_space(exc: BaseException, folder: str | None) -> DiskFullError | None:
+    """The :class:`DiskFullError` that ``exc`` amounts to when it is a write refused for space (a full
+    disk or quota) in ``folder``, else None."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+        return DiskFullError(folder, exc.strerror or str(exc))
+    return None

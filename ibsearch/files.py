@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from .errors import NO_SPACE, DiskFullError
+from .errors import out_of_space
 from .progress import TaskProgress
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-            raise DiskFullError(directory, exc.strerror or str(exc)) from None
+        full = out_of_space(exc, directory)
+        if full is not None:
+            raise full from None
         raise
     _fsync_dir(directory)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NO_SPACE, DiskFullError, UsageError
+from .errors import UsageError, out_of_space
 from .files import hash_file, path_fields
 from .ingest.commit import PREPROCESS_VERSION, Committer, IngestSummary, Job
 from .library import Library
@@ -340,9 +340,10 @@ class _NpySink:
                 os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
         except OSError as exc:
             self._discard()
-            if exc.errno not in NO_SPACE:
+            full = out_of_space(exc, os.path.dirname(os.path.abspath(output)))
+            if full is None:
                 raise
-            raise DiskFullError(os.path.dirname(os.path.abspath(output)), str(exc.strerror)) from None
+            raise full from None
         self.rows = open(self.parts[1], "w", encoding="utf-8")
         self.done = 0
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..errors import NO_SPACE, DiskFullError, IbsearchError
+from ..errors import IbsearchError, out_of_space
 from ..files import display_path
 from .output import progress_bars
 
@@ -84,12 +84,11 @@ class _Group(click.Group):
         except IbsearchError as exc:
             raise click.ClickException(display_path(str(exc))) from None
         except OSError as exc:
-            if exc.errno not in NO_SPACE:
-                raise
             # A full disk met outside the library's own writes (which say so themselves): an export's
             # output, a temporary file. The file is named when the error knows it.
-            folder = os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else None
-            full = DiskFullError(folder, exc.strerror or str(exc))
+            full = out_of_space(exc, os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else None)
+            if full is None:
+                raise
             raise click.ClickException(display_path(str(full))) from None
 
 
