@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from .errors import UsageError
-from .modality import VISION, FileKind, canonical
+from .modality import AUDIO, DEPTH, IMU, TEXT, THERMAL, VISION, FileKind, canonical
 
 #: The term kinds besides the modalities: an ingested file whose stored vector is reused, and a raw
 #: vector of the library's dimension (computed elsewhere, or taken from an export).
@@ -21,6 +22,80 @@ VECTOR = "vector"
 #: CLI term options that name a file kind rather than a modality: ``--video`` is a video file,
 #: embedded by its picture like the vision vector of an ingested video.
 MEDIA_OPTIONS: dict[str, tuple[str, FileKind]] = {"video": (VISION, FileKind.VIDEO)}
+
+
+
+class Given(str, Enum):
+    """How a query input is given."""
+
+    TEXT = "text"  # a string, embedded by the text tower
+    FILE = "file"  # a file (path, bytes, decoded picture or array), embedded by its modality's tower
+    STORED = "stored"  # an ingested file (a path, or an item id over HTTP): its stored vector is reused
+    VECTOR = "vector"  # a raw vector in the library's embedding space
+
+
+@dataclass(frozen=True)
+class QueryInput:
+    """One row of the query vocabulary: every surface (CLI options, ``Searcher.query`` keywords, the
+    HTTP API's fields and upload fields, the command line's fast path through a server, the page's
+    input choices) is derived from :data:`QUERY_INPUTS`, so an input is added or renamed in one place.
+
+    ``name`` is the option, keyword and field name; ``kind`` the :class:`Term` kind it makes (a
+    modality, ``like`` or ``vector``); ``media`` the file kind when it is not the modality's usual one;
+    ``aliases`` extra Python keywords; ``surfaces`` where it is offered: ``cli``, ``python``, ``api``
+    (a JSON field) and ``upload`` (a multipart file field); ``label`` and ``help`` are for people.
+    Every input is weighted the same way: ``WEIGHT=VALUE`` in text, ``weighted(x, w)`` in Python,
+    a ``<name>_weight`` field beside an upload.
+    """
+
+    name: str
+    kind: str
+    given: Given
+    help: str
+    label: str
+    media: FileKind | None = None
+    aliases: tuple[str, ...] = ()
+    surfaces: frozenset[str] = frozenset({"cli", "python"})
+
+    @property
+    def modality(self) -> str | None:
+        """The tower that embeds it (None for a stored item or a raw vector)."""
+        return self.kind if self.given in (Given.TEXT, Given.FILE) else None
+
+    def offered(self, surface: str) -> bool:
+        return surface in self.surfaces
+
+
+_FILE_SURFACES = frozenset({"cli", "python", "upload"})
+
+#: The query vocabulary, in the order the CLI and the page list it.
+QUERY_INPUTS: tuple[QueryInput, ...] = (
+    QueryInput("text", TEXT, Given.TEXT, "A text query term (repeatable).", "text",
+               surfaces=frozenset({"cli", "python", "api"})),
+    QueryInput("image", VISION, Given.FILE, "An image query term.", "image", aliases=(VISION,),
+               surfaces=_FILE_SURFACES),
+    QueryInput("audio", AUDIO, Given.FILE, "An audio query term.", "sound", surfaces=_FILE_SURFACES),
+    QueryInput("video", VISION, Given.FILE, "A video term (its picture).", "video", media=FileKind.VIDEO,
+               surfaces=_FILE_SURFACES),
+    QueryInput("depth", DEPTH, Given.FILE, "A depth map (.png/.tif/.npy).", "depth map",
+               surfaces=_FILE_SURFACES),
+    QueryInput("thermal", THERMAL, Given.FILE, "A thermal image term.", "thermal image",
+               surfaces=_FILE_SURFACES),
+    QueryInput("imu", IMU, Given.FILE, "An IMU recording (.npy/.csv).", "motion (IMU)",
+               surfaces=_FILE_SURFACES),
+    QueryInput("like", "like", Given.STORED, "An ingested file: reuse its vector.", "more like",
+               surfaces=frozenset({"cli", "python", "api"})),
+    QueryInput("vector", "vector", Given.VECTOR, "A raw vector in the library's embedding space.", "vector",
+               surfaces=frozenset({"python"})),
+)
+#: The rows by name.
+INPUTS_BY_NAME: dict[str, QueryInput] = {row.name: row for row in QUERY_INPUTS}
+
+
+def inputs_on(surface: str) -> tuple[QueryInput, ...]:
+    """The query inputs offered on ``surface`` (``cli``, ``python``, ``api``, ``upload``)."""
+    return tuple(row for row in QUERY_INPUTS if row.offered(surface))
+
 
 _WEIGHTED = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)=(.*)$", re.S)
 
