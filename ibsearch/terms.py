@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import UsageError
-from .modality import AUDIO, DEPTH, IMU, TEXT, THERMAL, VISION, FileKind, canonical
+from .modality import AUDIO, DEPTH, IMU, QUERY_KINDS, TEXT, THERMAL, VISION, FileKind, canonical
 
 #: The term kinds besides the modalities: an ingested file whose stored vector is reused, and a raw
 #: vector of the library's dimension (computed elsewhere, or taken from an export).
@@ -71,10 +71,11 @@ class QueryInput:
         return Term(self.kind, value, weight, self.media)
 
     def describe(self) -> dict[str, Any]:
-        """What the page needs to offer it: name, term kind, how it is given, label, file kind."""
-        media = self.media.value if self.media else None
+        """What the page needs to offer it: name, term kind, how it is given, label, and for a file
+        the kind of file it is (``image``, ``video``, ``depth``...)."""
+        media = self.media or (QUERY_KINDS[self.kind] if self.given is Given.FILE else None)
         return {"name": self.name, "kind": self.kind, "given": self.given.value, "label": self.label,
-                "media": media}  # fmt: skip
+                "media": media.value if media else None}  # fmt: skip
 
 
 _FILE_SURFACES = frozenset({"cli", "python", "upload"})

@@ -107,7 +107,7 @@ class QueryInputInfo(BaseModel):
     kind: str = Field(description="The modality that embeds it, or like.")
     given: Given = Field(description="How it is given: text, stored (an item id) or file (an upload).")
     label: str = Field(description="What to call it on a page.")
-    media: str | None = Field(None, description="The file kind, when not the modality's usual one.")
+    media: str | None = Field(None, description="For a file: the kind of file (image, video, depth...).")
 
 
 def api_inputs() -> list[QueryInputInfo]:
