@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from conftest import DATA
 from playwright.sync_api import Page, expect, sync_playwright
-from test_more_modalities import write_sensor_files
 from test_server_helpers import CHROMIUM, CHROMIUM_FLAGS, MOMENT, Served, moment_clip, opener, served_fixture
 
 from ibsearch.engine import Library
@@ -160,6 +159,8 @@ def test_the_page_offers_an_upload_for_every_modality_the_api_takes(
         == [i["name"] for i in served.http.get("/api/inputs").json() if i["given"] == "file"]
     )
     assert {row.kind for row in inputs_on("upload")} | {TEXT} == set(MODALITIES)
+    from test_more_modalities import write_sensor_files
+
     sensors = write_sensor_files(tmp_path / "sensors")
     for name in ("depth", "thermal", "imu"):
         query = sensors[name][0]
