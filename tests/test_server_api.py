@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import DATA, run_json
@@ -25,6 +26,7 @@ from ibsearch.cli import cli
 from ibsearch.engine import Library
 from ibsearch.modality import FileKind
 from ibsearch.search import SearchOptions
+from ibsearch.server.client import ServerBackend
 from ibsearch.server.config import ServerConfig
 from ibsearch.server.runner import Server
 from ibsearch.terms import LIKE, Term
@@ -319,3 +321,17 @@ def test_the_command_line_sends_its_query_to_the_running_server(served: Served, 
         assert run_json(*many) == beyond_the_api and len(beyond_the_api) > 12
     finally:
         (tmp_path / "server.json").rename(record)
+
+
+def test_the_command_line_s_server_backend_takes_terms_and_search_options(served: Served, tmp_path: Path):
+    depth = tmp_path / "depth.npy"
+    np.save(depth, np.linspace(0.5, 4.5, 240 * 320, dtype=np.float32).reshape(240, 320))
+    terms = [Term("text", "a dog"), Term("vision", str(PHOTO), 0.5), Term("depth", str(depth))]
+    options = SearchOptions(k=4, path_prefix=str(served.media), targets=["vision", "audio"])
+    backend = ServerBackend.find({"library": str(served.library), "model": served.card})
+    assert backend is not None
+    remote = backend.search(terms, options)
+    assert remote is not None
+    assert [(h.path, h.score, h.start, h.end) for h in remote] == served.searcher_hits(terms, options)
+    elsewhere = ServerBackend.find({"library": str(served.library), "model": "imagebind_huge"})
+    assert elsewhere is None  # a server running another model is not asked
