@@ -105,7 +105,7 @@ class Searcher(Closing):
         an alias of ``vision``; default all). The other keywords are those of :class:`SearchOptions`.
         The input keywords are the rows of :data:`ibsearch.terms.QUERY_INPUTS` offered to Python.
         """
-        given = locals()
+        given = locals()  # the keywords by name: the inputs are the table's, the rest SearchOptions'
         terms = python_terms({name: given[name] for name in python_keywords()})
         return self.search(terms, SearchOptions.given([target] if isinstance(target, str) else target, given))
 

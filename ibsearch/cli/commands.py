@@ -176,18 +176,7 @@ def input_options(fn: Any) -> Any:
     is_flag=True,
     help="With --like: also return the --like files themselves (left out by default: more like this).",
 )
-def query(
-    targets: Sequence[str],
-    k: int,
-    path_glob: str | None,
-    path_prefix: str | None,
-    min_duration: float | None,
-    max_duration: float | None,
-    segments: bool,
-    include_like: bool,
-    as_json: bool,
-    **params: Any,
-) -> None:
+def query(targets: Sequence[str], as_json: bool, **params: Any) -> None:
     """Find the files nearest to a query made of any mix of text, images, audio and ingested files.
 
     Every term is embedded, L2-normalized, multiplied by its weight, summed and renormalized. Give a
@@ -204,7 +193,7 @@ def query(
     from ..server.client import ServerBackend
 
     terms = [parse_term(row.name, raw) for row in inputs_on("cli") for raw in params.pop(row.name)]
-    options = SearchOptions.given(list(targets) or None, click.get_current_context().params)
+    options = SearchOptions.given(list(targets) or None, params)  # --k, --path-glob, ... by name
     server = ServerBackend.find(params)  # 'ibsearch serve' running on this library: the fast path
     hits: Sequence[Any] | None = server.search(terms, options) if server else None
     if hits is None:  # no server, or one that cannot answer this query: search here
