@@ -135,33 +135,36 @@ SEARCH: dict[str, Any] = {
 }
 
 
-async def search(request: Request, response: Response, query: SearchRequest) -> SearchResponse:  # type: ignore[valid-type]
+async def search_json(
+    request: Request,
+    response: Response,
+    query: SearchRequest,  # type: ignore[valid-type]
+) -> SearchResponse:
     """Search with text and item ids (``like``); see ``SearchRequest``."""
     return await answer(request, response, request_terms(query), search_options(query))
 
 
-async def search_form(
+async def search(
     request: Request,
     response: Response,
     form: Annotated[SearchForm, Form(media_type=MULTIPART)],  # type: ignore[valid-type]
 ) -> SearchResponse:
     """Search with text, item ids (``like``) and uploaded files; see ``SearchRequest``.
 
-    Send JSON, or ``multipart/form-data`` with the same fields plus files in the upload fields (see
-    ``SearchForm``: ``image``, ``audio``, ``video``, ``depth``, ``thermal``, ``imu``, each weighted by
-    ``<field>_weight``). The answer's ``Server-Timing`` header says how long encoding the query and
-    searching took.
+    Send JSON, or ``multipart/form-data`` with the same fields plus files in the upload fields of
+    ``SearchForm`` (each weighted by ``<field>_weight``; ``/api/inputs`` lists them). The answer's
+    ``Server-Timing`` header says how long encoding the query and searching took.
     """
     with Uploads() as uploads:
         files = await form_terms(form, uploads, request.app.state.config.max_upload_files)
         return await answer(request, response, request_terms(form), search_options(form), files, uploads)
 
 
-router.add_api_route("/api/search", search, methods=["POST"], route_class_override=BodyRoute, **SEARCH)
+router.add_api_route("/api/search", search_json, methods=["POST"], route_class_override=BodyRoute, **SEARCH)
 # OpenAPI has one operation per path and method: the multipart one's names both bodies, the JSON one
 # by the schema FastAPI made for the route above.
 JSON_BODY = {"schema": {"$ref": "#/components/schemas/SearchRequest"}}
-router.add_api_route("/api/search", search_form, methods=["POST"], route_class_override=FormRoute,
+router.add_api_route("/api/search", search, methods=["POST"], route_class_override=FormRoute,
                      openapi_extra={"requestBody": {"content": {JSON: JSON_BODY}}}, **SEARCH)  # fmt: skip
 
 
