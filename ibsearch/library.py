@@ -22,7 +22,6 @@ from .files import LockHeld, file_lock
 from .index import FaissIndex
 from .index_sync import IndexSet
 from .locations import ENV_LIBRARY, default_library, library_dir
-from .modality import MODALITIES
 from .progress import Progress
 from .store import Store
 
@@ -194,11 +193,6 @@ class Library(Closing):
     def index(self, key: str) -> FaissIndex:
         """The index of a modality or segments key, checked against the database (see :class:`IndexSet`)."""
         return self.indexes.get(key)
-
-    def modalities_present(self) -> list[str]:
-        """Modalities with vectors in the library, in ImageBind's order."""
-        counts = self.store.counts()
-        return [m for m in MODALITIES if counts.get(m)]
 
 
 def _refuse_a_lost_database(root: Path, db_path: Path, create: bool) -> None:
