@@ -18,7 +18,7 @@ from conftest import DATA, run_json
 from test_ingest_robust import many_images
 
 from ibsearch.cluster.pipeline import Embedder
-from ibsearch.cluster.runtime import LOCAL_ONLY
+from ibsearch.cluster.ray_runtime import LOCAL_ONLY
 from ibsearch.engine import Library
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"

@@ -4,7 +4,7 @@ The driver walks and compares with the database exactly as a local ingest does (
 ``stat``, renamed and copied files reuse their vectors) and sends only the files that need the model.
 The files are planned into the very batches a local ingest would encode (:mod:`ibsearch.encoder.work`),
 so vectors and segments are the same (bit for bit on CPU). Results come back to the driver, are
-written as Parquet shards in the library (:mod:`.shards`) and merged by the single writer as
+written as Parquet shards in the library (:mod:`.shard_files`) and merged by the single writer as
 ``ibsearch import`` merges a shard (:func:`ibsearch.transfer.import_shard`); a rerun
 after a killed driver merges what was written and computes only the rest.
 

@@ -65,8 +65,8 @@ def ingest_on_ray(
     Bad files are reported in the summary like a local ingest's; a worker or an actor that dies has
     its rows retried by Ray. Holds the library's write lock for the whole run.
     """
-    from .runtime import preflight
-    from .shards import merge_shards
+    from .ray_runtime import preflight
+    from .shard_files import merge_shards
 
     cluster = cluster or Cluster()
     preflight(cluster.address)  # a wrong address fails now, not after the plan
@@ -91,7 +91,7 @@ def _run(
     from ..encoder.work import MediaItem, prepare
     from .collect import Collector
     from .pipeline import Placement, results
-    from .runtime import connect
+    from .ray_runtime import connect
 
     items = []
     for job in jobs:
@@ -142,7 +142,7 @@ def _settle(job: Job, outcome: object, summary: IngestSummary) -> None:
 def _merge(lib: Library, jobs: list[Job], committer: Committer, summary: IngestSummary) -> None:
     """Commit the failed jobs' error rows, write the others' vectors as a shard, then merge it as an
     import: the shard is the record of that work until it is merged."""
-    from .shards import merge_shard, write_shard
+    from .shard_files import merge_shard, write_shard
 
     for job in jobs:
         if job.error is not None:
