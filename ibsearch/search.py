@@ -4,9 +4,10 @@ Combination rule (documented in the README): each term's vector is L2-normalized
 weight, summed, and the sum is L2-normalized again. Filters become the set of allowed vector ids,
 which FAISS applies inside the search (an ID selector), so ``k`` hits come back whenever ``k``
 matching vectors exist. On an approximate index (a big library) the filter is first tried on the
-best ``POST_FILTER`` x k hits of an unfiltered search: a broad filter keeps k of them, at the cost
+best ``post_filter_factor`` x k hits of an unfiltered search: a broad filter keeps k of them, at the cost
 of a look-up per candidate instead of listing every matching vector (a second at a million);
-a narrow one falls back to the filtered search.
+a narrow one falls back to the filtered search. How (``post_filter``...) is a
+:class:`~ibsearch.index.tuning.SearchTuning`, given to :class:`Searcher`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from .closing import Closing
 from .errors import UsageError
 from .files import path_fields
+from .index.tuning import DEFAULT_TUNING, SearchTuning
 from .library import Library
 from .locations import anchored_glob, anchored_prefix
 from .modality import (
@@ -39,12 +41,6 @@ from .modality import (
     segments_key,
 )
 from .terms import LIKE, VECTOR, Term, terms_from_inputs
-
-POST_FILTER = 16  # candidates per wanted hit when a filter is tried on an unfiltered search first
-# ... which probes this many times the lists the index probes: hits that deep down its ranking need them
-# to be as right as its top k (recall@10 0.935 against 0.97 for a 10 % filter at a million vectors).
-POST_FILTER_NPROBE = 4
-POST_FILTER_MOST = 4096  # candidates at most (k up to 256)
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,8 @@ class Searcher(Closing):
     ``search_device`` says where exact searches run: None (default) follows the library's device, so
     with a CUDA GPU ("auto" or "cuda") big exact indexes are searched there by a torch matrix product
     (approximate ones with faiss-gpu when it is installed), and on "cpu" by FAISS; "cpu", "cuda" or
-    "auto" given here take that torch path on that device.
+    "auto" given here take that torch path on that device. ``tuning`` says how its searches are run
+    (benchmarks compare settings with it; the default is what was measured best).
     """
 
     def __init__(
@@ -126,6 +123,7 @@ class Searcher(Closing):
         device: str = "auto",
         precision: str = "auto",
         search_device: str | None = None,
+        tuning: SearchTuning = DEFAULT_TUNING,
     ) -> None:
         if isinstance(library, Library):
             self.library = library
@@ -137,8 +135,7 @@ class Searcher(Closing):
             self._owned = True
         follow = None if str(self.library.device).lower() == "cpu" else self.library.device
         self.library.indexes.search_device = follow if search_device is None else search_device
-
-    post_filter = True  # try a filter on an approximate index's best unfiltered hits first (see above)
+        self.tuning = tuning
 
     def close(self) -> None:
         if self._owned:
@@ -228,7 +225,7 @@ class Searcher(Closing):
         if not (opts.path_glob or opts.path_prefix or ranges):
             return self._top(key, query, opts.k, None, per_file=opts.segments, excluded=excluded)
         filters: dict[str, Any] = {"under": opts.path_prefix, "glob": opts.path_glob, "ranges": ranges}
-        if self.post_filter and self.library.index(key).approximate:
+        if self.tuning.post_filter and self.library.index(key).approximate:
             found = self._post_filtered(key, query, opts, excluded, filters)
             if found is not None:
                 return found
@@ -243,10 +240,11 @@ class Searcher(Closing):
         """The filter applied to the best hits of an unfiltered search, or None when fewer than ``k``
         (files, with ``segments``) pass and the search must be filtered inside the index instead. The
         best k that pass among the index's top candidates are the best k that pass."""
-        want = opts.k * POST_FILTER
-        if want > POST_FILTER_MOST:
+        tuning = self.tuning
+        want = opts.k * tuning.post_filter_factor
+        if want > tuning.post_filter_most:
             return None  # a long list of hits: one unfiltered search that deep would cost more
-        nprobe = self.library.index(key).nprobe * POST_FILTER_NPROBE
+        nprobe = self.library.index(key).nprobe * tuning.post_filter_nprobe
         found = self._top(key, query, want, None, per_file=opts.segments, excluded=excluded, nprobe=nprobe)
         store = self.library.store
         passing = set(store.select_vector_ids(key, among=np.array([i for _, i in found]), **filters).tolist())
@@ -289,7 +287,9 @@ class Searcher(Closing):
         index = self.library.index(key)
         want = k + len(excluded)
         while True:
-            scores, ids = index.search(query[None, :], want, allowed_ids=allowed, nprobe=nprobe)
+            scores, ids = index.search(
+                query[None, :], want, allowed_ids=allowed, nprobe=nprobe, tuning=self.tuning
+            )
             held = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             found = [(s, i) for s, i in held if i not in excluded]
             if not per_file or len(held) < want:
