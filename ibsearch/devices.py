@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from .errors import UsageError
 
-DEVICES = ("auto", "cpu", "cuda")
-
 
 def cuda_available() -> bool:
     """Whether torch sees a CUDA GPU."""
@@ -36,4 +34,4 @@ def resolve_device(device: object = "auto") -> str:
     return name
 
 
-__all__ = ["DEVICES", "cuda_available", "resolve_device"]
+__all__ = ["cuda_available", "resolve_device"]

@@ -15,8 +15,10 @@ exact index the write takes past that size is dropped rather than grown (:meth:`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,7 @@ class IndexSet:
         self._stamps: dict[str, tuple[int, ...] | None] = {}  # key -> its sidecar's, as loaded or saved
         self.mmap_from = MMAP_FROM_BYTES  # bytes from which index files are memory-mapped
         self.search_device: str | None = None  # see LiveIndex.device
-        self.writer = False  # inside the write lock (between remove_leftovers and save)
+        self.writer = False  # inside :meth:`writing` (the library's write lock is held)
         self._policy: IndexPolicy | None = None
 
     def path(self, key: str) -> Path:
@@ -78,11 +80,10 @@ class IndexSet:
         return self._policy
 
     def set_policy(self, policy: IndexPolicy) -> None:
-        """Remember ``policy`` for this library (the writer calls this; indexes follow when rebuilt)."""
+        """Remember ``policy`` for this library (the writer calls this; indexes follow when rebuilt,
+        as ``reindex`` does next: its ``full_scan_below`` included)."""
         self.store.set_setting(INDEX_SETTING, policy.to_dict())
         self._policy = policy
-        for index in self._indexes.values():
-            index.full_scan_below = policy.full_scan_below
 
     # ------------------------------------------------------------------ loading
 
@@ -96,8 +97,7 @@ class IndexSet:
         elif key not in self._indexes:
             self._indexes[key] = self._load(key)
         index = self._indexes[key]
-        if index.device != self.search_device:
-            index.device, index._mirror = self.search_device, None
+        index.search_on(self.search_device)
         return index
 
     def reload_replaced(self) -> list[str]:
@@ -116,9 +116,9 @@ class IndexSet:
         if not path.exists():
             if expected.size:
                 return self.repair(key, f"{key} index file was missing: rebuilt from the database")
-            return self._live(LiveIndex(self.dim, model_id=self.model_id))
+            return self._live(FaissIndex(self.dim, model_id=self.model_id))
         try:
-            index = LiveIndex.adopt(LiveIndex.load(path, mmap=path.stat().st_size >= self.mmap_from))
+            index = FaissIndex.load(path, mmap=path.stat().st_size >= self.mmap_from)
         except StaleIndexError as exc:
             if retry and stamp(path) != self._stamps[key]:  # a writer replaced the pair while it was read
                 return self._load(key, retry=False)
@@ -130,11 +130,11 @@ class IndexSet:
             self._bring_up_to_date(key, live)
         return live
 
-    def _live(self, index: LiveIndex) -> LiveIndex:
-        index.fetch = self.fetch
-        index.full_scan_below = self.policy.full_scan_below
-        index.device = self.search_device
-        return index
+    def _live(self, index: FaissIndex) -> LiveIndex:
+        """``index`` as it follows this library's database (see :class:`LiveIndex`)."""
+        return LiveIndex(
+            index, self.fetch, device=self.search_device, full_scan_below=self.policy.full_scan_below
+        )
 
     def fetch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stored vectors by id: ``(ids found (n,), vectors (n, dim))`` in id order."""
@@ -185,7 +185,7 @@ class IndexSet:
             spec = wanted_spec(policy, n, self.dim) if self.writer else EXACT
             why = reason or _why(policy, spec, n)
             index = self._build(key, spec, n, why)
-        live = self._live(LiveIndex.adopt(index))
+        live = self._live(index)
         self._indexes[key] = live
         self.outgrown.pop(key, None)
         self.dirty.add(key)
@@ -277,10 +277,24 @@ class IndexSet:
         metas = (FaissIndex.read_meta(root / f"{key}.faiss") for key in INDEX_KEYS)
         return sum(meta.count for meta in metas if meta is not None)
 
-    def remove_leftovers(self) -> list[Path]:
-        """Delete the temporary files of index saves that were killed halfway. Only the writer, which
-        holds the lock, calls this, when its write begins (no other save can be under way)."""
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Be the library's writer for the block (its caller holds the write lock): the temporary files
+        of killed saves are removed first, and when the block ends, however it ends, every changed index
+        is saved and those due are rebuilt (:meth:`save`). Only a writer trains an index."""
         self.writer = True
+        try:
+            self.remove_leftovers()
+            yield
+        finally:
+            try:
+                self.save()
+            finally:
+                self.writer = False
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete the temporary files of index saves that were killed halfway (the writer does, when its
+        write begins: no other save can be under way then)."""
         removed = []
         for key in INDEX_KEYS:
             path = self.path(key)
@@ -316,7 +330,7 @@ class IndexSet:
             index = self._indexes[key]
             if index.pending:
                 try:
-                    index = self._live(LiveIndex.adopt(index.merged(LiveIndex.load(self.path(key)))))
+                    index = self._live(index.merged(FaissIndex.load(self.path(key))))
                 except StaleIndexError as exc:  # damaged since it was mapped: what it held is in the database
                     index = self.repair(key, f"{exc}: rebuilt from the database")
                 self._indexes[key] = index
@@ -325,29 +339,6 @@ class IndexSet:
         self.dirty.clear()
 
     # ------------------------------------------------------------------ checks and facts
-
-    def verify(self, key: str) -> list[str]:
-        """What is wrong with the index file of ``key`` against the database (empty when it matches)."""
-        if not self.path(key).exists():
-            return (
-                [f"{key} index file is missing; run 'ibsearch reindex'"]
-                if self.store.id_summary(key).size
-                else []
-            )
-        try:
-            index = FaissIndex.load(self.path(key), mmap=True)
-        except StaleIndexError as exc:
-            return [f"{exc}; run 'ibsearch reindex'"]
-        expected = self.store.id_summary(key)
-        problems = []
-        if index.dim != self.dim:
-            problems.append(f"{key}: index dimension {index.dim}, library {self.dim}")
-        if tuple(index.summary()) != tuple(expected):
-            problems.append(
-                f"{key}: index holds {index.ntotal} vectors, database {expected.size} "
-                "(or different ids); run 'ibsearch reindex'"
-            )
-        return problems
 
     def describe(self, key: str) -> dict[str, Any]:
         """What the index file of ``key`` is, from its sidecar: kind, spec, measured recall, when it was

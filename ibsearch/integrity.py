@@ -36,6 +36,28 @@ class Findings:
     problems: list[str] = field(default_factory=list)  # in words, naming files and what to do
 
 
+def verify_file(store: Store, indexes: IndexSet, key: str) -> list[str]:
+    """What is wrong with the index file of ``key`` as a whole against the database: missing, damaged,
+    another dimension or other ids (empty when it matches; its rows are :func:`scan`'s)."""
+    path = indexes.path(key)
+    if not path.exists():
+        return [f"{key} index file is missing; run 'ibsearch reindex'"] if store.id_summary(key).size else []
+    try:
+        index = FaissIndex.load(path, mmap=True)
+    except StaleIndexError as exc:
+        return [f"{exc}; run 'ibsearch reindex'"]
+    expected = store.id_summary(key)
+    problems = []
+    if index.dim != indexes.dim:
+        problems.append(f"{key}: index dimension {index.dim}, library {indexes.dim}")
+    if tuple(index.summary()) != tuple(expected):
+        problems.append(
+            f"{key}: index holds {index.ntotal} vectors, database {expected.size} "
+            "(or different ids); run 'ibsearch reindex'"
+        )
+    return problems
+
+
 def scan(store: Store, indexes: IndexSet, key: str) -> Findings:
     """Read every stored vector of ``key``; compare it with the norm rule and with the index file."""
     found = Findings(key)
@@ -70,7 +92,7 @@ def _index_rows(indexes: IndexSet, key: str) -> IndexRows | None:
     try:
         index = FaissIndex.load(path, mmap=True)
     except StaleIndexError:
-        return None  # reported by IndexSet.verify
+        return None  # reported by verify_file
     return IndexRows(index) if index.dim == indexes.dim else None
 
 
@@ -82,4 +104,4 @@ def _files(store: Store, ids: list[int]) -> str:
     return shown + (" and others" if len(paths) > _SHOW or len(ids) > len(rows) else "")
 
 
-__all__ = ["NORM_TOLERANCE", "Findings", "scan"]
+__all__ = ["NORM_TOLERANCE", "Findings", "scan", "verify_file"]

@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING
 from .closing import Closing
 from .errors import LibraryError
 from .files import LockHeld, file_lock
-from .index import FaissIndex
+from .index import LiveIndex
 from .index_sync import IndexSet
 from .locations import ENV_LIBRARY, default_library, library_dir
-from .modality import MODALITIES
 from .progress import Progress
 from .store import Store
 
@@ -145,11 +144,10 @@ class Library(Closing):
             with file_lock(self.root / LOCK_NAME, wait=wait, on_wait=on_wait):
                 self._writing = True
                 try:
-                    self.indexes.remove_leftovers()
-                    yield
+                    with self.indexes.writing():
+                        yield
                 finally:
                     self._writing = False
-                    self.indexes.save()
         except LockHeld:
             raise LibraryError(
                 f"another ibsearch process is changing library {str(self.root)!r}; "
@@ -191,14 +189,9 @@ class Library(Closing):
 
     # ------------------------------------------------------------------ contents
 
-    def index(self, key: str) -> FaissIndex:
+    def index(self, key: str) -> LiveIndex:
         """The index of a modality or segments key, checked against the database (see :class:`IndexSet`)."""
         return self.indexes.get(key)
-
-    def modalities_present(self) -> list[str]:
-        """Modalities with vectors in the library, in ImageBind's order."""
-        counts = self.store.counts()
-        return [m for m in MODALITIES if counts.get(m)]
 
 
 def _refuse_a_lost_database(root: Path, db_path: Path, create: bool) -> None:

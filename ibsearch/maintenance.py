@@ -14,7 +14,7 @@ from .errors import LibraryError
 from .files import is_temporary, path_fields
 from .index import FaissIndex, IndexPolicy
 from .index.policy import AUTO, EXACT_KIND
-from .integrity import scan
+from .integrity import scan, verify_file
 from .library import Library
 
 
@@ -139,7 +139,7 @@ def _as_writer(
 def _examine(lib: Library, key: str) -> tuple[str, list[str]]:
     """What a rebuild of the index file of ``key`` would mend, in words (empty: nothing), and every
     problem found with ``key`` (its file against the database, and each row against its vector)."""
-    on_file, scanned = lib.indexes.verify(key), scan(lib.store, lib.indexes, key)
+    on_file, scanned = verify_file(lib.store, lib.indexes, key), scan(lib.store, lib.indexes, key)
     wrong_rows = set(scanned.differing) - set(scanned.damaged)  # not explained by damaged stored vectors
     if on_file:
         what = on_file[0].split("; run ")[0]  # what to do is what is done

@@ -3,9 +3,11 @@ vector ids of each (beside :class:`~ibsearch.index_sync.IndexSet`, which holds t
 
 Filters become the set of allowed vector ids, which FAISS applies inside the search (an ID selector),
 so ``k`` hits come back whenever ``k`` matching vectors exist. On an approximate index (a big
-library) the filter is first tried on the best ``POST_FILTER`` x k hits of an unfiltered search: a
-broad filter keeps k of them, at the cost of a look-up per candidate instead of listing every
-matching vector (a second at a million); a narrow one falls back to the filtered search.
+library) the filter is first tried on the best ``post_filter_factor`` x k hits of an unfiltered
+search: a broad filter keeps k of them, at the cost of a look-up per candidate instead of listing every
+matching vector (a second at a million); a narrow one falls back to the filtered search. How (these
+settings, and those of the index searches) is a :class:`~ibsearch.index.tuning.SearchTuning`, passed
+with each search.
 """
 
 from __future__ import annotations
@@ -16,16 +18,11 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
+from .index.tuning import SearchTuning
 from .library import Library
 from .modality import INDEX_KEYS, MODALITIES, canonical, segments_key
 from .options import SearchOptions
 from .terms import LIKE, Term
-
-POST_FILTER = 16  # candidates per wanted hit when a filter is tried on an unfiltered search first
-# ... which probes this many times the lists the index probes: hits that deep down its ranking need them
-# to be as right as its top k (recall@10 0.935 against 0.97 for a 10 % filter at a million vectors).
-POST_FILTER_NPROBE = 4
-POST_FILTER_MOST = 4096  # candidates at most (k up to 256)
 
 #: ``(score, vector id)`` pairs, best first.
 Found = list[tuple[float, int]]
@@ -63,47 +60,59 @@ class Retrieval:
         return excluded
 
     def search(
-        self, query: np.ndarray, keys: list[str], opts: SearchOptions, excluded: set[int], post_filter: bool
+        self,
+        query: np.ndarray,
+        keys: list[str],
+        opts: SearchOptions,
+        excluded: set[int],
+        tuning: SearchTuning,
     ) -> Found:
-        """The best matches of ``query`` in the indexes ``keys``, best first across them;
-        ``post_filter``: try filters on an approximate index's unfiltered hits first."""
+        """The best matches of ``query`` in the indexes ``keys``, best first across them, searched as
+        ``tuning`` says."""
         found: Found = []
         for key in keys:
-            found += self._search_index(key, query, opts, excluded, post_filter)
+            found += _IndexSearch(self.library, key, tuning).best(query, opts, excluded)
         found.sort(key=lambda item: -item[0])
         return found
 
-    def _search_index(
-        self, key: str, query: np.ndarray, opts: SearchOptions, excluded: set[int], post_filter: bool
-    ) -> Found:
-        """The best matches in one index, filters applied inside the search (or, on an approximate
+
+class _IndexSearch:
+    """One index's search for one query, as ``tuning`` says."""
+
+    def __init__(self, library: Library, key: str, tuning: SearchTuning) -> None:
+        self.library, self.key, self.tuning = library, key, tuning
+        self.index = library.index(key)
+
+    def best(self, query: np.ndarray, opts: SearchOptions, excluded: set[int]) -> Found:
+        """The best matches in the index, filters applied inside the search (or, on an approximate
         index, to the best candidates of a search without them, when k pass)."""
         if not opts.filtered:
-            return self._top(key, query, opts.k, None, per_file=opts.segments, excluded=excluded)
+            return self._top(query, opts.k, None, per_file=opts.segments, excluded=excluded)
         ranges = opts.duration_range()
         filters: dict[str, Any] = {"under": opts.path_prefix, "glob": opts.path_glob, "ranges": ranges}
-        if post_filter and self.library.index(key).approximate:
-            found = self._post_filtered(key, query, opts, excluded, filters)
+        if self.tuning.post_filter and self.index.approximate:
+            found = self._post_filtered(query, opts, excluded, filters)
             if found is not None:
                 return found
-        allowed = self.library.store.select_vector_ids(key, **filters)
+        allowed = self.library.store.select_vector_ids(self.key, **filters)
         if not len(allowed):
             return []
-        return self._top(key, query, opts.k, allowed, per_file=opts.segments, excluded=excluded)
+        return self._top(query, opts.k, allowed, per_file=opts.segments, excluded=excluded)
 
     def _post_filtered(
-        self, key: str, query: np.ndarray, opts: SearchOptions, excluded: set[int], filters: dict[str, Any]
+        self, query: np.ndarray, opts: SearchOptions, excluded: set[int], filters: dict[str, Any]
     ) -> Found | None:
         """The filter applied to the best hits of an unfiltered search, or None when fewer than ``k``
         (files, with ``segments``) pass and the search must be filtered inside the index instead. The
         best k that pass among the index's top candidates are the best k that pass."""
-        want = opts.k * POST_FILTER
-        if want > POST_FILTER_MOST:
+        want = opts.k * self.tuning.post_filter_factor
+        if want > self.tuning.post_filter_most:
             return None  # a long list of hits: one unfiltered search that deep would cost more
-        nprobe = self.library.index(key).nprobe * POST_FILTER_NPROBE
-        found = self._top(key, query, want, None, per_file=opts.segments, excluded=excluded, nprobe=nprobe)
+        nprobe = self.index.nprobe * self.tuning.post_filter_nprobe
+        found = self._top(query, want, None, per_file=opts.segments, excluded=excluded, nprobe=nprobe)
         store = self.library.store
-        passing = set(store.select_vector_ids(key, among=np.array([i for _, i in found]), **filters).tolist())
+        among = np.array([i for _, i in found])
+        passing = set(store.select_vector_ids(self.key, among=among, **filters).tolist())
         kept = [(s, i) for s, i in found if i in passing]
         if opts.segments:
             enough = len({row.file_id for row in store.rows_for_vectors(list(passing)).values()}) >= opts.k
@@ -113,7 +122,6 @@ class Retrieval:
 
     def _top(
         self,
-        key: str,
         query: np.ndarray,
         k: int,
         allowed: np.ndarray | None,
@@ -121,12 +129,13 @@ class Retrieval:
         excluded: set[int],
         nprobe: int | None = None,
     ) -> Found:
-        """Top hits of one index, ``excluded`` ids left out; with ``per_file``, enough hits to give
+        """Top hits of the index, ``excluded`` ids left out; with ``per_file``, enough hits to give
         ``k`` distinct files."""
-        index = self.library.index(key)
         want = k + len(excluded)
         while True:
-            scores, ids = index.search(query[None, :], want, allowed_ids=allowed, nprobe=nprobe)
+            scores, ids = self.index.search(
+                query[None, :], want, allowed_ids=allowed, nprobe=nprobe, tuning=self.tuning
+            )
             held = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             found = [(s, i) for s, i in held if i not in excluded]
             if not per_file or len(held) < want:
@@ -139,4 +148,4 @@ class Retrieval:
             want *= 4
 
 
-__all__ = ["POST_FILTER", "POST_FILTER_MOST", "POST_FILTER_NPROBE", "Retrieval"]
+__all__ = ["Retrieval"]

@@ -18,6 +18,7 @@ import numpy as np
 from .closing import Closing
 from .errors import UsageError
 from .hits import Hit, assemble_hits
+from .index.tuning import DEFAULT_TUNING, SearchTuning
 from .library import Library
 from .options import SearchOptions
 from .query_vector import QueryEmbedder, TermCache
@@ -35,7 +36,8 @@ class Searcher(Closing):
     ``search_device`` says where exact searches run: None (default) follows the library's device, so
     with a CUDA GPU ("auto" or "cuda") big exact indexes are searched there by a torch matrix product
     (approximate ones with faiss-gpu when it is installed), and on "cpu" by FAISS; "cpu", "cuda" or
-    "auto" given here take that torch path on that device.
+    "auto" given here take that torch path on that device. ``tuning`` says how its searches are run
+    (benchmarks compare settings with it; the default is what was measured best).
 
     ``cache`` is asked for each term's vector before its tower (a
     :class:`~ibsearch.query_vector.TermCache`).
@@ -50,6 +52,7 @@ class Searcher(Closing):
         device: str = "auto",
         precision: str = "auto",
         search_device: str | None = None,
+        tuning: SearchTuning = DEFAULT_TUNING,
         cache: TermCache | None = None,
     ) -> None:
         if isinstance(library, Library):
@@ -62,10 +65,9 @@ class Searcher(Closing):
             self._owned = True
         follow = None if str(self.library.device).lower() == "cpu" else self.library.device
         self.library.indexes.search_device = follow if search_device is None else search_device
+        self.tuning = tuning
         self.embedder = QueryEmbedder(self.library, cache)
         self.retrieval = Retrieval(self.library)
-
-    post_filter = True  # try a filter on an approximate index's best unfiltered hits first (retrieval.py)
 
     def close(self) -> None:
         if self._owned:
@@ -117,7 +119,7 @@ class Searcher(Closing):
         keys = self.retrieval.keys(opts)
         query = self.embed(terms)
         excluded = self.retrieval.excluded(terms, opts)
-        found = self.retrieval.search(query, keys, opts, excluded, post_filter=self.post_filter)
+        found = self.retrieval.search(query, keys, opts, excluded, self.tuning)
         return assemble_hits(self.library.store, found, opts.k, per_file=opts.segments)
 
     def embed(self, terms: list[Term]) -> np.ndarray:

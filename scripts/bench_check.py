@@ -21,7 +21,7 @@ import numpy as np
 
 from ibsearch import maintenance
 from ibsearch.engine import Library
-from ibsearch.integrity import scan
+from ibsearch.integrity import scan, verify_file
 
 
 def build(root: Path, n: int, dim: int, card: Path) -> None:
@@ -63,7 +63,7 @@ def main() -> None:
         built = time.perf_counter() - started
         with Library.open(root, model=str(card), device="cpu") as lib:
             started = time.perf_counter()
-            summary_problems = lib.indexes.verify("vision")
+            summary_problems = verify_file(lib.store, lib.indexes, "vision")
             cheap = time.perf_counter() - started
             started = time.perf_counter()
             findings = scan(lib.store, lib.indexes, "vision")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ibsearch.engine import Library
+from ibsearch.index import SearchTuning
 from ibsearch.search import Searcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,7 +55,7 @@ def exact_truth(lib: Library, queries: np.ndarray, allowed: np.ndarray) -> np.nd
 
 
 def measure(lib: Library, queries: np.ndarray, label: str, options: dict) -> str:
-    searcher = Searcher(lib)
+    searchers = {post: Searcher(lib, tuning=SearchTuning(post_filter=post)) for post in (True, False)}
     under, glob = options.get("path_prefix"), options.get("path_glob")
     started = time.perf_counter()
     allowed = lib.store.select_vector_ids("vision", under=under, glob=glob)
@@ -66,9 +67,8 @@ def measure(lib: Library, queries: np.ndarray, label: str, options: dict) -> str
     for q, want in zip(queries, truth, strict=True):
         expected = {paths[int(i)] for i in want}
         for post in (True, False):
-            searcher.post_filter = post  # this searcher only
             started = time.perf_counter()
-            hits = searcher.query(vector=q, k=K, **options)
+            hits = searchers[post].query(vector=q, k=K, **options)
             times[post].append((time.perf_counter() - started) * 1e3)
             recalls[post].append(len(expected & {h.path for h in hits}) / K)
     med = {post: statistics.median(times[post]) for post in times}

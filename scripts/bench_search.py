@@ -32,7 +32,7 @@ from collections.abc import Callable
 import faiss
 import numpy as np
 
-from ibsearch.index import BLAS_THRESHOLD, FaissIndex, TorchExactIndex
+from ibsearch.index import BLAS_THRESHOLD, FaissIndex, SearchTuning, TorchExactIndex
 
 FAISS_DEFAULT_THRESHOLD = 128000
 
@@ -170,11 +170,10 @@ def bench_unfiltered(
         "| per query (ibsearch) |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    raw = index._index  # the FAISS index itself, searched without ibsearch's choices
+    raw = index.raw  # the FAISS index itself, searched without ibsearch's choices
     for nq in batches:
         q = queries[:nq]
         ours = timed(lambda q=q: index.search(q, args.k), args.budget)
-        faiss.cvar.distance_compute_blas_database_bs = 1024  # FaissIndex.search sets its own per call
         faiss.cvar.distance_compute_blas_threshold = FAISS_DEFAULT_THRESHOLD
         default = timed(lambda q=q: raw.search(q, args.k), args.budget)
         faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
@@ -199,7 +198,7 @@ def bench_filtered(
     args: argparse.Namespace,
 ) -> None:
     """FAISS's IDSelector path vs what FaissIndex.search does vs torch with a mask."""
-    default_min = index.filtered_blas_min_queries
+    selector_path = SearchTuning(filtered_blas_min_queries=1 << 30)  # force the IDSelector path
     print()
     print(f"## Exact search, filtered: {len(allowed):,} allowed ids (50%), applied inside the search")
     print("| queries | FAISS IDSelector (scalar loop) | ibsearch FaissIndex.search | torch matmul + mask |")
@@ -208,10 +207,8 @@ def bench_filtered(
         q = queries[:nq]
         sel_s = None
         if nq <= args.selector_max_batch:
-            index.filtered_blas_min_queries = 1 << 30  # force the IDSelector path
-            sel_s = timed(lambda q=q: index.search(q, args.k, allowed), args.budget)
-            selector_hits = index.search(q[:4], args.k, allowed)
-            index.filtered_blas_min_queries = default_min
+            sel_s = timed(lambda q=q: index.search(q, args.k, allowed, tuning=selector_path), args.budget)
+            selector_hits = index.search(q[:4], args.k, allowed, tuning=selector_path)
             check_agree("gathered BLAS", index.search(q[:4], args.k, allowed), selector_hits)
         ours = timed(lambda q=q: index.search(q, args.k, allowed), args.budget)
         torch_s = None

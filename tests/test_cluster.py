@@ -17,8 +17,8 @@ import pytest
 from conftest import DATA, run_json
 from test_ingest_robust import many_images
 
-from ibsearch.cluster.pipeline import ENV_ACTOR_PIDS
-from ibsearch.cluster.runtime import LOCAL_ONLY
+from ibsearch.cluster.pipeline import Embedder
+from ibsearch.cluster.ray_runtime import LOCAL_ONLY
 from ibsearch.engine import Library
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -26,16 +26,39 @@ os.environ[LOCAL_ONLY] = "0"  # every Ray process of these tests on loopback, as
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_runtime(tmp_path_factory: pytest.TempPathFactory):
+def ray_runtime():
     """One local Ray runtime of 2 CPUs for the module (ingest --ray joins it)."""
     import ray
 
-    pids = tmp_path_factory.mktemp("actor-pids")
-    os.environ[ENV_ACTOR_PIDS] = str(pids)  # inherited by the workers this runtime starts
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield pids
+    yield
     ray.shutdown()
-    os.environ.pop(ENV_ACTOR_PIDS, None)
+
+
+def embedding_actors() -> list[int]:
+    """Pids of the embedding actors of the Ray runtime this process started: its raylet is a child of
+    this process, the actors are the raylet's children, and Ray titles each actor's process after its
+    class (``ray::MapWorker(MapBatches(PlacedEmbedder))``), so a walk of /proc finds them."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()  # "pid (comm) state ppid ...", comm may hold ")"
+        except OSError:
+            continue  # a process that ended meanwhile
+        children.setdefault(int(stat.rpartition(")")[2].split()[1]), []).append(int(entry.name))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            todo.append(pid)
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(b"ray::") and Embedder.__name__.encode() in title:
+                found.append(pid)
+    return found
 
 
 def stored(library: Path, card: str) -> dict[tuple[str, str, float | None], np.ndarray]:
@@ -83,17 +106,14 @@ def test_ray_ingest_gives_the_files_vectors_and_segments_of_a_local_ingest_bit_f
     assert run_json("check", *ray_lib)["ok"] is True
 
 
-def test_an_embedding_actor_killed_mid_run_is_replaced_and_every_file_lands_once(
-    tmp_path, tiny_card, ray_runtime
-):
+def test_an_embedding_actor_killed_mid_run_is_replaced_and_every_file_lands_once(tmp_path, tiny_card):
     files = many_images(tmp_path / "many", 24)
     killed: list[int] = []
 
     def kill_an_actor(task: str, unit: str):
         def update(done: int, total: int | None) -> None:
             if task == "ingest on ray" and not killed and done >= 2:
-                alive = [int(p.stem) for p in ray_runtime.glob("*.pid") if Path(f"/proc/{p.stem}").exists()]
-                pid = max(alive)
+                pid = max(embedding_actors())
                 os.kill(pid, signal.SIGKILL)  # as a node that dies would
                 killed.append(pid)
 

@@ -232,7 +232,7 @@ def test_unreadable_shards_are_errors_not_tracebacks_and_set_aside_by_a_cluster_
     for what in ("strings", "dim", "garbled"):
         code, out = run("import", shards[what], *lib_args)
         assert code == 1 and out.startswith("Error: ") and shards[what].name in out, (what, out)
-    from ibsearch.cluster.shards import merge_shards, shard_folder
+    from ibsearch.cluster.shard_files import merge_shards, shard_folder
     from ibsearch.transfer import ImportCommitter
 
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:

@@ -12,6 +12,7 @@ from test_transfer import mixture, write_shard
 
 from ibsearch.engine import Library
 from ibsearch.index_sync import IndexSet
+from ibsearch.integrity import verify_file
 from ibsearch.search import Searcher
 from ibsearch.store import Store
 
@@ -37,7 +38,7 @@ def test_committed_vectors_are_held_once_even_when_the_index_is_first_loaded_aft
         assert indexes.get("vision").ntotal == 6
         assert indexes.get("vision").summary() == store.id_summary("vision")
         indexes.save()
-        assert IndexSet(tmp_path, store, 8, "m").verify("vision") == []
+        assert verify_file(store, IndexSet(tmp_path, store, 8, "m"), "vision") == []
 
 
 def shard_of(folder: Path, name: str, vectors: np.ndarray, start: int) -> str:

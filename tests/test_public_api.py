@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,20 @@ def test_the_package_exports_the_searcher_the_library_and_weighted():
     assert Term("image", "a.jpg").kind == "vision"
     assert {"path", "score", "modality", "metadata"} <= set(Hit("p", 0.5, "vision").to_dict())
     assert IngestSummary().to_dict()["failed"] == [] and callable(Searcher.query)
+
+
+def test_the_wheel_ships_py_typed_and_the_page(tmp_path):
+    root = Path(__file__).parent.parent
+    source = tmp_path / "source"
+    shutil.copytree(root / "ibsearch", source / "ibsearch", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
+    subprocess.run([*build, "-w", str(tmp_path / "dist"), str(source)], check=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("ibsearch-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    assert "ibsearch/py.typed" in shipped  # PEP 561: mypy and pyright use ibsearch's annotations
+    assert {"ibsearch/server/static/index.html", "ibsearch/server/static/app.js"} <= shipped
 
 
 def test_the_encoder_exports_configs_and_the_model():

@@ -17,7 +17,7 @@ import pytest
 from conftest import DATA
 from test_special_files import ingest as ingest_within
 
-from ibsearch.cluster.runtime import LOCAL_ONLY
+from ibsearch.cluster.ray_runtime import LOCAL_ONLY
 
 # A Ray head of two CPUs on this machine, which makes it a node of that cluster (as `ray start` would):
 # it prints its GCS address, then waits for the end of its input.

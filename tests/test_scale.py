@@ -22,7 +22,7 @@ from conftest import run_json
 from test_transfer import mixture, run, write_shard
 
 from ibsearch.engine import Library
-from ibsearch.index import LiveIndex
+from ibsearch.index import LiveIndex, SearchTuning
 from ibsearch.search import Searcher
 
 N = 6000  # vectors in the library (exact limit set to 4000)
@@ -146,9 +146,8 @@ def test_filters_give_k_hits_whenever_k_files_match_down_to_a_tenth_of_a_percent
 ):
     lib_args, vectors = big
     paths = np.array(paths_for(0, N))
-    monkeypatch.setattr(Searcher, "post_filter", post_filter)
-    with open_lib(lib_args) as lib, Searcher(lib) as searcher:
-        lib.indexes.get("vision").full_scan_below = full_scan_below
+    tuning = SearchTuning(post_filter=post_filter, full_scan_below=full_scan_below)
+    with open_lib(lib_args) as lib, Searcher(lib, tuning=tuning) as searcher:
         listed = []  # the filters that were turned into every matching vector id (not candidates only)
         select = lib.store.select_vector_ids
         monkeypatch.setattr(

@@ -18,7 +18,6 @@ restarts an actor that dies and retries its rows.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,10 +30,6 @@ from ..errors import IbsearchError, MediaError
 from ..modality import FileKind
 
 log = logging.getLogger(__name__)
-
-#: Environment variable naming a folder where each embedding actor writes its pid (tests use it to
-#: kill one mid-run, as a crashed node would).
-ENV_ACTOR_PIDS = "IBSEARCH_RAY_ACTOR_PIDS"
 
 
 @dataclass(frozen=True)
@@ -109,10 +104,6 @@ class Embedder:
         from ..encoder.runtime import Encoder
         from ..encoder.weights.cards import resolve_model
 
-        pids = os.environ.get(ENV_ACTOR_PIDS)
-        if pids:
-            with open(os.path.join(pids, f"{os.getpid()}.pid"), "w") as fh:
-                fh.write(str(os.getpid()))
         if placement.threads:
             import torch
 
@@ -200,7 +191,6 @@ def results(
 
 
 __all__ = [
-    "ENV_ACTOR_PIDS",
     "Embedder",
     "Placement",
     "RowResult",

@@ -22,9 +22,6 @@ from .media.images import ImageSource, load_vision
 from .media.tokenizer import CONTEXT_LENGTH, tokenize
 from .media.video import video  # batch of videos -> (N, 15, 3, 2, 224, 224)
 
-#: Modalities ``load`` prepares (text items are strings; the others are files of that modality's kind).
-LOADABLE = tuple(QUERY_KINDS)
-
 
 def text(texts: Sequence[str]) -> torch.Tensor:
     """Tokenize ``texts``: ``(N, 77)`` int64 token ids, identical to the reference tokenizer."""
@@ -82,7 +79,6 @@ def load_parallel(
 
 __all__ = [
     "CONTEXT_LENGTH",
-    "LOADABLE",
     "audio",
     "load",
     "load_audio",

@@ -5,7 +5,8 @@ This package knows nothing of files or models; the ids are the store's vector id
 ``faiss_index.BLAS_THRESHOLD``). Exact or IVF (``faiss_index``), chosen by size and tuned to a recall
 target (``policy``, ``builder``, ``tuner``), its candidates ranked by second codes (``refine``; the
 lists themselves in ``lists``), kept in step with the database between saves (``live``), saved with a
-sidecar and checksums (``persist``, ``digest``), checked row by row (``rows``); result arrays in ``results``.
+sidecar and checksums (``persist``, ``digest``), checked row by row (``rows``); result arrays in ``results``;
+how searches are run, passed with each search (``tuning``: ``SearchTuning``).
 ``TorchExactIndex`` (GPU exact search) imports torch only when constructed.
 """
 
@@ -15,6 +16,7 @@ from .live import LiveIndex
 from .persist import BuildRecord, IndexMeta, Tuning, refine_path, sidecar_path, stamp
 from .policy import IndexPolicy
 from .torch_index import TorchExactIndex
+from .tuning import SearchTuning
 
 __all__ = [
     "BLAS_THRESHOLD",
@@ -25,6 +27,7 @@ __all__ = [
     "IndexMeta",
     "IndexPolicy",
     "LiveIndex",
+    "SearchTuning",
     "StaleIndexError",
     "TorchExactIndex",
     "Tuning",

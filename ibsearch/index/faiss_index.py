@@ -49,6 +49,7 @@ from .persist import (
 from .refine import RefineCodes, candidates_for, split_spec
 from .results import as_matrix, trim_results
 from .selector import Selector, as_ids, search_gathered
+from .tuning import DEFAULT_TUNING, SearchTuning
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +57,15 @@ log = logging.getLogger(__name__)
 # i.e. 125 queries at dim 1024); below it a scalar loop runs, ~20x slower for 100 queries against 1M
 # vectors. BLAS is the faster path from a couple of queries on, so make it the rule.
 BLAS_THRESHOLD = 20
+# Set once, at import: FAISS's process-wide settings are never changed by a search, which another
+# thread's search would see (a search's own settings travel with it, as SearchParameters).
 faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
-# FAISS's BLAS path scores the database in blocks of 1024 rows, with a thread barrier per block; on a
-# 2-core machine 16384-row blocks ran 10 queries against 1M vectors 1.6x faster, but a single query
-# 1.6x slower (BENCHMARKS.md), so the block follows the batch size.
-BLAS_DATABASE_BLOCK = 16384
-BLAS_DATABASE_BLOCK_MIN_QUERIES = 8
-_FAISS_DATABASE_BLOCK = 1024  # FAISS's own default
 
 # faiss's bundled stubs lack the keyword constructors of SearchParameters*; those calls go through
 # this untyped alias.
 _faiss: Any = faiss
 
 EXACT = "Flat"
-# With any IDSelector, FAISS's exact search leaves BLAS for its scalar loop (whatever the threshold).
-# From this many queries on, a filtered exact search instead runs BLAS over gathered blocks of the
-# allowed vectors (still exact, still only allowed vectors scored).
-FILTERED_BLAS_MIN_QUERIES = 32  # measured crossover on 1M x 1024: between 10 and 100 (BENCHMARKS.md)
 
 
 class StaleIndexError(LibraryError):
@@ -94,7 +87,6 @@ class FaissIndex:
         self.model_id = model_id
         self.read_only = False
         self.record = BuildRecord()  # when and why it was built; saved in the sidecar
-        self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES  # see the constant; benchmarks vary it
         base, codes = split_spec(spec)
         self._refine: RefineCodes | None = None  # the twin holding ``codes``, made when trained
         if codes:
@@ -122,7 +114,6 @@ class FaissIndex:
         self = cls.__new__(cls)
         self.dim, self.spec, self.nprobe, self.model_id = meta.dim, meta.spec, nprobe, meta.model_id
         self._index, self.read_only, self.record, self._refine = index, read_only, meta.record, refine
-        self.filtered_blas_min_queries = FILTERED_BLAS_MIN_QUERIES
         if self.spec != EXACT:
             self._check_ivf()
         return self
@@ -178,6 +169,11 @@ class FaissIndex:
 
     def _ivf(self) -> Any:
         return faiss.extract_index_ivf(self._index)
+
+    @property
+    def raw(self) -> Any:
+        """The FAISS index itself (to copy to a GPU, or to time FAISS without ibsearch's choices)."""
+        return self._index
 
     # ------------------------------------------------------------------ changes
 
@@ -251,7 +247,13 @@ class FaissIndex:
     # ------------------------------------------------------------------ search
 
     def search(
-        self, queries: Any, k: int, allowed_ids: Any = None, *, nprobe: int | None = None
+        self,
+        queries: Any,
+        k: int,
+        allowed_ids: Any = None,
+        *,
+        nprobe: int | None = None,
+        tuning: SearchTuning = DEFAULT_TUNING,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by inner product for each query.
 
@@ -260,7 +262,9 @@ class FaissIndex:
         allowed vectors exist. Returns ``(scores (nq, k'), ids (nq, k'))`` sorted best first, where
         ``k' = min(k, candidates)``: asking for more than the index holds is fine, and an empty index or
         an empty filter gives ``k' = 0``. Only an approximate (IVF) index can leave gaps inside ``k'``;
-        they hold id -1 and score -inf. ``nprobe`` overrides :attr:`nprobe` for this search (IVF only).
+        they hold id -1 and score -inf. ``nprobe`` overrides :attr:`nprobe` for this search (IVF only);
+        ``tuning`` chooses how a filtered exact batch is run. Both reach FAISS as this search's own
+        ``SearchParameters``: no FAISS setting that another search would see is changed.
         """
         q = as_matrix(queries, self.dim, "queries")
         if k < 1:
@@ -271,12 +275,10 @@ class FaissIndex:
         kk = min(int(k), held, held if sel is None else len(sel))
         if kk == 0 or nq == 0:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
-        faiss.cvar.distance_compute_blas_database_bs = (
-            BLAS_DATABASE_BLOCK if nq >= BLAS_DATABASE_BLOCK_MIN_QUERIES else _FAISS_DATABASE_BLOCK
-        )
         probes = min(int(nprobe or self.nprobe), self.nlist) if self.approximate else 0
         if probes:  # fewer queries than threads: the threads share each query's lists instead (but a
-            # fast-scan search of one query was faster on one thread, BENCHMARKS.md)
+            # fast-scan search of one query was faster on one thread, BENCHMARKS.md). FAISS 1.15 takes
+            # no parallel mode per search; it is this index's own (its results do not depend on it).
             few = nq < faiss.omp_get_max_threads() and self._refine is None
             self._ivf().parallel_mode = 1 if few else 0
         # A graph quantizer must look at more candidates than the lists it is asked for.
@@ -287,7 +289,7 @@ class FaissIndex:
             return self._refine.rank(q, found, kk, coarse)
         if sel is None:
             params = _faiss.SearchParametersIVF(nprobe=probes, quantizer_params=graph) if probes else None
-        elif self.spec == EXACT and nq >= self.filtered_blas_min_queries:
+        elif self.spec == EXACT and nq >= tuning.filtered_blas_min_queries:
             return trim_results(*search_gathered(*self.vectors_view(), q, kk, sel))
         elif self.spec == EXACT:
             params = _faiss.SearchParameters(sel=sel.sel)

@@ -20,17 +20,22 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import faiss
 import numpy as np
 
 from ..devices import cuda_available
+from ..errors import UsageError
+from ..idsets import IdSetSummary, summarize_ids
 from .faiss_index import FaissIndex
+from .persist import BuildRecord, IndexMeta
 from .policy import DEFAULT_FULL_SCAN_BELOW
+from .refine import split_spec
 from .results import Result, best_k, trim_results
 from .selector import as_ids, sorted_distinct
 from .torch_index import TorchExactIndex
+from .tuning import DEFAULT_TUNING, SearchTuning
 
 log = logging.getLogger(__name__)
 
@@ -39,38 +44,91 @@ Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 #: Exact indexes this big are searched on a GPU when the device is "auto" and one is there.
 GPU_MIN_VECTORS = 50_000
 _EMPTY = np.zeros(0, dtype=np.int64)
+_T = TypeVar("_T")
+# faiss's bundled stubs lack the keyword constructors of SearchParameters*.
+_faiss: Any = faiss
 _TOMBSTONES_BY_WIDTH = 1024  # up to this many, ask for that many more hits and drop the tombstones
 
 
-class LiveIndex(FaissIndex):
-    """A :class:`FaissIndex` that follows the database: delta, tombstones, exact small filters, GPU."""
+class _OfBase(Generic[_T]):
+    """An attribute of a :class:`LiveIndex` that is its base index's (what kind of index it is)."""
 
-    delta: FaissIndex | None = None  # vectors the index itself does not hold (exact, in memory)
-    tombstones: np.ndarray = _EMPTY  # sorted ids the index holds that were removed since
-    fetch: Fetch | None = None  # stored vectors by id, for exact searches over a filter's vectors
-    full_scan_below: int = DEFAULT_FULL_SCAN_BELOW
-    device: str | None = None  # None: FAISS on the CPU; "auto"/"cuda"/"cpu": torch (or faiss-gpu)
-    _mirror: Any = None  # the index on the search device, made on first use
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
 
-    @classmethod
-    def adopt(cls, index: FaissIndex) -> LiveIndex:
-        """``index`` itself (its FAISS index, not a copy) as a :class:`LiveIndex`."""
-        live = cls.__new__(cls)
-        live.__dict__.update(index.__dict__)
-        return live
+    def __get__(self, live: LiveIndex, owner: type | None = None) -> _T:
+        return cast(_T, getattr(live.base, self.name))
+
+
+class LiveIndex:
+    """A :class:`FaissIndex` (:attr:`base`) that follows the database: delta, tombstones, exact small
+    filters, GPU. It wraps the index and forwards what it is (``spec``, ``nprobe``...) to it."""
+
+    def __init__(
+        self,
+        base: FaissIndex,
+        fetch: Fetch | None = None,
+        *,
+        device: str | None = None,
+        full_scan_below: int = DEFAULT_FULL_SCAN_BELOW,
+    ) -> None:
+        self.base = base  # the index of its file (or a new one): what a save writes once merged
+        self.fetch = fetch  # stored vectors by id, for exact searches over a filter's vectors
+        self.full_scan_below = full_scan_below  # the library's; a search's tuning may say otherwise
+        self.delta: FaissIndex | None = None  # vectors the index itself does not hold (exact, in memory)
+        self.tombstones: np.ndarray = _EMPTY  # sorted ids the index holds that were removed since
+        self._device = device  # None: FAISS on the CPU; "auto"/"cuda"/"cpu": torch (or faiss-gpu)
+        self._mirror: Any = None  # the index on the search device, made on first use
+
+    # ------------------------------------------------------------------ what it is (its base's)
+
+    dim = _OfBase[int]()
+    spec = _OfBase[str]()
+    model_id = _OfBase[str | None]()
+    nprobe = _OfBase[int]()  # lists probed by default (the tuned value of its sidecar)
+    nlist = _OfBase[int]()
+    approximate = _OfBase[bool]()
+    read_only = _OfBase[bool]()  # its file is memory-mapped: changes go to the delta and tombstones
+    record = _OfBase[BuildRecord]()
+
+    @property
+    def exact_scores(self) -> bool:
+        """Whether the index scores with the vectors themselves (exact, or IVF with flat codes)."""
+        ivf = None if not self.approximate else faiss.extract_index_ivf(self.base.raw)
+        return ivf is None or isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
+
+    @property
+    def device(self) -> str | None:
+        """Where it is searched: None for FAISS on the CPU, else torch (or faiss-gpu) on that device."""
+        return self._device
+
+    def search_on(self, device: str | None) -> None:
+        """Search on ``device`` from now on (see :attr:`device`)."""
+        if device != self._device:
+            self._device, self._mirror = device, None
+
+    def save(self, path: str | os.PathLike[str]) -> IndexMeta:
+        """Save :attr:`base` (see :meth:`FaissIndex.save`); a pending delta must be :meth:`merged` first."""
+        if self.pending:
+            raise UsageError("this index holds changes beside its file; save the merged index instead")
+        return self.base.save(path)
 
     # ------------------------------------------------------------------ contents
 
     @property
     def ntotal(self) -> int:
-        held = int(self._index.ntotal) - len(self.tombstones)
+        held = self.base.ntotal - len(self.tombstones)
         return held + (self.delta.ntotal if self.delta is not None else 0)
 
     def ids(self) -> np.ndarray:
-        held = self._held_ids()
+        held = self.base.ids()
         if len(self.tombstones):
             held = held[~np.isin(held, self.tombstones)]
         return held if self.delta is None else np.concatenate([held, self.delta.ids()])
+
+    def summary(self) -> IdSetSummary:
+        """Count, max id and checksum of the ids it holds now (compare with ``Store.id_summary``)."""
+        return summarize_ids(self.ids())
 
     @property
     def pending(self) -> bool:
@@ -89,21 +147,23 @@ class LiveIndex(FaissIndex):
         return len(missing), len(extra)
 
     def add(self, ids: Any, vectors: Any) -> None:
+        """Add ``vectors`` under ``ids``: to the index itself, or to the delta when it is read-only."""
         self._mirror = None
         if not self.read_only:
-            super().add(ids, vectors)
+            self.base.add(ids, vectors)
             return
         if self.delta is None:
             self.delta = FaissIndex(self.dim, model_id=self.model_id)
         self.delta.add(ids, vectors)
 
     def remove(self, ids: Any) -> int:
+        """Remove ``ids`` (from the index itself, or as tombstones when it is read-only); returns how many."""
         self._mirror = None
         drop = sorted_distinct(as_ids(ids))
         removed = self.delta.remove(drop) if self.delta is not None else 0
         if not self.read_only:
-            return removed + super().remove(drop)
-        dead = np.intersect1d(self._held_ids(), drop, assume_unique=True)
+            return removed + self.base.remove(drop)
+        dead = np.intersect1d(self.base.ids(), drop, assume_unique=True)
         fresh = np.setdiff1d(dead, self.tombstones, assume_unique=True)
         self.tombstones = np.union1d(self.tombstones, fresh)
         return removed + len(fresh)
@@ -118,26 +178,31 @@ class LiveIndex(FaissIndex):
     # ------------------------------------------------------------------ search
 
     def search(
-        self, queries: Any, k: int, allowed_ids: Any = None, *, nprobe: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        queries: Any,
+        k: int,
+        allowed_ids: Any = None,
+        *,
+        nprobe: int | None = None,
+        tuning: SearchTuning | None = None,
+    ) -> Result:
+        """As :meth:`FaissIndex.search`, over what the database holds now (delta and tombstones
+        included); hits of quantized codes rescored with their stored vectors."""
+        tuning = tuning or DEFAULT_TUNING
         allowed = None if allowed_ids is None else sorted_distinct(as_ids(allowed_ids))
         if allowed is not None and len(self.tombstones):
             allowed = allowed[~np.isin(allowed, self.tombstones)]
-        if self.approximate and allowed is not None and len(allowed) <= self.full_scan_below and self.fetch:
+        few = self.full_scan_below if tuning.full_scan_below is None else tuning.full_scan_below
+        if self.approximate and allowed is not None and len(allowed) <= few and self.fetch:
             return self._full_scan(queries, k, allowed)
         if self.approximate and allowed is not None and len(allowed):
             share = len(allowed) / max(self.ntotal, 1)  # probe more lists to meet as many allowed vectors
             nprobe = math.ceil((nprobe or self.nprobe) / min(share, 1.0))
-        result = self._search_parts(queries, k, allowed, nprobe)
+        result = self._search_parts(queries, k, allowed, nprobe, tuning)
         if self.approximate and allowed is not None and self.fetch is not None:
             if (result[1] >= 0).sum(axis=1).min(initial=k) < min(k, len(allowed)):
                 return self._full_scan(queries, k, allowed)  # the filter's vectors lie in unprobed lists
         return result if self.exact_scores or self.fetch is None else self._rescored(queries, result)
-
-    @property
-    def exact_scores(self) -> bool:
-        """Whether the index scores with the vectors themselves (exact, or IVF with flat codes)."""
-        return not self.approximate or isinstance(faiss.downcast_index(self._ivf()), faiss.IndexIVFFlat)
 
     def _rescored(self, queries: Any, result: Result) -> Result:
         """``result`` with each hit's exact score (from its stored vector), best first: quantized codes
@@ -154,32 +219,35 @@ class LiveIndex(FaissIndex):
             np.where(alive, exact, -np.inf).astype(np.float32), np.where(alive, ids, -1), ids.shape[1]
         )
 
-    def _search_parts(self, queries: Any, k: int, allowed: np.ndarray | None, nprobe: int | None) -> Result:
+    def _search_parts(
+        self, queries: Any, k: int, allowed: np.ndarray | None, nprobe: int | None, tuning: SearchTuning
+    ) -> Result:
         if len(self.tombstones) > _TOMBSTONES_BY_WIDTH and allowed is None:
             allowed = self.ids()  # many removals since the save: a filter of the living ids instead
         widen = len(self.tombstones) if allowed is None else 0
-        main = self._search_main(queries, k + widen, allowed, nprobe)
+        main = self._search_main(queries, k + widen, allowed, nprobe, tuning)
         if not len(self.tombstones) and self.delta is None:
             return main
         scores, ids = main
         if len(self.tombstones):
             scores = np.where(np.isin(ids, self.tombstones), -np.inf, scores)
         if self.delta is not None:
-            more = self.delta.search(queries, k, allowed)
+            more = self.delta.search(queries, k, allowed, tuning=tuning)
             scores, ids = np.hstack([scores, more[0]]), np.hstack([ids, more[1]])
         return best_k(scores, ids, k)
 
-    def _search_main(self, queries: Any, k: int, allowed: np.ndarray | None, nprobe: int | None) -> Result:
+    def _search_main(
+        self, queries: Any, k: int, allowed: np.ndarray | None, nprobe: int | None, tuning: SearchTuning
+    ) -> Result:
         mirror = self._device_index()
-        if mirror is None:
-            return super().search(queries, k, allowed, nprobe=nprobe)
+        if mirror is None or (allowed is not None and not isinstance(mirror, TorchExactIndex)):
+            # (faiss-gpu takes no selector: a filtered search of an IVF index runs on the CPU)
+            return self.base.search(queries, k, allowed, nprobe=nprobe, tuning=tuning)
         if isinstance(mirror, TorchExactIndex):
             return mirror.search(queries, k, allowed)
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32).reshape(-1, self.dim))
-        mirror.nprobe = min(int(nprobe or self.nprobe), self.nlist)
-        if allowed is not None:  # faiss-gpu takes no selector: filter a wider result on the CPU
-            return super().search(queries, k, allowed, nprobe=nprobe)
-        return trim_results(*mirror.search(q, min(k, int(self._index.ntotal))))
+        params = _faiss.SearchParametersIVF(nprobe=min(int(nprobe or self.nprobe), self.nlist))
+        return trim_results(*mirror.search(q, min(k, self.base.ntotal), params=params))
 
     def _device_index(self) -> Any:
         """The index on the search device (``device``), or None to search with FAISS on the CPU."""
@@ -193,16 +261,16 @@ class LiveIndex(FaissIndex):
         if not self.approximate:
             device = self.device or "cpu"
             if device == "auto":
-                big = self._index.ntotal >= GPU_MIN_VECTORS
+                big = self.base.ntotal >= GPU_MIN_VECTORS
                 if not big or not _may_have_cuda() or not cuda_available():
                     return False
                 device = "cuda"
-            ids, vectors = self.vectors_view()
+            ids, vectors = self.base.vectors_view()
             return TorchExactIndex.from_arrays(ids, vectors, device, copy=device != "cpu")
-        if not _faiss_gpu() or self._refine is not None:  # faiss-gpu has no fast-scan IVF
+        if not _faiss_gpu() or split_spec(self.spec)[1]:  # faiss-gpu has no fast-scan IVF
             return False
         try:
-            return _gpu_clone(self._index)
+            return _gpu_clone(self.base.raw)
         except RuntimeError as exc:  # a kind faiss-gpu cannot hold (an HNSW coarse quantizer, say)
             log.info("searching %s on the CPU: faiss-gpu cannot hold it (%s)", self.spec, exc)
             return False

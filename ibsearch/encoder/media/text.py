@@ -6,6 +6,8 @@ read: far more bytes than 77 tokens can take.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ...errors import MediaError
@@ -13,12 +15,28 @@ from .decode import Source, checked_source, source_name
 from .tokenizer import tokenize
 
 MAX_TEXT_BYTES = 64 * 1024  # far more than 77 tokens
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # the most of one document read for its passages
 
 
-def read_text(src: Source, *, name: str | None = None) -> str:
-    """The text of a UTF-8 file (path, bytes or binary file), at most its first 64 KB.
+@dataclass(frozen=True)
+class DocumentText:
+    """The whole text of a document, for cutting into passages: ``page_starts`` holds the character
+    offset at which each page begins (page 1 first) for paged documents (PDF), and is empty otherwise."""
 
-    A byte-order mark is dropped, and a multi-byte character cut at the end of the 64 KB is left out.
+    text: str
+    page_starts: tuple[int, ...] = ()
+
+    def page_of(self, offset: int) -> int | None:
+        """The page (from 1) holding character ``offset``, or None for a document without pages."""
+        if not self.page_starts:
+            return None
+        return max(1, sum(1 for start in self.page_starts if start <= offset))
+
+
+def read_text(src: Source, *, name: str | None = None, limit: int = MAX_TEXT_BYTES) -> str:
+    """The text of a UTF-8 file (path, bytes or binary file), at most its first ``limit`` bytes.
+
+    A byte-order mark is dropped, and a multi-byte character cut at the end of the limit is left out.
     Raises :class:`MediaError` for a file that is not UTF-8 text or holds only white space.
     """
     name = name or source_name(src)
@@ -26,9 +44,9 @@ def read_text(src: Source, *, name: str | None = None) -> str:
     try:
         if isinstance(source, str):
             with open(source, "rb") as fh:
-                raw = fh.read(MAX_TEXT_BYTES)
+                raw = fh.read(limit)
         else:
-            raw = source.read(MAX_TEXT_BYTES)
+            raw = source.read(limit)
     except OSError as exc:
         raise MediaError(name, f"cannot read: {exc.strerror or exc}", transient=True) from None
     try:
@@ -42,9 +60,14 @@ def read_text(src: Source, *, name: str | None = None) -> str:
     return text
 
 
+def read_document(src: Source, *, name: str | None = None) -> DocumentText:
+    """The whole text of a text file (up to :data:`MAX_DOCUMENT_BYTES`), for its passages."""
+    return DocumentText(read_text(src, name=name, limit=MAX_DOCUMENT_BYTES))
+
+
 def load_text(src: Source, *, name: str | None = None) -> torch.Tensor:
     """One text file -> its ``(77,)`` int64 token ids (see :func:`read_text`)."""
     return tokenize([read_text(src, name=name)])[0]
 
 
-__all__ = ["MAX_TEXT_BYTES", "load_text", "read_text"]
+__all__ = ["MAX_DOCUMENT_BYTES", "MAX_TEXT_BYTES", "DocumentText", "load_text", "read_document", "read_text"]

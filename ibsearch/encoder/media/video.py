@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..inputs import CLIP_FRAMES, CLIP_SECONDS, IMAGE_SIZE, VIDEO_CLIPS, VIDEO_CROPS, VIDEO_SHAPE
+from ..inputs import CLIP_FRAMES, CLIP_SECONDS, IMAGE_SIZE, VIDEO_CLIPS, VIDEO_SHAPE
 from . import audio_dsp
 from .audio_segments import HOP_SECONDS, WINDOW_SECONDS
 from .decode import Source, source_name
@@ -36,11 +36,10 @@ from .video_frames import DecodeStats, FrameReader, quarter_turns
 
 log = logging.getLogger(__name__)
 
-# Clips per video, crops per clip and their side (..inputs). Frames kept per clip: the reference
+# Clips per video and the crops' side (..inputs). Frames kept per clip: the reference
 # reuses the clip duration (2) as the frame count.
 CLIPS_PER_VIDEO = VIDEO_CLIPS
 FRAMES_PER_CLIP = CLIP_FRAMES
-CROPS = VIDEO_CROPS
 SIZE = IMAGE_SIZE
 
 #: A final segment shorter than the window is kept when it adds at least this much video.

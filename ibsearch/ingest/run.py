@@ -1,0 +1,87 @@
+"""The steps every ingest run shares, local or on a cluster: the write lock and the summary, which files
+are looked at, the walk compared with the database, and the second hash that catches a file changed
+while it was being encoded."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from ..files import hash_file
+from ..library import Library
+from .commit import Committer, IngestSummary, Job
+from .plan import Planner
+from .walk import WalkOptions, walk
+
+
+@contextlib.contextmanager
+def ingest_run(
+    lib: Library, committer_type: type[Committer] = Committer
+) -> Iterator[tuple[IngestSummary, Committer]]:
+    """One ingest's write lock, summary and committer; what is left in the committer is written when
+    the block ends without an error."""
+    with lib.writing():
+        summary = IngestSummary()
+        committer = committer_type(lib, summary)
+        yield summary, committer
+        committer.flush()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which files under the paths an ingest looks at, and as what (see :func:`ingest`)."""
+
+    hidden: bool = False
+    exclude: tuple[str, ...] = ()
+    follow_symlinks: bool = True
+    as_kind: str | None = None
+
+
+def plan_run(
+    lib: Library, paths: Iterable[str], selection: Selection, summary: IngestSummary, committer: Committer
+) -> list[Job]:
+    """Walk ``paths`` and compare with the database: what needs nothing is counted in ``summary``,
+    what is finished without the model (failed, or reusing stored vectors) goes to ``committer``,
+    deleted files leave the library; returns the jobs that need the model. The caller holds the write
+    lock. Local and cluster ingest share this step, so they decide alike."""
+    roots = [os.path.abspath(os.fsdecode(p)) for p in paths]
+    lib.bind_model()
+    planner = Planner(lib.store, roots, selection.as_kind)
+    to_encode: list[Job] = []
+    options = WalkOptions(
+        hidden=selection.hidden, exclude=list(selection.exclude), follow_symlinks=selection.follow_symlinks
+    )
+    options.on_error = lambda path, reason: summary.failed.append({"path": path, "reason": reason})
+    for found in walk(roots, options):
+        job = planner.visit(found, summary)
+        if job is None:
+            continue
+        if job.error is not None or job.vectors:
+            committer.add(job)
+        else:
+            to_encode.append(job)
+    gone = planner.gone()
+    if gone:
+        lib.indexes.remove(lib.store.delete_files(gone))
+        summary.removed = len(gone)
+    lib.store.clear_errors(planner.vanished_errors())
+    return to_encode
+
+
+def changed_since_hashed(job: Job) -> bool:
+    """Whether ``job``'s file no longer has the content hash it was planned with; if so, the job
+    takes the file's current stat and hash, ready to be encoded again."""
+    try:
+        st = os.stat(job.path)
+        content_hash = hash_file(job.path)
+    except OSError:
+        return False  # gone or unreadable now: the next run sees that; the vectors are of the hash
+    if content_hash == job.content_hash:
+        return False
+    job.st, job.content_hash = st, content_hash
+    return True
+
+
+__all__ = ["Selection", "changed_since_hashed", "ingest_run", "plan_run"]
