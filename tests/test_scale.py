@@ -153,8 +153,8 @@ def test_filters_give_k_hits_whenever_k_files_match_down_to_a_tenth_of_a_percent
         listed = []  # the filters that were turned into every matching vector id (not candidates only)
         select = lib.store.vectors.select_ids
         monkeypatch.setattr(
-            lib.store,
-            "select_vector_ids",
+            lib.store.vectors,
+            "select_ids",
             lambda *a, **kw: listed.append(kw.get("among") is None) or select(*a, **kw),
         )
         queries = mixture(20, seed=14)

@@ -1,7 +1,8 @@
-"""The ``vectors`` table: what the indexes are built from, checked against and searched by.
+"""The ``vectors`` table: one row per vector, with its file, index key, model and segment.
 
 Vectors are what the indexes are built from (``chunks``), checked against (``id_summary``) and
-filtered by (``select_ids``); a search hit is mapped back to its file with ``rows``.
+filtered by (``select_ids``); a search hit is mapped back to its file with ``rows``. Bulk reads come
+as arrays (ids ``(n,)``, vectors ``(n, dim)``), the form FAISS takes them in.
 """
 
 from __future__ import annotations
