@@ -197,7 +197,7 @@ class Searcher(Closing):
         lib = self.library
         # Which indexes hold vectors, by one index seek each: counting a million rows per query would
         # cost more than an approximate search.
-        held = set(lib.store.keys_with_vectors(INDEX_KEYS))
+        held = set(lib.store.vectors.keys_present(INDEX_KEYS))
         present = [m for m in MODALITIES if m in held]
         if not present:
             raise UsageError(f"library {str(lib.root)!r} is empty; run 'ibsearch ingest PATH' first")
@@ -207,7 +207,7 @@ class Searcher(Closing):
         if not opts.include_like:
             for term in terms:
                 if term.kind == LIKE:
-                    excluded |= {v.id for v in lib.store.file_vectors(os.path.abspath(str(term.value)))}
+                    excluded |= {v.id for v in lib.store.vectors.of_file(os.path.abspath(str(term.value)))}
         found: list[tuple[float, int]] = []
         for modality in dict.fromkeys(wanted):
             key = segments_key(modality) if opts.segments else modality
@@ -229,7 +229,7 @@ class Searcher(Closing):
             found = self._post_filtered(key, query, opts, excluded, filters)
             if found is not None:
                 return found
-        allowed = self.library.store.select_vector_ids(key, **filters)
+        allowed = self.library.store.vectors.select_ids(key, **filters)
         if not len(allowed):
             return []
         return self._top(key, query, opts.k, allowed, per_file=opts.segments, excluded=excluded)
@@ -247,17 +247,19 @@ class Searcher(Closing):
         nprobe = self.library.index(key).nprobe * tuning.post_filter_nprobe
         found = self._top(key, query, want, None, per_file=opts.segments, excluded=excluded, nprobe=nprobe)
         store = self.library.store
-        passing = set(store.select_vector_ids(key, among=np.array([i for _, i in found]), **filters).tolist())
+        passing = set(
+            store.vectors.select_ids(key, among=np.array([i for _, i in found]), **filters).tolist()
+        )
         kept = [(s, i) for s, i in found if i in passing]
         if opts.segments:
-            enough = len({row.file_id for row in store.rows_for_vectors(list(passing)).values()}) >= opts.k
+            enough = len({row.file_id for row in store.vectors.rows(list(passing)).values()}) >= opts.k
         else:
             enough = len(kept) >= opts.k
         return kept if enough else None
 
     def _hits(self, found: list[tuple[float, int]], opts: SearchOptions) -> list[Hit]:
         """The best ``k`` of ``found`` as hits (with ``segments``, the best segment of each file)."""
-        rows = self.library.store.rows_for_vectors([i for _, i in found])
+        rows = self.library.store.vectors.rows([i for _, i in found])
         hits: list[Hit] = []
         seen_files: set[int] = set()
         for score, vid in found:
@@ -294,9 +296,7 @@ class Searcher(Closing):
             found = [(s, i) for s, i in held if i not in excluded]
             if not per_file or len(held) < want:
                 return found
-            files = {
-                row.file_id for row in self.library.store.rows_for_vectors([i for _, i in found]).values()
-            }
+            files = {row.file_id for row in self.library.store.vectors.rows([i for _, i in found]).values()}
             if len(files) >= k:
                 return found
             want *= 4
@@ -347,7 +347,7 @@ class Searcher(Closing):
         return vec.reshape(dim)
 
     def _stored_vector(self, path: str) -> np.ndarray:
-        stored = self.library.store.file_vectors(os.path.abspath(path))
+        stored = self.library.store.vectors.of_file(os.path.abspath(path))
         whole = [v.vector for v in stored if v.start is None]
         if not whole:
             raise UsageError(
