@@ -38,7 +38,7 @@ class Hit:
 def assemble_hits(store: Store, found: list[tuple[float, int]], k: int, per_file: bool) -> list[Hit]:
     """The best ``k`` of ``found`` (``(score, vector id)``, best first) as hits; with ``per_file``
     (segments), the best segment of each file only."""
-    rows = store.rows_for_vectors([i for _, i in found])
+    rows = store.vectors.rows([i for _, i in found])
     hits: list[Hit] = []
     seen_files: set[int] = set()
     for score, vid in found:

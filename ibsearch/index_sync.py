@@ -68,7 +68,7 @@ class IndexSet:
 
     def known(self) -> list[str]:
         """Index keys that hold vectors in the database or have a file on disk."""
-        return [key for key in INDEX_KEYS if self.store.id_summary(key).size or self.path(key).exists()]
+        return [k for k in INDEX_KEYS if self.store.vectors.id_summary(k).size or self.path(k).exists()]
 
     # ------------------------------------------------------------------ the library's choice
 
@@ -76,13 +76,13 @@ class IndexSet:
     def policy(self) -> IndexPolicy:
         """Which index kinds this library uses (remembered in its database)."""
         if self._policy is None:
-            self._policy = IndexPolicy.from_dict(self.store.get_setting(INDEX_SETTING))
+            self._policy = IndexPolicy.from_dict(self.store.settings.get(INDEX_SETTING))
         return self._policy
 
     def set_policy(self, policy: IndexPolicy) -> None:
         """Remember ``policy`` for this library (the writer calls this; indexes follow when rebuilt,
         as ``reindex`` does next: its ``full_scan_below`` included)."""
-        self.store.set_setting(INDEX_SETTING, policy.to_dict())
+        self.store.settings.set(INDEX_SETTING, policy.to_dict())
         self._policy = policy
 
     # ------------------------------------------------------------------ loading
@@ -112,7 +112,7 @@ class IndexSet:
     def _load(self, key: str, retry: bool = True) -> LiveIndex:
         path = self.path(key)
         self._stamps[key] = stamp(path)  # taken first: a file replaced while loading is loaded again
-        expected = self.store.id_summary(key)
+        expected = self.store.vectors.id_summary(key)
         if not path.exists():
             if expected.size:
                 return self.repair(key, f"{key} index file was missing: rebuilt from the database")
@@ -139,7 +139,7 @@ class IndexSet:
     def fetch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stored vectors by id: ``(ids found (n,), vectors (n, dim))`` in id order."""
         parts = [
-            self.store.vectors_by_id(ids[i : i + _FETCH_CHUNK]) for i in range(0, len(ids), _FETCH_CHUNK)
+            self.store.vectors.by_id(ids[i : i + _FETCH_CHUNK]) for i in range(0, len(ids), _FETCH_CHUNK)
         ]
         if not parts:
             return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
@@ -158,7 +158,7 @@ class IndexSet:
         saved only by a writer's :meth:`save`."""
         changed = []
         for key, index in list(self._indexes.items()):
-            if tuple(index.summary()) != tuple(self.store.id_summary(key)):
+            if tuple(index.summary()) != tuple(self.store.vectors.id_summary(key)):
                 self._bring_up_to_date(key, index)
                 changed.append(key)
         return changed
@@ -167,7 +167,7 @@ class IndexSet:
         """Make ``index`` hold exactly the database's ids of ``key`` (after a crash, or while a writer
         is at work: a memory-mapped index keeps the difference beside it)."""
         with self.store.snapshot():
-            added, removed = index.follow(self.store.vector_ids(key), self.fetch)
+            added, removed = index.follow(self.store.vectors.ids(key), self.fetch)
         what = f"{key} index was behind the database: {added} added, {removed} removed"
         log.info("%s", what)
         self.repairs[key] = what
@@ -181,7 +181,7 @@ class IndexSet:
         policy = self.policy
         self.warnings.pop(key, None)
         with self.store.snapshot():
-            n = self.store.id_summary(key).size
+            n = self.store.vectors.id_summary(key).size
             spec = wanted_spec(policy, n, self.dim) if self.writer else EXACT
             why = reason or _why(policy, spec, n)
             index = self._build(key, spec, n, why)
@@ -192,7 +192,7 @@ class IndexSet:
         return live
 
     def _build(self, key: str, spec: str, n: int, why: str) -> FaissIndex:
-        policy, chunks = self.policy, self.store.iter_vectors(key)
+        policy, chunks = self.policy, self.store.vectors.chunks(key)
         if spec == EXACT:
             return build_exact(self.dim, chunks, model_id=self.model_id, reason=why)
         if not trainable(spec, self.dim, n):
@@ -210,13 +210,13 @@ class IndexSet:
                 "its lists: no faster than exact search on these vectors, so exact"
             )
             del index
-            return build_exact(self.dim, self.store.iter_vectors(key), model_id=self.model_id, reason=why,
+            return build_exact(self.dim, self.store.vectors.chunks(key), model_id=self.model_id, reason=why,
                                declined=spec)  # fmt: skip
         return index
 
     def _sample(self, key: str, size: int) -> tuple[np.ndarray, np.ndarray]:
         """``size`` of the stored vectors of ``key``, picked at random: ``(ids, vectors)``."""
-        ids = self.store.vector_ids(key)
+        ids = self.store.vectors.ids(key)
         pick = np.sort(np.random.default_rng(len(ids)).choice(ids, size=min(size, len(ids)), replace=False))
         return self.fetch(pick)
 
@@ -239,7 +239,7 @@ class IndexSet:
         if key not in self._indexes:
             # Loaded or built from the database now, it already holds these committed ids. When they
             # are all the key has, there never was a file to miss: nothing to repair or warn about.
-            if not self.path(key).exists() and self.store.id_summary(key).size == len(ids):
+            if not self.path(key).exists() and self.store.vectors.id_summary(key).size == len(ids):
                 self.rebuild(key)
             else:
                 self.get(key)  # a file that vanished while other vectors were stored is reported

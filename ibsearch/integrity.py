@@ -41,12 +41,16 @@ def verify_file(store: Store, indexes: IndexSet, key: str) -> list[str]:
     another dimension or other ids (empty when it matches; its rows are :func:`scan`'s)."""
     path = indexes.path(key)
     if not path.exists():
-        return [f"{key} index file is missing; run 'ibsearch reindex'"] if store.id_summary(key).size else []
+        return (
+            [f"{key} index file is missing; run 'ibsearch reindex'"]
+            if store.vectors.id_summary(key).size
+            else []
+        )
     try:
         index = FaissIndex.load(path, mmap=True)
     except StaleIndexError as exc:
         return [f"{exc}; run 'ibsearch reindex'"]
-    expected = store.id_summary(key)
+    expected = store.vectors.id_summary(key)
     problems = []
     if index.dim != indexes.dim:
         problems.append(f"{key}: index dimension {index.dim}, library {indexes.dim}")
@@ -63,7 +67,7 @@ def scan(store: Store, indexes: IndexSet, key: str) -> Findings:
     found = Findings(key)
     index = _index_rows(indexes, key)
     with store.snapshot():
-        for ids, vectors in store.iter_vectors(key):
+        for ids, vectors in store.vectors.chunks(key):
             found.vectors += len(ids)
             norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
             bad = ~np.isfinite(vectors).all(axis=1) | (np.abs(norms - 1.0) > NORM_TOLERANCE)
@@ -98,7 +102,7 @@ def _index_rows(indexes: IndexSet, key: str) -> IndexRows | None:
 
 def _files(store: Store, ids: list[int]) -> str:
     """The files of some of ``ids``, for a message."""
-    rows = store.rows_for_vectors(ids[: _SHOW * 4])
+    rows = store.vectors.rows(ids[: _SHOW * 4])
     paths = sorted({row.path for row in rows.values()})
     shown = ", ".join(repr(p) for p in paths[:_SHOW])
     return shown + (" and others" if len(paths) > _SHOW or len(ids) > len(rows) else "")

@@ -100,12 +100,14 @@ class Library(Closing):
         store = Store(db_path, create=create)
         try:
             spec = os.fspath(
-                model or os.environ.get(ENV_MODEL) or store.get_setting(MODEL_SPEC_SETTING) or DEFAULT_MODEL
+                model or os.environ.get(ENV_MODEL) or store.settings.get(MODEL_SPEC_SETTING) or DEFAULT_MODEL
             )
             card = resolve_model(spec)
             if os.path.isfile(spec) and spec not in card_names():
                 spec = os.path.abspath(spec)  # a JSON card: remembered by absolute path
-            store.check_model(card.model_id, card.config.out_embed_dim, store.get_setting(MODEL_SPEC_SETTING))
+            store.check_model(
+                card.model_id, card.config.out_embed_dim, store.settings.get(MODEL_SPEC_SETTING)
+            )
         except BaseException:
             store.close()
             raise
@@ -184,8 +186,8 @@ class Library(Closing):
     def bind_model(self) -> None:
         """Record the model in the library on first write (and remember how it was named)."""
         self.store.bind_model(self.model_id, self.dim)
-        if self.store.get_setting(MODEL_SPEC_SETTING) != self.model_spec:
-            self.store.set_setting(MODEL_SPEC_SETTING, self.model_spec)
+        if self.store.settings.get(MODEL_SPEC_SETTING) != self.model_spec:
+            self.store.settings.set(MODEL_SPEC_SETTING, self.model_spec)
 
     # ------------------------------------------------------------------ contents
 

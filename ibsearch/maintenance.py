@@ -47,7 +47,7 @@ def remove(lib: Library, paths: list[str]) -> int:
     with lib.writing():
         victims: list[str] = []
         for p in paths:
-            victims += lib.store.paths_under(os.path.abspath(p))
+            victims += lib.store.files.paths_under(os.path.abspath(p))
         if not victims:
             raise LibraryError(
                 f"nothing in the library under {', '.join(map(repr, paths))}; see 'ibsearch info'"
@@ -114,7 +114,7 @@ def check(lib: Library, on_wait: Callable[[], None] | None = None, *, repair: bo
         report.repaired += list(damaged.values())
         found.update({key: _examine(lib, key) for key in damaged})
     for key in keys:
-        report.counts[key] = lib.store.id_summary(key).size
+        report.counts[key] = lib.store.vectors.id_summary(key).size
         if found[key][1]:
             report.troubled.add(key)
             report.problems += found[key][1]
@@ -156,7 +156,7 @@ def info(lib: Library, errors: int | None = 10) -> dict[str, Any]:
     # Temporary files of a save under way (or of one that was killed) are not part of the library.
     size = sum(p.stat().st_size for p in lib.root.iterdir() if p.is_file() and not is_temporary(p.name))
     notes = []
-    silent = store.count_files_with_info("has_audio", False)
+    silent = store.files.count_with_info("has_audio", False)
     if silent:
         notes.append(f"{silent} video(s) without sound: indexed by their picture only (no audio vector)")
     return {
@@ -164,15 +164,16 @@ def info(lib: Library, errors: int | None = 10) -> dict[str, Any]:
         "model": store.model_id or lib.model_id,
         **({"model_description": lib.card.description} if lib.card.description else {}),
         "dim": lib.dim,
-        "files": store.file_count(),
-        "files_by_kind": store.file_counts(),
-        "vectors": store.counts(),
+        "files": store.files.count(),
+        "files_by_kind": store.files.counts(),
+        "vectors": store.vectors.counts(),
         "indexes": index_facts(lib),
         "index_policy": lib.indexes.policy.to_dict(),
         "size_bytes": size,
-        "errors": store.error_count(),
+        "errors": store.errors.count(),
         "recent_errors": [
-            {**path_fields(e.path), "reason": e.reason, "time": e.time} for e in store.errors(limit=errors)
+            {**path_fields(e.path), "reason": e.reason, "time": e.time}
+            for e in store.errors.latest(limit=errors)
         ],
         "notes": notes,
     }

@@ -100,7 +100,7 @@ class QueryEmbedder:
         return vec.reshape(dim)
 
     def _stored_vector(self, path: str) -> np.ndarray:
-        stored = self.library.store.file_vectors(os.path.abspath(path))
+        stored = self.library.store.vectors.of_file(os.path.abspath(path))
         whole = [v.vector for v in stored if v.start is None]
         if not whole:
             raise UsageError(

@@ -40,7 +40,7 @@ class Retrieval:
         lib = self.library
         # Which indexes hold vectors, by one index seek each: counting a million rows per query would
         # cost more than an approximate search.
-        held = set(lib.store.keys_with_vectors(INDEX_KEYS))
+        held = set(lib.store.vectors.keys_present(INDEX_KEYS))
         present = [m for m in MODALITIES if m in held]
         if not present:
             raise UsageError(f"library {str(lib.root)!r} is empty; run 'ibsearch ingest PATH' first")
@@ -55,7 +55,7 @@ class Retrieval:
         if not opts.include_like:
             for term in terms:
                 if term.kind == LIKE:
-                    stored = self.library.store.file_vectors(os.path.abspath(str(term.value)))
+                    stored = self.library.store.vectors.of_file(os.path.abspath(str(term.value)))
                     excluded |= {v.id for v in stored}
         return excluded
 
@@ -94,7 +94,7 @@ class _IndexSearch:
             found = self._post_filtered(query, opts, excluded, filters)
             if found is not None:
                 return found
-        allowed = self.library.store.select_vector_ids(self.key, **filters)
+        allowed = self.library.store.vectors.select_ids(self.key, **filters)
         if not len(allowed):
             return []
         return self._top(query, opts.k, allowed, per_file=opts.segments, excluded=excluded)
@@ -112,10 +112,10 @@ class _IndexSearch:
         found = self._top(query, want, None, per_file=opts.segments, excluded=excluded, nprobe=nprobe)
         store = self.library.store
         among = np.array([i for _, i in found])
-        passing = set(store.select_vector_ids(self.key, among=among, **filters).tolist())
+        passing = set(store.vectors.select_ids(self.key, among=among, **filters).tolist())
         kept = [(s, i) for s, i in found if i in passing]
         if opts.segments:
-            enough = len({row.file_id for row in store.rows_for_vectors(list(passing)).values()}) >= opts.k
+            enough = len({row.file_id for row in store.vectors.rows(list(passing)).values()}) >= opts.k
         else:
             enough = len(kept) >= opts.k
         return kept if enough else None
@@ -140,9 +140,7 @@ class _IndexSearch:
             found = [(s, i) for s, i in held if i not in excluded]
             if not per_file or len(held) < want:
                 return found
-            files = {
-                row.file_id for row in self.library.store.rows_for_vectors([i for _, i in found]).values()
-            }
+            files = {row.file_id for row in self.library.store.vectors.rows([i for _, i in found]).values()}
             if len(files) >= k:
                 return found
             want *= 4

@@ -36,7 +36,7 @@ from .library import Library
 from .modality import INDEX_KEYS, MODALITIES, FileKind, modality_of_key, segments_key
 from .progress import Progress, start
 from .shards import BATCH_ROWS, FileRows, ShardReader, ShardRow, ShardWriter
-from .store import Verified
+from .store import FileEntry, VectorEntry, Verified
 
 UNKNOWN_VERSION = "unknown"  # stored for vectors whose shard names no preprocessing
 FORMATS = ("parquet", "npy")
@@ -75,7 +75,7 @@ class ImportCommitter(Committer):
     def _store(self, job: Job, added: dict[str, tuple[list[int], list[np.ndarray]]]) -> list[int]:
         removed = super()._store(job, added)
         if isinstance(job, ImportJob) and job.preprocess_version != PREPROCESS_VERSION:
-            self.lib.store.set_preprocess_version(job.path, job.preprocess_version)
+            self.lib.store.vectors.set_preprocess_version(job.path, job.preprocess_version)
         return removed
 
 
@@ -158,7 +158,7 @@ def _job(lib: Library, group: FileRows, version: str) -> ImportJob | None:
         by_key.setdefault(row.modality, []).append(vectors[i])
         spans.setdefault(row.modality, []).append((row.start, row.end))
     whole, info, row_version = _file_facts(group.rows, version)
-    existed = lib.store.get_file(group.path) is not None
+    existed = lib.store.files.get(group.path) is not None
     return ImportJob(group.path, st, _kind(set(by_key)), content_hash, existed, whole, info,
                      {k: np.stack(v) for k, v in by_key.items()}, spans, verified=verified,
                      preprocess_version=row_version)  # fmt: skip
@@ -206,16 +206,17 @@ def _store_parts(
     with store.transaction():
         for rows, vectors in group.parts():
             if not count:
-                stored = store.upsert_file(
-                    group.path, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=content_hash,
-                    modality=whole[0], vectors=vectors[:0], info=info, preprocess_version=row_version,
-                    verified=Verified.INGEST if read_here else verified,
-                )  # fmt: skip
-            store.append_vectors(stored.file_id, vectors, [r.modality for r in rows],
-                                 [(r.start, r.end) for r in rows], row_version)  # fmt: skip
+                trust = Verified.INGEST if read_here else verified
+                file = FileEntry(group.path, st.st_size, st.st_mtime_ns, content_hash, whole[0], info, trust)
+                stored = store.upsert_file(file, [])
+            entries = [
+                VectorEntry(vector, r.modality, r.start, r.end, row_version)
+                for r, vector in zip(rows, vectors, strict=True)
+            ]
+            store.vectors.append(stored.file_id, entries)
             count += len(rows)
     indexes.remove(stored.removed_ids)
-    for ids, modalities, vectors in store.iter_vectors_of_file(stored.file_id):
+    for ids, modalities, vectors in store.vectors.chunks_of_file(stored.file_id):
         for key in set(modalities):
             mask = np.array([m == key for m in modalities])
             indexes.add(key, ids[mask].tolist(), vectors[mask])
@@ -298,7 +299,7 @@ def export_vectors(
     report = start(progress, "export", "vector")
     model_id, dim = store.model_id or lib.model_id, store.dim or lib.dim
     with store.snapshot():
-        total = store.vector_count()
+        total = store.vectors.count()
         sink: _NpySink | ShardWriter = (
             _NpySink(output, total, dim)
             if format == "npy"
@@ -306,7 +307,7 @@ def export_vectors(
         )
         files: set[int] = set()
         with sink:
-            for rows, vectors, versions in store.iter_file_vectors():
+            for rows, vectors, versions in store.vectors.chunks_with_files():
                 sink.write([_shard_row(r, v) for r, v in zip(rows, versions, strict=True)], vectors)
                 files.update(r.file_id for r in rows)
                 summary.rows += len(rows)

@@ -22,6 +22,7 @@ import numpy as np
 from ibsearch import maintenance
 from ibsearch.engine import Library
 from ibsearch.integrity import scan, verify_file
+from ibsearch.store import FileEntry, VectorEntry
 
 
 def build(root: Path, n: int, dim: int, card: Path) -> None:
@@ -37,10 +38,8 @@ def build(root: Path, n: int, dim: int, card: Path) -> None:
             ids = []
             with store.transaction():
                 for i, vec in enumerate(vecs):
-                    up = store.upsert_file(
-                        f"/bench/{start + i:07d}.jpg", size=1, mtime_ns=1, content_hash=f"{start + i:064x}",
-                        modality="vision", vectors=vec,
-                    )  # fmt: skip
+                    file = FileEntry(f"/bench/{start + i:07d}.jpg", 1, 1, f"{start + i:064x}", "vision")
+                    up = store.upsert_file(file, [VectorEntry(vec, "vision")])
                     ids += up.vector_ids
             lib.indexes.add("vision", ids, vecs)
 

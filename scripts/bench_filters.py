@@ -58,10 +58,10 @@ def measure(lib: Library, queries: np.ndarray, label: str, options: dict) -> str
     searchers = {post: Searcher(lib, tuning=SearchTuning(post_filter=post)) for post in (True, False)}
     under, glob = options.get("path_prefix"), options.get("path_glob")
     started = time.perf_counter()
-    allowed = lib.store.select_vector_ids("vision", under=under, glob=glob)
+    allowed = lib.store.vectors.select_ids("vision", under=under, glob=glob)
     listing_ms = (time.perf_counter() - started) * 1e3
     truth = exact_truth(lib, queries, allowed)
-    paths = {int(i): row.path for i, row in lib.store.rows_for_vectors(np.unique(truth).tolist()).items()}
+    paths = {int(i): row.path for i, row in lib.store.vectors.rows(np.unique(truth).tolist()).items()}
     times: dict[bool, list[float]] = {True: [], False: []}
     recalls: dict[bool, list[float]] = {True: [], False: []}
     for q, want in zip(queries, truth, strict=True):

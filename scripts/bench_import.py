@@ -57,7 +57,7 @@ with Library.open(library, model=card, device="cpu", create=True) as lib:
     start = time.perf_counter()
     summary = lib.import_vectors([shard], progress=progress)  # its indexes saved (and rebuilt) too
     wall, peak = time.perf_counter() - start, peak_kb()  # before the checks below read the files
-    stored = lib.store.vector_count()
+    stored = lib.store.vectors.count()
     index = lib.index("audio.segments")
     assert index.ntotal == stored and lib.check(repair=False).ok
 print(json.dumps({"base_kb": base, "peak_kb": peak, "stored_kb": stored_kb[0], "wall": wall,

@@ -40,7 +40,7 @@ with Library.open(lib_dir, model=card, device="cpu", create=True) as lib:
     summary = lib.ingest([media], workers=0).to_dict()
     wall = time.perf_counter() - start
     peak = hwm()
-    counts = lib.store.counts()
+    counts = lib.store.vectors.counts()
 print(json.dumps({"base_kb": base, "peak_kb": peak, "wall": wall, "summary": summary, "counts": counts}))
 """
 )

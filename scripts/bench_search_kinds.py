@@ -223,8 +223,8 @@ def measure_kind(
         batch_mapped = best_of(lambda: index.search(queries[:100], K))
         _, found = index.search(queries, K)
         store = lib.store
-        tenth = store.select_vector_ids("vision", under="/bench/0003")
-        half = store.select_vector_ids("vision", glob="/bench/0[0-4]*")
+        tenth = store.vectors.select_ids("vision", under="/bench/0003")
+        half = store.vectors.select_ids("vision", glob="/bench/0[0-4]*")
         if kind == "exact":
             truth["all"] = found
             truth["tenth"] = index.search(queries[:100], K, tenth)[1]

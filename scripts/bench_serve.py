@@ -31,6 +31,7 @@ import httpx
 import numpy as np
 
 from ibsearch.engine import Library
+from ibsearch.store import FileEntry, VectorEntry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search_kinds import Distribution  # noqa: E402  (the same distribution as the index bench)
@@ -90,13 +91,15 @@ def build(root: Path, n: int, card: Path) -> None:
             with lib.store.transaction():
                 for i, vec in enumerate(vecs):
                     up = lib.store.upsert_file(
-                        f"/bench/photos/{(start + i) // 1000:03d}/{start + i:07d}.jpg",
-                        size=1,
-                        mtime_ns=1,
-                        content_hash=f"{start + i:064x}",
-                        modality="vision",
-                        vectors=vec,
-                        info={"width": 640, "height": 480},
+                        FileEntry(
+                            f"/bench/photos/{(start + i) // 1000:03d}/{start + i:07d}.jpg",
+                            size=1,
+                            mtime_ns=1,
+                            content_hash=f"{start + i:064x}",
+                            modality="vision",
+                            info={"width": 640, "height": 480},
+                        ),
+                        [VectorEntry(vec, "vision")],
                     )
                     ids += up.vector_ids
             lib.indexes.add("vision", ids, vecs)

@@ -200,8 +200,8 @@ def test_a_package_init_holds_re_exports_not_implementations():
 
 
 # Names two modules may share: each package's application object and its settings (always read with
-# the package's name: `cli.app`, `server.config`), and `files`, until store/ renames its module.
-SHARED_NAMES = {"app", "config", "files"}
+# the package's name: `cli.app`, `server.config`).
+SHARED_NAMES = {"app", "config"}
 
 
 def test_no_two_modules_share_a_name():

@@ -34,8 +34,8 @@ def stored(lib_args: list[str]) -> dict[str, dict[str, np.ndarray]]:
     lib = Library.open(lib_args[1], model=lib_args[3], device="cpu")
     try:
         out: dict[str, dict[str, np.ndarray]] = {}
-        for path in lib.store.paths_under(""):
-            for v in lib.store.file_vectors(path):
+        for path in lib.store.files.paths_under(""):
+            for v in lib.store.vectors.of_file(path):
                 out.setdefault(v.modality, {})[path] = v.vector
         return out
     finally:

@@ -65,8 +65,8 @@ def stored(library: Path, card: str) -> dict[tuple[str, str, float | None], np.n
     with Library.open(library, model=card, device="cpu") as lib:
         return {
             (Path(path).name, v.modality, v.start): v.vector
-            for path in lib.store.paths_under("")
-            for v in lib.store.file_vectors(path)
+            for path in lib.store.files.paths_under("")
+            for v in lib.store.vectors.of_file(path)
         }
 
 
@@ -123,8 +123,10 @@ def test_an_embedding_actor_killed_mid_run_is_replaced_and_every_file_lands_once
         summary = lib.ingest_on_ray([str(tmp_path / "many")], batch_size=2, progress=kill_an_actor)
     assert killed and summary.failed == [] and summary.added == len(files)
     with Library.open(tmp_path / "lib", model=tiny_card, device="cpu") as lib:
-        assert sorted(lib.store.paths_under("")) == sorted(str(p) for p in files)
-        assert lib.store.counts() == {"vision": len(files)} and lib.index("vision").ntotal == len(files)
+        assert sorted(lib.store.files.paths_under("")) == sorted(str(p) for p in files)
+        assert lib.store.vectors.counts() == {"vision": len(files)} and lib.index("vision").ntotal == len(
+            files
+        )
     lib_args = ["--library", tmp_path / "lib", "--model", tiny_card]
     assert run_json("check", *lib_args)["ok"] is True
 
@@ -154,8 +156,8 @@ def test_a_driver_killed_mid_run_loses_nothing_and_the_rerun_computes_only_the_r
     summary = json.loads(rerun.stdout)
     assert summary["failed"] == [] and summary["encoded"] <= len(files) - merged
     with Library.open(library, model=tiny_card, device="cpu") as lib:
-        assert sorted(lib.store.paths_under("")) == sorted(str(p) for p in files)  # each file once
-        assert lib.store.counts() == {"vision": len(files)}
+        assert sorted(lib.store.files.paths_under("")) == sorted(str(p) for p in files)  # each file once
+        assert lib.store.vectors.counts() == {"vision": len(files)}
     assert run_json("check", "--library", library, "--model", tiny_card)["ok"] is True
 
 
@@ -184,7 +186,7 @@ def test_shards_left_by_a_killed_run_are_merged_as_an_import_and_a_damaged_one_i
     with Library.open(tmp_path / "lib", model=tiny_card, device="cpu", create=True) as lib:
         summary = lib.ingest_on_ray([str(tmp_path / "many")])
         assert summary.added == len(files) and summary.encoded == 0  # merged, nothing computed again
-        assert sorted(lib.store.paths_under("")) == sorted(str(p) for p in files)
+        assert sorted(lib.store.files.paths_under("")) == sorted(str(p) for p in files)
     (damaged,) = summary.failed
     assert damaged["path"] == str(shards / "000002.parquet") and "damaged cluster shard" in damaged["reason"]
     assert sorted(p.name for p in shards.rglob("*")) == ["000002.parquet", "damaged"]

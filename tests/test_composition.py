@@ -14,7 +14,7 @@ from test_index import DIM, unit
 
 from ibsearch.index import FaissIndex, LiveIndex, SearchTuning
 from ibsearch.index_sync import IndexSet
-from ibsearch.store import Store
+from ibsearch.store import FileEntry, Store, VectorEntry
 
 PACKAGE = Path(__file__).parent.parent / "ibsearch"
 OWN = {"self", "cls"}
@@ -251,9 +251,10 @@ def test_the_index_set_is_a_writer_inside_its_writing_block_only_and_saves_when_
             assert indexes.writer and not leftover.exists()
             for i, vector in enumerate(vectors):
                 stored = store.upsert_file(
-                    f"/a/{i}.jpg", size=1, mtime_ns=1, content_hash=str(i), modality="vision", vectors=vector
+                    FileEntry(f"/a/{i}.jpg", size=1, mtime_ns=1, content_hash=str(i), modality="vision"),
+                    [VectorEntry(vector, "vision")],
                 )
                 indexes.add("vision", stored.vector_ids, vector[None, :])
             raise RuntimeError("the write failed")  # what was committed is saved all the same
         assert not indexes.writer and indexes.dirty == set()
-        assert FaissIndex.load(indexes.path("vision")).summary() == store.id_summary("vision")
+        assert FaissIndex.load(indexes.path("vision")).summary() == store.vectors.id_summary("vision")

@@ -112,7 +112,7 @@ def test_7_output_polish_header_aligned_info_known_bad_and_progress_per_decoded_
     def progress(task: str, unit: str):
         def update(done: int, total: int | None) -> None:
             with Library.open(lib_args[1], model=lib_args[3], device="cpu") as other:
-                seen.append((done, total, other.store.file_count()))
+                seen.append((done, total, other.store.files.count()))
 
         return update
 

@@ -49,7 +49,7 @@ def as_user(*args: object) -> subprocess.CompletedProcess[bytes]:
 
 def stored_vectors(lib_args: list[str]) -> dict[str, np.ndarray]:
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
-        return {p: lib.store.file_vectors(p)[0].vector for p in lib.store.paths_under("")}
+        return {p: lib.store.vectors.of_file(p)[0].vector for p in lib.store.files.paths_under("")}
 
 
 def encode_image(lib_args: list[str], path: Path) -> np.ndarray:
@@ -81,7 +81,7 @@ def test_1_a_file_replaced_between_walk_and_decode_is_stored_with_the_hash_of_wh
     with Library.open(lib_args[1], model=lib_args[3], device="cpu", create=True) as lib:
         summary = lib.ingest([str(folder)], workers=0, progress=replace_once_walked)
         assert summary.failed == []
-        record = lib.store.get_file(str(target))
+        record = lib.store.files.get(str(target))
         assert record is not None and record.content_hash == hash_file(target)
     vectors = stored_vectors(lib_args)
     assert np.allclose(vectors[str(target)], encode_image(lib_args, target), atol=1e-6)
@@ -255,7 +255,8 @@ def test_8_audio_only_mp4_files_are_sound_and_avif_files_are_pictures(tmp_path, 
     assert summary["failed"] == [] and summary["added"] == 3, summary
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
         kinds = {
-            Path(p).name: {v.modality for v in lib.store.file_vectors(p)} for p in lib.store.paths_under("")
+            Path(p).name: {v.modality for v in lib.store.vectors.of_file(p)}
+            for p in lib.store.files.paths_under("")
         }
     assert kinds["voice_memo.mp4"] == {"audio", "audio.segments"}
     assert kinds["song.m4a"] == {"audio", "audio.segments"}
@@ -284,7 +285,7 @@ def test_10_links_out_of_the_tree_are_followed_by_default_and_not_with_no_follow
     os.symlink(outside, folder / "link_out")
     assert run_json("ingest", folder, *lib_args, "--no-follow-symlinks")["added"] == 1
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
-        assert lib.store.paths_under("") == [str(folder / "here.jpg")]
+        assert lib.store.files.paths_under("") == [str(folder / "here.jpg")]
     assert run_json("ingest", folder, *lib_args)["added"] == 1  # the default follows the link
     assert (folder / "link_out" / "elsewhere.gif").exists()
 

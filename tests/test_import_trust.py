@@ -70,7 +70,7 @@ def test_a_hash_that_no_local_bytes_confirmed_never_lets_ingest_skip_the_model(l
     assert again["added"] == 1 and again["encoded"] == 0  # a copy of a file ingest read reuses its vectors
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
         for name in (real, copy):
-            (vector,) = lib.store.file_vectors(name)
+            (vector,) = lib.store.vectors.of_file(name)
             assert not np.allclose(vector.vector, planted[0])
 
 
@@ -185,13 +185,13 @@ def test_a_file_of_more_rows_than_a_batch_is_read_and_stored_in_bounded_batches(
         assert (summary.added, summary.vectors) == (4, n + 4)
         (failed,) = summary.failed
         assert failed["path"] == "/bad.wav" and f"row {n + 4 + 17}" in failed["reason"]
-        assert lib.store.get_file("/bad.wav") is None
-        stored = lib.store.file_vectors("/long.mp4")
+        assert lib.store.files.get("/bad.wav") is None
+        stored = lib.store.vectors.of_file("/long.mp4")
         assert [(v.modality, v.start) for v in stored] == [("audio.segments", float(i)) for i in range(n)] + [
             ("vision", None)
         ]  # fmt: skip
         assert np.allclose(np.stack([v.vector for v in stored]), vectors[: n + 1], atol=1e-6)
-        record = lib.store.get_file("/long.mp4")
+        record = lib.store.files.get("/long.mp4")
         assert (record.modality, record.info) == ("vision", {"duration": 100.0})
         (hit,) = Searcher(lib).query(vector=vectors[40], target="audio", segments=True, k=1)
         assert (hit.path, hit.start) == ("/long.mp4", 40.0)

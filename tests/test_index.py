@@ -19,7 +19,7 @@ from ibsearch.index import (
     sidecar_path,
     torch_index,
 )
-from ibsearch.store import Store
+from ibsearch.store import FileEntry, Store, vector_entries
 
 DIM = 32
 
@@ -128,17 +128,17 @@ def test_index_and_store_summaries_agree_on_the_same_id_set(tmp_path):
         store.bind_model("tiny-test", DIM)
         index = FaissIndex(DIM)
         for i in range(30):
-            up = store.upsert_file(f"/m/{i}.jpg", size=1, mtime_ns=1, content_hash=str(i), modality="vision",
-                                   vectors=unit(1 + i % 3, seed=i))  # fmt: skip
+            file = FileEntry(f"/m/{i}.jpg", size=1, mtime_ns=1, content_hash=str(i), modality="vision")
+            up = store.upsert_file(file, vector_entries(unit(1 + i % 3, seed=i), "vision"))
             index.remove(up.removed_ids)
             index.add(up.vector_ids, unit(1 + i % 3, seed=i))
         removed = store.delete_files([f"/m/{i}.jpg" for i in range(0, 30, 4)])
         index.remove(removed)
-        assert index.summary() == store.id_summary("vision")
-        rebuilt = FaissIndex.build(DIM, store.iter_vectors("vision", chunk_size=7))
-        assert rebuilt.summary() == store.id_summary("vision")
+        assert index.summary() == store.vectors.id_summary("vision")
+        rebuilt = FaissIndex.build(DIM, store.vectors.chunks("vision", chunk_size=7))
+        assert rebuilt.summary() == store.vectors.id_summary("vision")
         index.remove(index.ids()[:1])
-        assert index.summary() != store.id_summary("vision")
+        assert index.summary() != store.vectors.id_summary("vision")
 
 
 def test_save_and_load_round_trip_atomically(tmp_path, data, exact):

@@ -129,7 +129,7 @@ def test_a_running_server_answers_from_index_files_another_process_replaced(ivf)
     lib_args, vectors = ivf
     library, card, paths = Path(lib_args[1]), lib_args[3], np.array(paths_for(0, N))
     with open_lib(lib_args) as lib:
-        ids = [lib.store.get_file(p).id for p in paths_for(0, 20)]  # type: ignore[union-attr]
+        ids = [lib.store.files.get(p).id for p in paths_for(0, 20)]  # type: ignore[union-attr]
 
     def expected() -> list[list[str]]:
         with open_lib(lib_args) as lib, Searcher(lib) as searcher:

@@ -14,7 +14,7 @@ from ibsearch.engine import Library
 from ibsearch.index_sync import IndexSet
 from ibsearch.integrity import verify_file
 from ibsearch.search import Searcher
-from ibsearch.store import Store
+from ibsearch.store import FileEntry, Store, VectorEntry
 
 
 def test_committed_vectors_are_held_once_even_when_the_index_is_first_loaded_after_the_commit(
@@ -26,17 +26,19 @@ def test_committed_vectors_are_held_once_even_when_the_index_is_first_loaded_aft
     with Store(tmp_path / "ibsearch.db") as store:
         store.bind_model("m", 8)
         indexes = IndexSet(tmp_path, store, 8, "m")
-        first = [store.upsert_file(f"/a/{i}.jpg", size=1, mtime_ns=1, content_hash=str(i), modality="vision",
-                                   vectors=vectors[i]).vector_ids[0] for i in range(3)]  # fmt: skip
+        rows = [
+            (FileEntry(f"/a/{i}.jpg", 1, 1, str(i), "vision"), [VectorEntry(v, "vision")])
+            for i, v in enumerate(vectors)
+        ]
+        first = [store.upsert_file(*rows[i]).vector_ids[0] for i in range(3)]
         with caplog.at_level(logging.INFO, logger="ibsearch"):
             indexes.add("vision", first, vectors[:3])  # the index is loaded only now, after the commit
         # A library's first vectors have no index file yet: that is no damage to report.
         assert indexes.repairs == {} and not [r for r in caplog.records if r.levelno >= logging.WARNING]
-        later = [store.upsert_file(f"/a/{i}.jpg", size=1, mtime_ns=1, content_hash=str(i), modality="vision",
-                                   vectors=vectors[i]).vector_ids[0] for i in range(3, 6)]  # fmt: skip
+        later = [store.upsert_file(*rows[i]).vector_ids[0] for i in range(3, 6)]
         indexes.add("vision", later, vectors[3:])
         assert indexes.get("vision").ntotal == 6
-        assert indexes.get("vision").summary() == store.id_summary("vision")
+        assert indexes.get("vision").summary() == store.vectors.id_summary("vision")
         indexes.save()
         assert verify_file(store, IndexSet(tmp_path, store, 8, "m"), "vision") == []
 
@@ -60,7 +62,7 @@ def test_a_write_past_the_exact_limit_holds_no_exact_index_of_it_and_saves_the_a
         assert "vision" in lib.indexes.rebuilt and lib.indexes.outgrown == {}
         index = lib.index("vision")
         assert index.approximate and index.ntotal == 3000
-        assert index.summary() == lib.store.id_summary("vision")
+        assert index.summary() == lib.store.vectors.id_summary("vision")
         assert lib.check(repair=False).ok
     with Library.open(tmp_path / "lib", model=tiny_card, device="cpu") as lib:
         assert lib.index("vision").approximate and lib.indexes.repairs == {}

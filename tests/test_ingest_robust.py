@@ -73,12 +73,12 @@ def test_hostile_folder_ingests_every_good_file_and_reports_every_bad_one(tmp_pa
             assert fragment in failed[str(path)], (path, failed[str(path)])
     lib = Library.open(lib_args[1], model=lib_args[3], device="cpu")
     try:
-        stored = sorted(lib.store.paths_under(""))
+        stored = sorted(lib.store.files.paths_under(""))
         assert stored == sorted(str(p) for p in good)
         for path in stored:
-            for vector in lib.store.file_vectors(path):
+            for vector in lib.store.vectors.of_file(path):
                 assert np.isfinite(vector.vector).all()
-        assert {e.path for e in lib.store.errors()} == {str(p) for p in bad}
+        assert {e.path for e in lib.store.errors.latest()} == {str(p) for p in bad}
     finally:
         lib.close()
     # Bad files are remembered: an unchanged rerun neither retries nor forgets them.
@@ -123,8 +123,8 @@ def test_sigkill_at_any_point_leaves_a_library_that_opens_checks_and_resumes(tmp
     assert json.loads(out)["failed"] == []
     lib = Library.open(lib_args[1], model=lib_args[3], device="cpu")
     try:
-        assert sorted(lib.store.paths_under("")) == sorted(str(p) for p in files)
-        assert lib.store.counts() == {"vision": len(files)}
+        assert sorted(lib.store.files.paths_under("")) == sorted(str(p) for p in files)
+        assert lib.store.vectors.counts() == {"vision": len(files)}
         assert lib.index("vision").ntotal == len(files)
     finally:
         lib.close()

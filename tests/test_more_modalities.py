@@ -29,8 +29,8 @@ def test_a_video_is_found_by_its_picture_and_by_its_sound(tmp_path, lib_args):
     assert by_sound[0]["path"] == str(with_sound) and by_sound[0]["score"] == pytest.approx(1, abs=2e-3)
     assert [h["path"] for h in by_sound] == [str(with_sound)]  # the silent video has no audio vector
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
-        assert {v.modality for v in lib.store.file_vectors(str(silent))} == {"vision", "vision.segments"}
-        assert {v.modality for v in lib.store.file_vectors(str(with_sound))} == {
+        assert {v.modality for v in lib.store.vectors.of_file(str(silent))} == {"vision", "vision.segments"}
+        assert {v.modality for v in lib.store.vectors.of_file(str(with_sound))} == {
             "vision",
             "vision.segments",
             "audio",
@@ -154,8 +154,8 @@ def test_arithmetic_across_depth_thermal_imu_and_text(tmp_path, lib_args):
             ]
         )
         expected = []
-        for path in lib.store.paths_under(""):
-            for v in lib.store.file_vectors(path):
+        for path in lib.store.files.paths_under(""):
+            for v in lib.store.vectors.of_file(path):
                 if v.start is None and v.modality in ("depth", "thermal", "imu"):
                     expected.append((path, float(v.vector @ query)))
         from ibsearch import weighted

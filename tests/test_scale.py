@@ -24,6 +24,7 @@ from test_transfer import mixture, run, write_shard
 from ibsearch.engine import Library
 from ibsearch.index import LiveIndex, SearchTuning
 from ibsearch.search import Searcher
+from ibsearch.store import FileEntry, VectorEntry
 
 N = 6000  # vectors in the library (exact limit set to 4000)
 K = 10
@@ -117,7 +118,7 @@ def test_a_memory_mapped_index_follows_a_database_it_was_not_saved_with(big):
         added = []
         for i, v in enumerate(extra):
             stored = store.upsert_file(
-                f"/late/{i}.jpg", size=1, mtime_ns=1, content_hash=str(i), modality="vision", vectors=v
+                FileEntry(f"/late/{i}.jpg", 1, 1, str(i), "vision"), [VectorEntry(v, "vision")]
             )
             added += stored.vector_ids
         store.delete_files(paths_for(0, 50))  # no index is told: as after a kill
@@ -125,7 +126,7 @@ def test_a_memory_mapped_index_follows_a_database_it_was_not_saved_with(big):
         lib.indexes.mmap_from = 0
         index = lib.index("vision")
         assert index.read_only and index.delta is not None and len(index.tombstones) == 50
-        assert index.summary() == lib.store.id_summary("vision")
+        assert index.summary() == lib.store.vectors.id_summary("vision")
         for i, v in enumerate(extra):
             hit = searcher.query(vector=v, k=1)[0]
             assert hit.path == f"/late/{i}.jpg" and added[i] in index.delta.ids()
@@ -149,10 +150,10 @@ def test_filters_give_k_hits_whenever_k_files_match_down_to_a_tenth_of_a_percent
     tuning = SearchTuning(post_filter=post_filter, full_scan_below=full_scan_below)
     with open_lib(lib_args) as lib, Searcher(lib, tuning=tuning) as searcher:
         listed = []  # the filters that were turned into every matching vector id (not candidates only)
-        select = lib.store.select_vector_ids
+        select = lib.store.vectors.select_ids
         monkeypatch.setattr(
-            lib.store,
-            "select_vector_ids",
+            lib.store.vectors,
+            "select_ids",
             lambda *a, **kw: listed.append(kw.get("among") is None) or select(*a, **kw),
         )
         queries = mixture(20, seed=14)
@@ -187,7 +188,7 @@ def test_check_compares_every_code_of_an_approximate_index_with_the_database(big
         path = lib.indexes.path("vision")
         index = FaissIndex.load(path)
         rows = IndexRows(index)
-        ids, vectors = lib.store.vectors_by_id(rows.ids[:200])
+        ids, vectors = lib.store.vectors.by_id(rows.ids[:200])
         assert rows.differing(ids, vectors) == []
         import faiss
 

@@ -293,9 +293,9 @@ def test_the_openapi_document_describes_typed_requests_and_responses(served: Ser
 
 def test_the_store_finds_a_file_by_its_id(served: Served):
     with Library.open(served.library, model=served.card, device="cpu") as lib:
-        record = lib.store.get_file(served.media / "photos" / PHOTO.name)
-        assert record is not None and lib.store.get_file_by_id(record.id) == record
-        assert lib.store.get_file_by_id(10**9) is None
+        record = lib.store.files.get(served.media / "photos" / PHOTO.name)
+        assert record is not None and lib.store.files.get_by_id(record.id) == record
+        assert lib.store.files.get_by_id(10**9) is None
 
 
 def test_the_command_line_sends_its_query_to_the_running_server(served: Served, tmp_path: Path):

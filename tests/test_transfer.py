@@ -112,7 +112,7 @@ def test_a_minimal_shard_of_path_modality_and_vector_imports_and_is_searchable(l
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
         hits = Searcher(lib).query(vector=vectors[17], k=1)
         assert hits[0].path == paths[17] and hits[0].score == pytest.approx(1.0, abs=1e-5)
-        stored = lib.store.file_vectors(paths[17])[0]
+        stored = lib.store.vectors.of_file(paths[17])[0]
         assert stored.preprocess_version == "unknown"  # the shard named no preprocessing: never reused
 
 
@@ -159,7 +159,7 @@ def test_files_on_this_machine_must_be_what_the_shard_says(lib_args, tmp_path):
     from ibsearch.engine import Library
 
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
-        rec = lib.store.get_file(names[0])
+        rec = lib.store.files.get(names[0])
         assert (rec.size, rec.mtime_ns, rec.content_hash) == (
             st[0].st_size,
             st[0].st_mtime_ns,
@@ -187,9 +187,9 @@ def test_segments_and_malformed_rows_are_read_as_documented(lib_args, tmp_path):
     from ibsearch.engine import Library
 
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
-        stored = lib.store.file_vectors("/a.wav")
+        stored = lib.store.vectors.of_file("/a.wav")
         assert [(v.modality, v.start, v.end) for v in stored] == [
             ("audio", None, None), ("audio.segments", 0.0, 6.0), ("audio.segments", 3.0, 9.0)
         ]  # fmt: skip
-        assert lib.store.get_file("/a.wav").info == {"duration": 9.0}
+        assert lib.store.files.get("/a.wav").info == {"duration": 9.0}
         assert stored[0].preprocess_version == PREPROCESS_VERSION

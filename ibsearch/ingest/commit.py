@@ -12,7 +12,7 @@ import numpy as np
 from ..files import path_fields
 from ..library import Library
 from ..modality import INDEX_KEYS, FileKind
-from ..store import Verified
+from ..store import FileEntry, VectorEntry, Verified
 
 #: Bumped whenever preprocessing changes what a vector means; vectors of an older version are not reused.
 PREPROCESS_VERSION = "ref-53680b0.1"
@@ -107,7 +107,7 @@ class Committer:
                     # A content failure is remembered with the file's stat, so an unchanged bad file
                     # is not tried again; a transient one without, so the next run retries it.
                     size, mtime = (None, None) if job.transient else (job.st.st_size, job.st.st_mtime_ns)
-                    store.record_error(job.path, job.error, size=size, mtime_ns=mtime)
+                    store.errors.record(job.path, job.error, size=size, mtime_ns=mtime)
                     continue
                 removed += self._store(job, added)
                 if job.existed:
@@ -125,25 +125,20 @@ class Committer:
     def _store(self, job: Job, added: dict[str, tuple[list[int], list[np.ndarray]]]) -> list[int]:
         """Write one file with all its vectors; note the new ids per key; return the replaced ids."""
         keys = [k for k in INDEX_KEYS if k in job.vectors]
-        vectors = np.concatenate([job.vectors[k] for k in keys])
-        rows = [k for k in keys for _ in range(len(job.vectors[k]))]
-        result = self.lib.store.upsert_file(
-            job.path,
-            size=job.st.st_size,
-            mtime_ns=job.st.st_mtime_ns,
-            content_hash=job.content_hash,
-            modality=job.modalities[0],
-            vectors=vectors,
-            vector_modalities=rows,
-            segments=[span for k in keys for span in job.spans[k]],
-            info=job.info,
-            preprocess_version=PREPROCESS_VERSION,
-            verified=job.verified,
+        rows = [
+            VectorEntry(vec, k, start, end, PREPROCESS_VERSION)
+            for k in keys
+            for vec, (start, end) in zip(job.vectors[k], job.spans[k], strict=True)
+        ]
+        st = job.st
+        file = FileEntry(
+            job.path, st.st_size, st.st_mtime_ns, job.content_hash, job.modalities[0], job.info, job.verified
         )
-        for vid, key, vec in zip(result.vector_ids, rows, vectors, strict=True):
-            ids, vecs = added.setdefault(key, ([], []))
+        result = self.lib.store.upsert_file(file, rows)
+        for vid, row in zip(result.vector_ids, rows, strict=True):
+            ids, vecs = added.setdefault(row.modality, ([], []))
             ids.append(vid)
-            vecs.append(vec)
+            vecs.append(row.vector)
         return result.removed_ids
 
 

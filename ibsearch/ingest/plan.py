@@ -36,13 +36,13 @@ class Planner:
         self.roots = roots
         self.known = {}
         for root in roots:
-            self.known.update(store.files_under(root))
-        self.bad_before = {e.path: e for e in store.errors()}
-        self.rules: dict[str, str] = dict(store.get_setting(AS_RULES, {}))
+            self.known.update(store.files.under(root))
+        self.bad_before = {e.path: e for e in store.errors.latest()}
+        self.rules: dict[str, str] = dict(store.settings.get(AS_RULES, {}))
         if as_kind is not None:
             for root in roots:
                 self.rules[root] = as_kind
-            store.set_setting(AS_RULES, self.rules)
+            store.settings.set(AS_RULES, self.rules)
         self.seen: set[str] = set()
 
     def visit(self, found: FoundFile, summary: IngestSummary) -> Job | None:
@@ -79,7 +79,9 @@ class Planner:
         except OSError as exc:
             return self._failed(found, f"cannot read: {exc.strerror or exc}", transient=True)
         if rec is not None and rec.content_hash == content_hash:
-            self.store.update_stat(path, size=st.st_size, mtime_ns=st.st_mtime_ns)  # touched, not changed
+            self.store.files.update_stat(
+                path, size=st.st_size, mtime_ns=st.st_mtime_ns
+            )  # touched, not changed
             summary.unchanged += 1
             return None
         job = Job(path, st, detection.kind, content_hash, existed=rec is not None)

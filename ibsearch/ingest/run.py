@@ -66,7 +66,7 @@ def plan_run(
     if gone:
         lib.indexes.remove(lib.store.delete_files(gone))
         summary.removed = len(gone)
-    lib.store.clear_errors(planner.vanished_errors())
+    lib.store.errors.clear(planner.vanished_errors())
     return to_encode
 
 

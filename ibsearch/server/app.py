@@ -88,7 +88,7 @@ def create_app(service: LibraryService, config: ServerConfig, *, instance: str =
     app.state.decoder = UploadDecoder(config)
     thumbnails = app.state.thumbnails = Thumbnails(service.library.root)
     # The pictures of items removed since the last run go, on the library's thread before any request.
-    service.submit(lambda lib: thumbnails.prune(lib.store.file_ids_among))
+    service.submit(lambda lib: thumbnails.prune(lib.store.files.ids_among))
     app.add_middleware(JsonErrors)
     app.add_middleware(Guard, config=config)
     return app

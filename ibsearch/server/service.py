@@ -134,7 +134,7 @@ class LibraryService(Closing):
 
     @staticmethod
     def _data_version(lib: Library) -> int:
-        return int(lib.store.db.execute("PRAGMA data_version").fetchone()[0])
+        return lib.store.data_version()
 
     def close(self) -> None:
         """Close the library (on its thread) and stop the thread."""
@@ -223,7 +223,7 @@ class LibraryService(Closing):
         hits = self.searcher.search(resolved, options)
         found = []
         for hit in hits:
-            record = lib.store.get_file(hit.path)
+            record = lib.store.files.get(hit.path)
             if record is not None:  # None: removed by another process a moment ago
                 found.append((record, hit))
         embedded = self.searcher.embedder.seconds
@@ -234,7 +234,7 @@ class LibraryService(Closing):
 
     @staticmethod
     def _like_path(lib: Library, term: Term) -> Term:
-        record = lib.store.get_file_by_id(term.value)
+        record = lib.store.files.get_by_id(term.value)
         if record is None:
             raise UsageError(
                 f"like: there is no item {term.value} in the library (see the ids of the results)"
@@ -245,7 +245,7 @@ class LibraryService(Closing):
     def item(lib: Library, key: int | str) -> FileRecord:
         """The record of an item, by its id or by the path it is stored under (a database lookup:
         the disk is not touched); :class:`ItemNotFound` when there is none."""
-        record = lib.store.get_file_by_id(key) if isinstance(key, int) else lib.store.get_file(key)
+        record = lib.store.files.get_by_id(key) if isinstance(key, int) else lib.store.files.get(key)
         if record is None:
             what = f"item {key}" if isinstance(key, int) else f"item stored as {key!r}"
             raise ItemNotFound(f"there is no {what} in the library")

@@ -5,29 +5,35 @@ This package knows nothing of models or FAISS; :mod:`ibsearch.library` composes 
 """
 
 from ..idsets import IdSetSummary
+from .database import Store
 from .records import (
     ErrorRecord,
+    FileEntry,
     FileRecord,
     FileStat,
     StoredVector,
     Upserted,
+    VectorEntry,
     VectorError,
     VectorRow,
     Verified,
+    vector_entries,
 )
 from .schema import SCHEMA_VERSION
-from .store import Store
 
 __all__ = [
     "SCHEMA_VERSION",
     "ErrorRecord",
+    "FileEntry",
     "FileRecord",
     "FileStat",
     "IdSetSummary",
     "StoredVector",
     "Store",
     "Upserted",
+    "VectorEntry",
     "VectorError",
     "VectorRow",
     "Verified",
+    "vector_entries",
 ]

@@ -16,8 +16,9 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import DiskFullError, IbsearchError, LibraryError
 
@@ -99,9 +100,28 @@ def guarded(path_of: Callable[[Any], str], method: Callable[..., Any]) -> Callab
     return function
 
 
+class Owner(Protocol):
+    """What a table part asks of the store that owns it: the file, its transactions and its model."""
+
+    path: str
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+    @property
+    def model_id(self) -> str | None: ...
+
+    @property
+    def dim(self) -> int | None: ...
+
+
+def store_path(obj: Any) -> str:
+    """The database path of a store, or of the store a table part belongs to (its ``owner``)."""
+    return str(getattr(obj, "owner", obj).path)
+
+
 def guard_methods(cls: _C) -> _C:
     """Guard every public method and property defined on ``cls`` (see :func:`guarded`)."""
-    path_of = lambda self: str(self.path)  # noqa: E731 - the store's path, read when an error happens
+    path_of = store_path  # read when an error happens
     for name, value in list(vars(cls).items()):
         if name.startswith("_"):
             continue
@@ -139,4 +159,4 @@ def connect(path: str, *, timeout: float) -> tuple[sqlite3.Connection, bool]:
     raise LibraryError(f"cannot open library database {path!r}: it is neither writable nor readable")
 
 
-__all__ = ["connect", "database_error", "disk_full", "guard_methods", "guarded"]
+__all__ = ["Owner", "connect", "database_error", "disk_full", "guard_methods", "guarded", "store_path"]

@@ -5,34 +5,39 @@ SQLite is the source of truth of a library; FAISS indexes are rebuilt from it. E
 any point leaves a database that opens (WAL recovery). Readers in other processes never wait for a
 writer; a second writer waits up to ``timeout`` seconds (SQLite's busy handler) instead of failing.
 
-A :class:`Store` wraps one connection and, like it, belongs to one thread. Its methods are layered by
-table: :class:`Database` (this module: the connection, transactions, ``meta`` and ``settings``),
-:class:`~ibsearch.store.files.FileTables` (``files`` and ``errors``) and
-:class:`~ibsearch.store.store.Store` (``vectors``: what the indexes are built from and searched by).
+A :class:`Store` owns one connection and its transactions and, like the connection, belongs to one
+thread. It keeps the ``meta`` table (schema version, model) itself and has one part per other table,
+each holding the store and its connection: ``files`` (:class:`~ibsearch.store.file_rows.FileRows`),
+``errors`` (:class:`~ibsearch.store.error_rows.ErrorRows`), ``vectors``
+(:class:`~ibsearch.store.vector_rows.VectorRows`: what the indexes are built from and searched by) and
+``settings`` (:class:`~ibsearch.store.setting_rows.SettingRows`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import itertools
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
-from typing import Any
-
-import sqlite_utils
+from collections.abc import Iterable, Iterator, Sequence
 
 from ..closing import Closing
 from ..errors import IbsearchError, LibraryError
+from ..files import display_path
 from . import schema
 from .connection import connect, database_error, disk_full, guard_methods
+from .error_rows import ErrorRows
+from .file_rows import FileRows
+from .records import FileEntry, FileRecord, PathLike, StoredVector, Upserted, VectorEntry, path_key
+from .setting_rows import SettingRows
+from .vector_rows import VectorRows
 
 log = logging.getLogger(__name__)
 
 
-class Database(Closing):
-    """One library database: its connection, transactions, model and settings.
+class Store(Closing):
+    """One library database: its connection, transactions and model, and a part per table.
 
     ``Store(path)`` opens ``path`` (creating the file and its parent directories unless
     ``create=False``), switches to WAL and checks the schema. Raises :class:`LibraryError` when the
@@ -54,7 +59,11 @@ class Database(Closing):
             raise _unusable(self.path, exc) from None
         except sqlite3.Error as exc:
             raise LibraryError(f"cannot open library database {where}: {exc}") from None
-        self.db = sqlite_utils.Database(self._conn, execute_plugins=False)
+        self._savepoints = itertools.count()
+        self.vectors = VectorRows(self, self._conn)
+        self.files = FileRows(self, self._conn)
+        self.errors = ErrorRows(self, self._conn)
+        self.settings = SettingRows(self, self._conn)
         try:
             # NORMAL is durable against a killed process in WAL mode; only an OS crash or power loss
             # can lose the last commits, and those are re-ingested by the next run.
@@ -89,14 +98,14 @@ class Database(Closing):
         self._conn.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[Store]:
         """Group writes into one atomic commit; nested blocks become savepoints.
 
         The outer block takes the write lock at once (``BEGIN IMMEDIATE``), waiting up to ``timeout``
         seconds for another writer. Any exception rolls the block back and propagates.
         """
         if self._conn.in_transaction:
-            with self.db.atomic():
+            with self._savepoint():
                 yield self
             return
         try:
@@ -120,7 +129,22 @@ class Database(Closing):
             raise database_error(self.path, exc) from None
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator[Database]:
+    def _savepoint(self) -> Iterator[None]:
+        """A block inside the open transaction that an exception undoes alone (``SAVEPOINT``)."""
+        name = f"ibsearch_{next(self._savepoints)}"
+        self._conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            # A failure SQLite answered by rolling the whole transaction back left no savepoint.
+            if self._conn.in_transaction:
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+            raise
+        self._conn.execute(f"RELEASE {name}")
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Store]:
         """Read several things from one consistent state (a read transaction; does not block writers)."""
         if self._conn.in_transaction:
             yield self
@@ -136,7 +160,7 @@ class Database(Closing):
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
 
-    # ------------------------------------------------------------------ meta, model and settings
+    # ------------------------------------------------------------------ meta: schema and model
 
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -186,25 +210,63 @@ class Database(Closing):
                     [("model_id", model_id), ("dim", str(int(dim)))],
                 )
 
-    def get_setting(self, key: str, default: Any = None) -> Any:
-        """A remembered setting (any JSON value), or ``default``."""
-        row = self._conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+    # ------------------------------------------------------------------ a file with its vectors
 
-    def set_setting(self, key: str, value: Any) -> None:
-        """Remember ``value`` (JSON-serialisable) under ``key``."""
+    def upsert_file(self, file: FileEntry, vectors: Sequence[VectorEntry]) -> Upserted:
+        """Insert or replace ``file`` with its ``vectors``, in one transaction.
+
+        The vectors are tagged with the library's model (call :meth:`bind_model` first). The file's old
+        vectors are deleted; their ids come back in ``removed_ids`` so the caller can drop them from its
+        index. A recorded error for the path is cleared. Raises
+        :class:`~ibsearch.store.records.VectorError` (nothing written) for NaN/Inf or a wrong shape.
+        """
+        key = path_key(file.path)
+        blobs = self.vectors.encode(vectors, display_path(key))
         with self.transaction():
-            self._conn.execute(
-                "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value))
-            )
+            file_id, created = self.files.put(file)
+            removed = [] if created else self.vectors.delete_of_file(file_id)
+            new_ids = self.vectors.insert(file_id, vectors, blobs)
+            self.errors.clear([key])
+        return Upserted(file_id, new_ids, removed, created=created)
+
+    def delete_files(self, paths: Iterable[PathLike]) -> list[int]:
+        """Remove ``paths`` (missing ones are ignored) and their vectors; returns the removed vector ids."""
+        removed: list[int] = []
+        with self.transaction():
+            for path in paths:
+                file_id = self.files.id_of(path)
+                if file_id is not None:
+                    removed += self.vectors.delete_of_file(file_id)
+                    self.files.delete(file_id)
+        return removed
+
+    def find_by_hash(
+        self, content_hash: str, *, modality: str | None = None
+    ) -> tuple[FileRecord, list[StoredVector]] | None:
+        """A stored file with this content hash and its vectors, for reuse after a rename or copy.
+
+        Only files whose hash was computed from bytes on this machine count (a shard's word for a file
+        it names elsewhere could plant vectors for any content), with vectors of the library's current
+        model (and of ``modality`` when given); the most recently updated one is returned. None when
+        there is none.
+        """
+        record = self.files.latest_with_hash(content_hash, self.model_id, modality)
+        return None if record is None else (record, self.vectors.of_model(record.id))
+
+    # ------------------------------------------------------------------ the file itself
 
     def integrity_errors(self) -> list[str]:
         """SQLite's ``quick_check`` findings (empty when the file is sound)."""
         rows = [r[0] for r in self._conn.execute("PRAGMA quick_check")]
         return [] if rows == ["ok"] else rows
 
+    def data_version(self) -> int:
+        """SQLite's ``data_version``: a number that changes when another connection commits, so that a
+        reader can tell whether what it loaded from the database is still current."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
-guard_methods(Database)
+
+guard_methods(Store)
 
 
 def _read_only_setup(conn: sqlite3.Connection, where: str) -> LibraryError:

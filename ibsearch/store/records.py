@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
 import numpy as np
 
-from ..errors import IbsearchError
+from ..errors import IbsearchError, UsageError
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -55,10 +56,7 @@ def encode_vectors(vectors: np.ndarray, dim: int, what: str) -> list[bytes]:
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != dim:
-        raise VectorError(
-            f"vectors for {what!r} have shape {tuple(np.shape(vectors))}; this library stores "
-            f"(n, {dim}) vectors (was the library built with another model?)"
-        )
+        raise _wrong_shape(np.shape(vectors), dim, what)
     if not np.issubdtype(arr.dtype, np.floating):
         raise VectorError(f"vectors for {what!r} have dtype {arr.dtype}; expected floating point")
     arr = np.ascontiguousarray(arr, dtype="<f4")
@@ -72,6 +70,13 @@ def encode_vectors(vectors: np.ndarray, dim: int, what: str) -> list[bytes]:
     return [row.tobytes() for row in arr]
 
 
+def _wrong_shape(shape: tuple[int, ...], dim: int, what: str) -> VectorError:
+    return VectorError(
+        f"vectors for {what!r} have shape {tuple(shape)}; this library stores "
+        f"(n, {dim}) vectors (was the library built with another model?)"
+    )
+
+
 def _null(_: str) -> None:
     return None
 
@@ -82,11 +87,70 @@ def load_info(text: str) -> Any:
     return json.loads(text, parse_constant=_null)
 
 
+def encode_entries(entries: Sequence[VectorEntry], dim: int, what: str) -> list[bytes]:
+    """The blobs of ``entries``' vectors, validated as by :func:`encode_vectors` (one blob each)."""
+    if not entries:
+        return []
+    for entry in entries:
+        if np.shape(entry.vector) != (dim,):
+            raise _wrong_shape(np.shape(entry.vector), dim, what)
+    return encode_vectors(np.stack([e.vector for e in entries]), dim, what)
+
+
 def decode_vectors(blobs: list[bytes], dim: int) -> np.ndarray:
     """Turn blobs read back from the ``vectors`` table into a ``(n, dim)`` float32 array."""
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file as :meth:`Store.upsert_file` writes it: a row of the files table before it has an id."""
+
+    path: PathLike
+    size: int
+    mtime_ns: int
+    content_hash: str
+    modality: str  # the file's (first) modality
+    info: Mapping[str, Any] = field(default_factory=dict)  # media info: width, height, duration, ...
+    verified: Verified = Verified.INGEST  # who vouches for content_hash: an ingest, unless an import says
+
+
+@dataclass(frozen=True)
+class VectorEntry:
+    """A vector to store: a row of the vectors table before it has an id; ``vector`` is ``(dim,)``."""
+
+    vector: np.ndarray
+    modality: str  # its index key: a video has picture and sound vectors
+    start: float | None = None  # segment start in seconds (None: the whole file)
+    end: float | None = None
+    preprocess_version: str = ""  # the preprocessing it was computed with
+
+
+Span = tuple[float | None, float | None]
+
+
+def vector_entries(
+    vectors: np.ndarray,
+    modalities: str | Sequence[str],
+    spans: Sequence[Span] | None = None,
+    preprocess_version: str = "",
+) -> list[VectorEntry]:
+    """One :class:`VectorEntry` per row of ``vectors`` ``(n, dim)``, for callers that hold arrays:
+    ``modalities`` is one for all rows or one per row, ``spans`` ``(start, end)`` seconds per row
+    (default: whole-file vectors). Raises :class:`UsageError` when a list's length is not ``n``."""
+    rows = np.asarray(vectors)
+    rows = rows[None, :] if rows.ndim == 1 else rows
+    mods = [modalities] * len(rows) if isinstance(modalities, str) else list(modalities)
+    segs = list(spans) if spans is not None else [(None, None)] * len(rows)
+    for name, given in (("segments", segs), ("modalities", mods)):
+        if len(given) != len(rows):
+            raise UsageError(f"{len(given)} {name} given for {len(rows)} vectors")
+    return [
+        VectorEntry(row, mod, start, end, preprocess_version)
+        for row, mod, (start, end) in zip(rows, mods, segs, strict=True)
+    ]
 
 
 @dataclass(frozen=True)

@@ -1,46 +1,46 @@
-"""The whole library database API: :class:`Store`, with the ``vectors`` table on top of files and errors.
+"""The ``vectors`` table: one row per vector, with its file, index key, model and segment.
 
-Vectors are what the indexes are built from (``iter_vectors``), checked against (``id_summary``) and
-filtered by (``select_vector_ids``); a search hit is mapped back to its file with ``rows_for_vectors``.
+Vectors are what the indexes are built from (``chunks``), checked against (``id_summary``) and
+filtered by (``select_ids``); a search hit is mapped back to its file with ``rows``. Bulk reads come
+as arrays (ids ``(n,)``, vectors ``(n, dim)``), the form FAISS takes them in.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import LibraryError, UsageError
+from ..files import display_path
 from ..idsets import MIX_SQL, IdSetSummary, from_sums
-from .connection import guard_methods
-from .files import FILE_COLS_F, INFO_KEY, FileTables, file_record, prefix_clause
+from .connection import Owner, guard_methods
+from .file_rows import INFO_KEY, prefix_clause
 from .records import (
-    FileRecord,
     PathLike,
     StoredVector,
+    VectorEntry,
     VectorRow,
-    Verified,
     decode_vectors,
+    encode_entries,
     key_to_path,
     load_info,
     path_key,
 )
 
 
-class Store(FileTables):
-    """One library database (see :class:`~ibsearch.store.database.Database` for opening it).
+class VectorRows:
+    """Reads and writes of the ``vectors`` table (``store.vectors``), tagged with the store's model."""
 
-    ``Store(path)`` opens ``path`` (creating the file and its parent directories unless
-    ``create=False``), switches to WAL and checks the schema; use it as a context manager or call
-    :meth:`close`.
-    """
-
-    # ------------------------------------------------------------------ vectors: reads
+    def __init__(self, owner: Owner, conn: sqlite3.Connection) -> None:
+        self.owner = owner
+        self._conn = conn
 
     def _stored_vectors(self, where: str, params: Sequence[Any]) -> list[StoredVector]:
-        dim = self.dim or 0
+        dim = self.owner.dim or 0
         rows = self._conn.execute(
             "SELECT id, file_id, modality, model_id, preprocess_version, seg_start, seg_end, vector"
             f" FROM vectors WHERE {where} ORDER BY id",
@@ -52,44 +52,20 @@ class Store(FileTables):
             for r, v in zip(rows, vecs, strict=True)
         ]
 
-    def file_vectors(self, path: PathLike) -> list[StoredVector]:
+    def of_file(self, path: PathLike) -> list[StoredVector]:
         """The vectors stored for ``path`` (empty if it is not in the library), by id."""
         return self._stored_vectors("file_id = (SELECT id FROM files WHERE path_key = ?)", (path_key(path),))
 
-    def find_by_hash(
-        self, content_hash: str, *, modality: str | None = None
-    ) -> tuple[FileRecord, list[StoredVector]] | None:
-        """A stored file with this content hash and its vectors, for reuse after a rename or copy.
+    def of_model(self, file_id: int) -> list[StoredVector]:
+        """The vectors of the store's current model stored for the file ``file_id``, by id."""
+        return self._stored_vectors("file_id = ? AND model_id = ?", (int(file_id), self.owner.model_id))
 
-        Only files whose hash was computed from bytes on this machine count (a shard's word for a file
-        it names elsewhere could plant vectors for any content), with vectors of the library's current
-        model (and of ``modality`` when given); the most recently updated one is returned. None when
-        there is none.
-        """
-        params: list[Any] = [content_hash, int(Verified.IMPORT), self.model_id]
-        extra = ""
-        if modality is not None:
-            extra, params = " AND v.modality = ?", params + [modality]
-        row = self._conn.execute(
-            f"SELECT {FILE_COLS_F} FROM files f"
-            " WHERE f.hash = ? AND f.verified >= ? AND EXISTS (SELECT 1 FROM vectors v WHERE v.file_id = f.id"
-            f" AND v.model_id = ?{extra}) ORDER BY f.updated DESC, f.id DESC LIMIT 1",
-            params,
-        ).fetchone()
-        if row is None:
-            return None
-        record = file_record(row)
-        vectors = self._stored_vectors("file_id = ? AND model_id = ?", (record.id, self.model_id))
-        return record, vectors
-
-    def iter_vectors(
-        self, modality: str, *, chunk_size: int = 16384
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def chunks(self, modality: str, *, chunk_size: int = 16384) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(ids (n,) int64, vectors (n, dim) float32)`` chunks of ``modality`` in id order.
 
-        For index rebuilds; wrap the loop in :meth:`snapshot` to read one consistent state.
+        For index rebuilds; wrap the loop in :meth:`Store.snapshot` to read one consistent state.
         """
-        dim = self.dim or 0
+        dim = self.owner.dim or 0
         last = -1
         while True:
             rows = self._conn.execute(
@@ -102,12 +78,12 @@ class Store(FileTables):
             yield ids, decode_vectors([r[1] for r in rows], dim)
             last = int(ids[-1])
 
-    def iter_vectors_of_file(
+    def chunks_of_file(
         self, file_id: int, *, chunk_size: int = 16384
     ) -> Iterator[tuple[np.ndarray, list[str], np.ndarray]]:
         """Yield ``(ids (n,) int64, index keys, vectors (n, dim) float32)`` chunks of one file's vectors
         in id order (``vectors_file`` holds them in that order: no sort, however many there are)."""
-        dim = self.dim or 0
+        dim = self.owner.dim or 0
         last = -1
         while True:
             rows = self._conn.execute(
@@ -120,13 +96,13 @@ class Store(FileTables):
             yield ids, [r[1] for r in rows], decode_vectors([r[2] for r in rows], dim)
             last = int(ids[-1])
 
-    def iter_file_vectors(
+    def chunks_with_files(
         self, *, chunk_size: int = 8192
     ) -> Iterator[tuple[list[VectorRow], np.ndarray, list[str]]]:
         """Yield ``(rows, vectors (n, dim) float32, preprocess versions)`` chunks of every vector with its
         file, in file order (each file's vectors together, by id), for exports; wrap the loop in
-        :meth:`snapshot`."""
-        dim = self.dim or 0
+        :meth:`Store.snapshot`."""
+        dim = self.owner.dim or 0
         last = (-1, -1)
         while True:
             found = self._conn.execute(
@@ -144,7 +120,7 @@ class Store(FileTables):
             )
             last = (found[-1][1], found[-1][0])
 
-    def vectors_by_id(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+    def by_id(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """``(ids (n,) int64, vectors (n, dim) float32)`` for the given ids that are stored, in id order."""
         wanted = json.dumps([int(i) for i in ids])
         rows = self._conn.execute(
@@ -152,14 +128,14 @@ class Store(FileTables):
             (wanted,),
         ).fetchall()
         found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        return found, decode_vectors([r[1] for r in rows], self.dim or 0)
+        return found, decode_vectors([r[1] for r in rows], self.owner.dim or 0)
 
-    def vector_ids(self, modality: str) -> np.ndarray:
+    def ids(self, modality: str) -> np.ndarray:
         """All vector ids of ``modality``, sorted, as int64."""
         rows = self._conn.execute("SELECT id FROM vectors WHERE modality = ? ORDER BY id", (modality,))
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
-    def rows_for_vectors(self, ids: Iterable[int]) -> dict[int, VectorRow]:
+    def rows(self, ids: Iterable[int]) -> dict[int, VectorRow]:
         """File, modality, media info and segment of each vector id (ids not stored are left out)."""
         wanted = json.dumps([int(i) for i in ids])
         rows = self._conn.execute(
@@ -170,7 +146,7 @@ class Store(FileTables):
         )
         return {r[0]: _vector_row(r) for r in rows}
 
-    def select_vector_ids(
+    def select_ids(
         self,
         modality: str,
         *,
@@ -221,12 +197,64 @@ class Store(FileTables):
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
-    # ------------------------------------------------------------------ vectors: writes
+    # ------------------------------------------------------------------ writes
+
+    def encode(self, entries: Sequence[VectorEntry], what: str) -> list[bytes]:
+        """The blobs to store for ``entries`` of the file ``what``, checked against the store's model.
+
+        Raises :class:`~ibsearch.store.records.VectorError` for NaN/Inf or a wrong shape, and
+        :class:`LibraryError` before the store has a model (``bind_model``).
+        """
+        if self.owner.model_id is None or self.owner.dim is None:
+            raise LibraryError(
+                f"library {self.owner.path!r} has no model yet; call bind_model() before storing"
+            )
+        return encode_entries(entries, self.owner.dim, what)
+
+    def insert(self, file_id: int, entries: Sequence[VectorEntry], blobs: Sequence[bytes]) -> list[int]:
+        """Store ``entries`` (encoded as ``blobs`` by :meth:`encode`) for the file ``file_id``; returns
+        their new ids."""
+        new_ids = []
+        model_id = self.owner.model_id
+        with self.owner.transaction():
+            for entry, blob in zip(entries, blobs, strict=True):
+                cur = self._conn.execute(
+                    "INSERT INTO vectors (file_id, modality, model_id, preprocess_version, seg_start,"
+                    " seg_end, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        file_id,
+                        entry.modality,
+                        model_id,
+                        entry.preprocess_version,
+                        entry.start,
+                        entry.end,
+                        blob,
+                    ),
+                )
+                new_ids.append(int(cur.lastrowid or 0))
+        return new_ids
+
+    def append(self, file_id: int, entries: Sequence[VectorEntry]) -> list[int]:
+        """Add ``entries`` to the stored file ``file_id``; returns their new ids. Inside the caller's
+        transaction that :meth:`~ibsearch.store.Store.upsert_file` began, it writes a file of more
+        vectors than memory holds at once, still atomically. Raises like :meth:`encode`."""
+        key = self._conn.execute("SELECT path_key FROM files WHERE id = ?", (int(file_id),)).fetchone()
+        if key is None:
+            raise UsageError(f"no file with id {file_id} in the library to add vectors to")
+        return self.insert(int(file_id), entries, self.encode(entries, display_path(bytes(key[0]))))
+
+    def delete_of_file(self, file_id: int) -> list[int]:
+        """Delete the vectors of the file ``file_id``; returns their ids."""
+        with self.owner.transaction():
+            rows = self._conn.execute("SELECT id FROM vectors WHERE file_id = ?", (file_id,))
+            removed = [int(r[0]) for r in rows]
+            self._conn.execute("DELETE FROM vectors WHERE file_id = ?", (file_id,))
+        return removed
 
     def set_preprocess_version(self, path: PathLike, version: str) -> int:
         """Tag the vectors of ``path`` with the preprocessing ``version`` they were computed with
         (imported vectors); returns how many. Runs inside the caller's transaction when there is one."""
-        with self.transaction():
+        with self.owner.transaction():
             cur = self._conn.execute(
                 "UPDATE vectors SET preprocess_version = ? WHERE file_id = (SELECT id FROM files"
                 " WHERE path_key = ?)",
@@ -234,7 +262,7 @@ class Store(FileTables):
             )
         return int(cur.rowcount)
 
-    def keys_with_vectors(self, keys: Iterable[str]) -> list[str]:
+    def keys_present(self, keys: Iterable[str]) -> list[str]:
         """Those of ``keys`` (modalities, segments keys) that have at least one vector, in the order
         given; one index seek each, however many vectors there are."""
         rows = self._conn.execute(
@@ -250,12 +278,7 @@ class Store(FileTables):
         )
         return {r[0]: int(r[1]) for r in rows}
 
-    def file_counts(self) -> dict[str, int]:
-        """Number of files per modality."""
-        rows = self._conn.execute("SELECT modality, count(*) FROM files GROUP BY modality ORDER BY modality")
-        return {r[0]: int(r[1]) for r in rows}
-
-    def vector_count(self) -> int:
+    def count(self) -> int:
         """Number of vectors in the library."""
         return int(self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0])
 
@@ -268,8 +291,8 @@ class Store(FileTables):
 
 
 def _vector_row(r: Sequence[Any]) -> VectorRow:
-    """A :class:`VectorRow` from the first ten columns selected by :meth:`Store.rows_for_vectors`."""
+    """A :class:`VectorRow` from the first ten columns selected by :meth:`VectorRows.rows`."""
     return VectorRow(r[0], r[1], key_to_path(r[2]), r[3], load_info(r[4]), r[5], r[6], r[7], r[8], r[9])
 
 
-guard_methods(Store)
+guard_methods(VectorRows)
