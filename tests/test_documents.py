@@ -217,12 +217,12 @@ def blocked_ingest(tmp_path: Path, folder: Path, lib_args: list[str], module: st
     return json.loads(done.stdout)
 
 
-def test_a_pdf_without_pypdf_fails_alone_naming_the_pip_command(tmp_path: Path, lib_args: list[str]):
+def test_a_pdf_without_pypdfium2_fails_alone_naming_the_pip_command(tmp_path: Path, lib_args: list[str]):
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "pages.pdf").write_bytes(pdf_bytes(PAGES))
     (folder / "log.html").write_text(HTML)
-    summary = blocked_ingest(tmp_path, folder, lib_args, "pypdf")
+    summary = blocked_ingest(tmp_path, folder, lib_args, "pypdfium2")
     assert summary["added"] == 1
     [failed] = summary["failed"]
     assert failed["path"] == str(folder / "pages.pdf")
