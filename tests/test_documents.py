@@ -196,6 +196,24 @@ def test_other_xml_and_other_gz_files_are_not_taken_for_documents(documents: Pat
         assert found.kind is None and found.reason is None, name
 
 
+def test_a_file_named_like_a_document_but_holding_something_else_is_reported(tmp_path: Path):
+    liars = {
+        "notes.pdf": b"just words",
+        "letter.docx": b"just words",
+        "menu.rtf": b"just words",
+        "page.html.gz": b"<p>not compressed</p>",
+        "wide.txt": "no byte-order mark".encode("utf-16-le"),
+    }
+    for name, data in liars.items():
+        (tmp_path / name).write_bytes(data)
+        found = detect(str(tmp_path / name))
+        assert found.kind is None and found.reason, (name, found)
+
+
+def test_bytes_without_a_name_are_plain_text_as_a_query_is():
+    assert read_text("<p>Caf\u00e9 &amp; %PDF-</p>".encode()) == "<p>Caf\u00e9 &amp; %PDF-</p>"
+
+
 def test_every_document_is_indexed_as_text_and_found_by_its_own_text(documents: Path, lib_args: list[str]):
     summary = run_json("ingest", documents, *lib_args)
     assert summary["failed"] == [] and summary["added"] == len(DOCUMENTS), summary
