@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from ...modality import KIND_MODALITIES, FileKind
+from .doc_formats import FORMATS, check_document, document_name
 
 IMAGE, AUDIO, VIDEO, TEXT = FileKind.IMAGE, FileKind.AUDIO, FileKind.VIDEO, FileKind.TEXT
 DEPTH, THERMAL, IMU = FileKind.DEPTH, FileKind.THERMAL, FileKind.IMU
@@ -36,7 +37,7 @@ EXTENSIONS: dict[str, FileKind] = {
         AUDIO,
     ),
     **dict.fromkeys([".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv"], VIDEO),
-    **dict.fromkeys([".txt", ".md", ".markdown"], TEXT),
+    **dict.fromkeys(FORMATS, TEXT),  # documents read as text (doc_formats), and .gz ones by their inner name
     ".npy": DEPTH,  # a 2-D array; (N, 6) or (6, N) arrays are IMU recordings (see sniff_npy)
     ".csv": IMU,
 }
@@ -128,7 +129,8 @@ def detect(path: str, size: int | None = None, forced: FileKind | None = None) -
     """
     forced = None if forced is None else FileKind(forced)
     ext = os.path.splitext(path)[1].lower()
-    by_name = EXTENSIONS.get(ext)
+    document = document_name(path)
+    by_name = TEXT if document else EXTENSIONS.get(ext)
     if size == 0:
         return Detection(None, "empty file (0 bytes)") if by_name else Detection(None)
     try:
@@ -147,11 +149,11 @@ def detect(path: str, size: int | None = None, forced: FileKind | None = None) -
         by_content = IMU if _looks_like_text(head) else None
     if forced is not None and by_content in FORCED_KINDS.get(forced, ()):
         return Detection(forced)
-    if by_name == TEXT:
-        # A note may begin like a magic number ("BM", "GIF89a", "ID3"): for a text name, text wins.
-        if _looks_like_text(head):
-            return Detection(TEXT)
-        return Detection(None, "named like a text file but its content is not UTF-8 text")
+    if document is not None:
+        # A note may begin like a magic number ("BM", "GIF89a", "ID3"): for a document's name, the
+        # document's own check decides.
+        ours, reason = check_document(path, document, head)
+        return Detection(TEXT if ours else None, reason)
     if by_content is not None:
         # The bytes decide how a file decodes, so they win over a wrong extension (a PNG named .mp3).
         return Detection(by_content)
