@@ -70,7 +70,11 @@ def test_sniff_recognises_common_signatures():
     assert sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ") == AUDIO
     assert sniff(b"fLaC\x00\x00") == AUDIO
     assert sniff(b"ID3\x04\x00") == AUDIO
-    assert sniff(b"OggS\x00\x02") == AUDIO
+    # Containers that may hold pictures are video until their streams say otherwise (see probe).
+    assert sniff(b"OggS\x00\x02") == VIDEO
+    assert sniff(b"FLV\x01\x05") == VIDEO
+    assert sniff((b"G" + b"\x00" * 187) * 3) == VIDEO  # MPEG-TS
+    assert sniff(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11") == VIDEO  # ASF
     assert sniff(b"\x00\x00\x00\x20ftypM4A \x00") == AUDIO
     assert sniff(b"\x00\x00\x00\x20ftypisom\x00") == VIDEO
     assert sniff(b"\x1a\x45\xdf\xa3\x00") == VIDEO
