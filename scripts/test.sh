@@ -14,8 +14,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q -c constraints.txt torch --index-url https://download.pytorch.org/whl/cpu \
     || .venv/bin/python -m pip install -q -c constraints.txt torch
 fi
-# The ray extra: the cluster-ingest tests run a real local Ray runtime.
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,ray]'
+# The ray extra: the cluster-ingest tests run a real local Ray runtime; pictures: HEIC, JPEG XL, SVG, RAW.
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,ray,pictures]'
 .venv/bin/ruff check ibsearch tests scripts
 .venv/bin/mypy ibsearch
 set +e

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 
 from ...modality import KIND_MODALITIES, FileKind
+from .picture_formats import FORMATS as PICTURE_FORMATS
+from .picture_formats import identify
 
 IMAGE, AUDIO, VIDEO, TEXT = FileKind.IMAGE, FileKind.AUDIO, FileKind.VIDEO, FileKind.TEXT
 DEPTH, THERMAL, IMU = FileKind.DEPTH, FileKind.THERMAL, FileKind.IMU
@@ -30,7 +32,8 @@ FORCED_KINDS: dict[FileKind, tuple[FileKind, ...]] = {
 
 EXTENSIONS: dict[str, FileKind] = {
     **dict.fromkeys(
-        [".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif"],
+        [".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif"]
+        + [".pbm", ".pnm", *(ext for fmt in PICTURE_FORMATS for ext in fmt.extensions)],
         IMAGE,
     ),
     **dict.fromkeys(
@@ -48,8 +51,8 @@ EXTENSIONS: dict[str, FileKind] = {
 }
 
 _AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ")
-# ISO base media files that hold still pictures (AVIF, HEIF), not moving ones.
-_IMAGE_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1")
+# ISO base media files that hold still pictures (AVIF, HEIF, Canon's CR3), not moving ones.
+_IMAGE_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"crx ")
 
 # Matroska/WebM, MPEG program stream, Ogg (Vorbis and Opus as well as Theora or VP8 video).
 _CONTAINERS = (b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"OggS")
@@ -78,8 +81,10 @@ def sniff(head: bytes) -> FileKind | None:
         return IMAGE
     if head[:6] in (b"GIF87a", b"GIF89a") or head.startswith(b"BM"):
         return IMAGE
-    if head[:4] in (b"II*\x00", b"MM\x00*") or head[:2] in (b"P5", b"P6"):
-        return IMAGE
+    if head[:4] in (b"II*\x00", b"MM\x00*") or (
+        head[:1] == b"P" and head[1:2] in b"1234567" and head[2:3].isspace()
+    ):
+        return IMAGE  # TIFF (and the camera RAW files built on it), Netpbm (PBM, PGM, PPM, PAM)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return IMAGE
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
@@ -157,7 +162,7 @@ def detect(path: str, size: int | None = None, forced: FileKind | None = None) -
         return Detection(None, f"cannot open: {exc.strerror or exc}", transient=True)
     if not head:
         return Detection(None, "empty file (0 bytes)") if by_name else Detection(None)
-    by_content = sniff(head)
+    by_content = sniff(head) or (IMAGE if identify(head, path) else None)
     if head.startswith(b"\x93NUMPY"):
         by_content = sniff_npy(head)
         if by_content is None:
