@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -51,6 +52,7 @@ FORMATS: tuple[PictureFormat, ...] = (HEIF, JPEG_XL, SVG, RAW, PAM)
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs")
 _GENERIC_BRANDS = (b"mif1", b"msf1")  # HEIF or AVIF: the compatible brands say which
 _JXL = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")
+_ELEMENT = re.compile(rb"<(?![?!])")  # an element, past the XML declaration, comments and doctype
 _RAW_HEADS = (b"FUJIFILMCCD-RAW", b"IIRO", b"IIRS", b"MMOR")  # RAF, Olympus ORF
 
 
@@ -67,8 +69,10 @@ def _heif(head: bytes) -> bool:
 
 
 def _markup(head: bytes) -> bool:
+    """Whether ``head`` is XML whose first element is ``<svg`` (not an XHTML page holding one)."""
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    return text.startswith(b"<svg") or (text.startswith((b"<?xml", b"<!")) and b"<svg" in head)
+    first = _ELEMENT.search(text) if text.startswith(b"<") else None
+    return first is not None and text.startswith(b"<svg", first.start())
 
 
 def identify(head: bytes, name: str | None = None) -> PictureFormat | None:
