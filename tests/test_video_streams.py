@@ -20,7 +20,7 @@ from ibsearch.modality import modality_of_key
 
 # name: (container format, video codec, audio codec or None)
 CONTAINERS = {
-    "vp8_vorbis_like.ogv": ("ogg", "libvpx", "opus"),
+    "vp8_opus.ogv": ("ogg", "libvpx", "opus"),
     "silent.ogv": ("ogg", "libvpx", None),
     "vp8.webm": ("webm", "libvpx", "opus"),
     "vp9.webm": ("webm", "libvpx-vp9", "opus"),
