@@ -219,8 +219,14 @@ def test_an_svg_is_rasterized_for_the_vision_tower_on_white(tmp_path):
     assert min(wide.size) >= 224 and wide.size[0] > wide.size[1]
     assert min(tall.size) >= 224 and tall.size[1] > tall.size[0]
     assert wide.getpixel((wide.size[0] - 1, wide.size[1] - 1)) == (255, 255, 255)  # transparent: white
+    # A drawing that links to a picture elsewhere on disk does not show it (an upload could name any).
+    scene().save(tmp_path / "private.png")
+    link = f'<image xlink:href="{tmp_path / "private.png"}" width="64" height="36"/></svg>'
+    linking = SVG.replace('xmlns="http://www.w3.org/2000/svg"', XLINK).replace("</svg>", link)
+    assert load_image(linking.encode(), name="link.svg").getpixel((100, 150)) == (255, 255, 255)
 
 
+XLINK = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
 BLOCK = """import sys
 for name in {names!r}:
     sys.modules[name] = None

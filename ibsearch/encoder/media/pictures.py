@@ -6,20 +6,22 @@
 - **JPEG XL** is decoded by imagecodecs (libjxl), which applies the orientation of the codestream
   (where a JPEG's EXIF orientation goes when it is recompressed to JPEG XL). 16-bit and float
   samples are scaled to 8 bits.
-- Colour profiles are left unapplied, as for every other picture (the reference's ``convert("RGB")``).
 - **SVG** is rasterized by resvg with the short side at the vision tower's size (the aspect kept), on
-  white, the page a browser shows a drawing on. References to other files are not followed.
+  white, the page a browser shows a drawing on. Links to other files are not followed.
 - **Camera RAW** (rawpy, i.e. LibRaw): the embedded JPEG preview when its short side reaches the
   tower's size (fast, and the camera's own rendering), turned upright by the RAW's orientation unless
   the preview carries its own; otherwise the mosaic demosaiced at half size (more than enough for 224
   pixels, and four times faster), which LibRaw turns upright itself.
 - **PAM** (Netpbm's P7) is read here: a short text header and raw samples, 8 or 16 bits.
+
+Colour profiles are left unapplied, as for every other picture (the reference's ``convert("RGB")``).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import re
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -33,7 +35,8 @@ from .picture_formats import HEIF, JPEG_XL, PAM, RAW, SVG, PictureFormat, requir
 MAX_SVG_BYTES = 64 * 1024 * 1024  # an SVG (or an .svgz once inflated) larger than this is refused
 _PAM_HEADER_LINES = 64
 _REGISTERED: set[str] = set()  # Pillow plugins registered in this process (Pillow's registry is per process)
-_PAM_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+_PAM_DEPTHS = (1, 2, 3, 4)  # grey, grey + alpha, RGB, RGBA
+_EXTERNAL = re.compile(r"""((?:xlink:)?href\s*=\s*)(["'])(?!\s*(?:data:|#))[^"']*\2""")
 # LibRaw's ``flip`` as the transpose that turns the picture upright (3: half a turn, 5: a quarter
 # turn counter-clockwise, 6: clockwise).
 _FLIPS = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
@@ -97,11 +100,13 @@ def rasterize_svg(fh: BinaryIO, name: str) -> Image.Image:
         if data[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as inflated:
                 data = inflated.read(MAX_SVG_BYTES + 1)
-        text = data.decode("utf-8-sig")
+        if len(data) > MAX_SVG_BYTES:
+            raise MediaError(name, f"SVG drawing larger than {MAX_SVG_BYTES // 2**20} MB")
+        # resvg would load the pictures a drawing links to, from any path this process can read (an
+        # uploaded query too): only the drawing's own content (data: URIs, #fragments) is drawn.
+        text = _EXTERNAL.sub(r"\1\2\2", data.decode("utf-8-sig"))
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise MediaError(name, f"not a readable SVG drawing ({exc})") from exc
-    if len(data) > MAX_SVG_BYTES:
-        raise MediaError(name, f"SVG drawing larger than {MAX_SVG_BYTES // 2**20} MB")
 
     def render(**size: int) -> Image.Image:
         png = resvg.svg_to_bytes(svg_string=text, background="white", **size)
@@ -112,7 +117,7 @@ def rasterize_svg(fh: BinaryIO, name: str) -> Image.Image:
         _within_limit(int(IMAGE_SIZE * max(width, height) / max(1, min(width, height))), IMAGE_SIZE, name)
         img = render(height=IMAGE_SIZE) if width >= height else render(width=IMAGE_SIZE)
         return img.convert("RGB")
-    except ValueError as exc:  # resvg's word for a drawing it cannot parse or render
+    except Exception as exc:  # noqa: BLE001 - resvg raises ValueError for a drawing it cannot parse or render
         raise MediaError(name, f"not a readable SVG drawing ({exc})") from exc
 
 
@@ -166,7 +171,7 @@ def read_pam(fh: BinaryIO, name: str) -> Image.Image:
         raise MediaError(name, "PAM header has no ENDHDR line (damaged header)")
     width, height = fields.get("WIDTH", 0), fields.get("HEIGHT", 0)
     depth, maxval = fields.get("DEPTH", 0), fields.get("MAXVAL", 0)
-    if not (width and height and depth in _PAM_MODES and 0 < maxval < 65536):
+    if not (width and height and depth in _PAM_DEPTHS and 0 < maxval < 65536):
         raise MediaError(name, f"PAM header is incomplete or unsupported ({fields})")
     _within_limit(width, height, name)  # before reading its samples
     dtype = np.dtype(">u2" if maxval > 255 else "u1")
