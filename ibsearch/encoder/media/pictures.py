@@ -49,12 +49,25 @@ def decode_picture(fmt: PictureFormat, fh: BinaryIO, name: str) -> Image.Image |
     Raises :class:`MediaError` naming ``name``: transient when the format's library is missing.
     """
     if fmt is HEIF:
-        heif = require(fmt, name)
-        if heif is not None and fmt.name not in _REGISTERED:
-            heif.register_heif_opener()
-            _REGISTERED.add(fmt.name)
+        _register_heif(name)
         return None
     return _DECODERS[fmt.name](fh, name)
+
+
+def _register_heif(name: str) -> None:
+    heif = require(HEIF, name)
+    if heif is not None and HEIF.name not in _REGISTERED:
+        heif.register_heif_opener()
+        _REGISTERED.add(HEIF.name)
+
+
+def register_plugins() -> None:
+    """Let Pillow open HEIC/HEIF files in this process, if pillow-heif is installed (for their size
+    in ``probe``, read from the header alone); without it, nothing happens."""
+    try:
+        _register_heif("<probe>")
+    except MediaError:
+        pass
 
 
 def _within_limit(width: int, height: int, name: str) -> None:
@@ -189,4 +202,12 @@ _DECODERS: dict[str, Callable[[BinaryIO, str], Image.Image]] = {
     PAM.name: read_pam,
 }
 
-__all__ = ["MAX_SVG_BYTES", "decode_jpeg_xl", "decode_picture", "develop_raw", "rasterize_svg", "read_pam"]
+__all__ = [
+    "MAX_SVG_BYTES",
+    "decode_jpeg_xl",
+    "decode_picture",
+    "develop_raw",
+    "rasterize_svg",
+    "read_pam",
+    "register_plugins",
+]
