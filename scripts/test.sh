@@ -14,8 +14,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q -c constraints.txt torch --index-url https://download.pytorch.org/whl/cpu \
     || .venv/bin/python -m pip install -q -c constraints.txt torch
 fi
-# The ray extra: the cluster-ingest tests run a real local Ray runtime; documents: PDFs.
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,ray,documents]'
+# The ray extra: the cluster-ingest tests run a real local Ray runtime; documents: PDFs; pictures: HEIC,
+# JPEG XL, SVG, RAW.
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,ray,documents,pictures]'
 .venv/bin/ruff check ibsearch tests scripts
 # The formatter too: the `# fmt: skip` markers are the only places laid out by hand.
 .venv/bin/ruff format --check ibsearch tests scripts

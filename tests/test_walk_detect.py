@@ -70,11 +70,36 @@ def test_sniff_recognises_common_signatures():
     assert sniff(b"RIFF\x00\x00\x00\x00WAVEfmt ") == AUDIO
     assert sniff(b"fLaC\x00\x00") == AUDIO
     assert sniff(b"ID3\x04\x00") == AUDIO
-    assert sniff(b"OggS\x00\x02") == AUDIO
+    # Containers that may hold pictures are video until their streams say otherwise (see probe).
+    assert sniff(b"OggS\x00\x02") == VIDEO
+    assert sniff(b"FLV\x01\x05") == VIDEO
+    assert sniff((b"G" + b"\x00" * 187) * 3) == VIDEO  # MPEG-TS
+    assert sniff(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11") == VIDEO  # ASF
     assert sniff(b"\x00\x00\x00\x20ftypM4A \x00") == AUDIO
     assert sniff(b"\x00\x00\x00\x20ftypisom\x00") == VIDEO
     assert sniff(b"\x1a\x45\xdf\xa3\x00") == VIDEO
     assert sniff(b"hello world") is None
+
+
+def test_pictures_beyond_pillow_are_images_by_signature_or_name(tmp_path):
+    files = {
+        "photo.heic": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+        "photo.jxl": b"\xff\x0a\x00\x01",
+        "container.jxl": b"\x00\x00\x00\x0cJXL \r\n\x87\n\x00",
+        "scan.pam": b"P7\nWIDTH 1\nHEIGHT 1\nDEPTH 1\nMAXVAL 255\nENDHDR\n\x00",
+        "plain.pgm": b"P2\n1 1\n255\n0\n",
+        "canon.cr3": b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01",
+        "nikon.nef": b"MM\x00*\x00\x00\x00\x08",
+        "drawing.svg": b'<?xml version="1.0"?>\n<!-- a comment -->\n<svg xmlns="http://www.w3.org/2000/svg"/>',
+        "drawing.svgz": b"\x1f\x8b\x08\x00",
+        "unnamed": b"<svg xmlns='http://www.w3.org/2000/svg' width='4' height='4'/>",
+    }
+    for name, head in files.items():
+        (tmp_path / name).write_bytes(head)
+        assert detect(str(tmp_path / name)).kind == IMAGE, name
+    page = b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><svg/></html>'
+    (tmp_path / "page.xhtml").write_bytes(page)
+    assert detect(str(tmp_path / "page.xhtml")).kind != IMAGE  # an XHTML page holding a drawing
 
 
 def test_detect_trusts_content_and_reports_liars(tmp_path):

@@ -2,7 +2,9 @@
 
 One table maps a file's signature to a media kind; each kind names the modalities it is indexed
 under. A file whose extension promises media but whose bytes disagree is a bad file (reported),
-while a file that is neither media by content nor by name is simply not ours (skipped).
+while a file that is neither media by content nor by name is simply not ours (skipped). A container
+that may hold sound, pictures or both (Ogg, Matroska, MPEG-TS, FLV, MP4...) is called a video here;
+its streams decide (``probe``, then ``work.plan_segments``): without moving pictures it is sound.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 from ...modality import KIND_MODALITIES, FileKind
 from .doc_formats import FORMATS, check_document, document_name
+from .picture_formats import FORMATS as PICTURE_FORMATS
+from .picture_formats import identify
 
 IMAGE, AUDIO, VIDEO, TEXT = FileKind.IMAGE, FileKind.AUDIO, FileKind.VIDEO, FileKind.TEXT
 DEPTH, THERMAL, IMU = FileKind.DEPTH, FileKind.THERMAL, FileKind.IMU
@@ -29,24 +33,34 @@ FORCED_KINDS: dict[FileKind, tuple[FileKind, ...]] = {
 
 EXTENSIONS: dict[str, FileKind] = {
     **dict.fromkeys(
-        [".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif"],
+        [".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif"]
+        + [".pbm", ".pnm", *(ext for fmt in PICTURE_FORMATS for ext in fmt.extensions)],
         IMAGE,
     ),
     **dict.fromkeys(
         [".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"],
         AUDIO,
     ),
-    **dict.fromkeys([".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv"], VIDEO),
+    **dict.fromkeys(
+        [".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".ogv", ".flv"]
+        + [".3gp", ".3g2"],
+        VIDEO,
+    ),
     **dict.fromkeys(FORMATS, TEXT),  # documents read as text (doc_formats), and .gz ones by their inner name
     ".npy": DEPTH,  # a 2-D array; (N, 6) or (6, N) arrays are IMU recordings (see sniff_npy)
     ".csv": IMU,
 }
 
 _AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ", b"F4A ")
-# ISO base media files that hold still pictures (AVIF, HEIF), not moving ones.
-_IMAGE_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1")
+# ISO base media files that hold still pictures (AVIF, HEIF, Canon's CR3), not moving ones.
+_IMAGE_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"crx ")
 
-HEAD_BYTES = 256  # enough for a .npy header
+# Matroska/WebM, MPEG program stream, Ogg (Vorbis and Opus as well as Theora or VP8 video).
+_CONTAINERS = (b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"OggS")
+_ASF = b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"  # Windows Media (.wmv, .wma, .asf)
+
+HEAD_BYTES = 512  # enough for a .npy header, and for three packets of an MPEG transport stream
+TS_SYNCS = 4 + 2 * 192 + 1
 
 
 @dataclass(frozen=True)
@@ -68,15 +82,17 @@ def sniff(head: bytes) -> FileKind | None:
         return IMAGE
     if head[:6] in (b"GIF87a", b"GIF89a") or head.startswith(b"BM"):
         return IMAGE
-    if head[:4] in (b"II*\x00", b"MM\x00*") or head[:2] in (b"P5", b"P6"):
-        return IMAGE
+    if head[:4] in (b"II*\x00", b"MM\x00*") or (
+        head[:1] == b"P" and head[1:2] in b"1234567" and head[2:3].isspace()
+    ):
+        return IMAGE  # TIFF (and the camera RAW files built on it), Netpbm (PBM, PGM, PPM, PAM)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return IMAGE
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return AUDIO
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return VIDEO
-    if head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3":
+    if head[:4] == b"fLaC" or head[:3] == b"ID3":
         return AUDIO
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return AUDIO
@@ -87,9 +103,17 @@ def sniff(head: bytes) -> FileKind | None:
             return IMAGE
         # An MP4 of another brand may still hold only sound (a voice memo): the probe finds out.
         return AUDIO if head[8:12] in _AUDIO_BRANDS else VIDEO
-    if head[:4] == b"\x1a\x45\xdf\xa3" or head[:4] == b"\x00\x00\x01\xba":
+    if head[:4] in _CONTAINERS or head[:3] == b"FLV" or head.startswith(_ASF) or _mpeg_ts(head):
+        # Containers that hold sound, pictures or both: the kind is a guess that the streams decide
+        # (``probe`` reads them; a file without moving pictures is then indexed as sound only).
         return VIDEO
     return None
+
+
+def _mpeg_ts(head: bytes) -> bool:
+    """MPEG transport stream: a sync byte every 188 bytes (every 192 in M2TS, after a timestamp),
+    three times, so that a text beginning with a "G" is not taken for one."""
+    return any(head[start:TS_SYNCS:step] == b"G" * 3 for start, step in ((0, 188), (4, 192)))
 
 
 def sniff_npy(head: bytes) -> FileKind | None:
@@ -140,7 +164,7 @@ def detect(path: str, size: int | None = None, forced: FileKind | None = None) -
         return Detection(None, f"cannot open: {exc.strerror or exc}", transient=True)
     if not head:
         return Detection(None, "empty file (0 bytes)") if by_name else Detection(None)
-    by_content = sniff(head)
+    by_content = sniff(head) or (IMAGE if identify(head, path) else None)
     if head.startswith(b"\x93NUMPY"):
         by_content = sniff_npy(head)
         if by_content is None:

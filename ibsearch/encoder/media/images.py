@@ -20,6 +20,9 @@ from PIL import Image, ImageOps
 from ...errors import MediaError
 from ..inputs import IMAGE_SIZE
 from .decode import Source, checked_source, source_name
+from .detect import HEAD_BYTES
+from .picture_formats import identify
+from .pictures import decode_picture
 
 log = logging.getLogger(__name__)
 
@@ -89,21 +92,36 @@ def open_image(src: Source, name: str) -> Image.Image:
     """Open and load an image file as it is stored (mode unchanged), refusing decompression bombs.
 
     Every image ibsearch reads goes through here, so Pillow's pixel limit is enforced everywhere.
+    The formats Pillow does not read alone (HEIC, JPEG XL, SVG, camera RAW, PAM) are recognised by
+    ``picture_formats`` and decoded by ``pictures``; a missing optional library is a transient
+    :class:`MediaError` with the pip command.
     """
     source = checked_source(src, name)
     fh: BinaryIO = open(source, "rb") if isinstance(source, str) else source
+    fmt = None
     try:
+        start = fh.tell()
+        fmt = identify(fh.read(HEAD_BYTES), name)
+        fh.seek(start)
+        decoded = None if fmt is None else decode_picture(fmt, fh, name)
+        if decoded is not None:
+            return decoded
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit; treat both the same.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fh)
             img.load()
+    except MediaError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _bomb_error(name, exc) from exc
     except Image.UnidentifiedImageError as exc:
+        if fmt is not None:
+            raise MediaError(name, f"not a readable {fmt.name} picture (a damaged file?)") from exc
         raise MediaError(name, "not a recognised image (unknown format, or a damaged header)") from exc
     except Exception as exc:  # Pillow plugins raise many types for damaged data
-        raise MediaError(name, f"image data is truncated or corrupt ({exc})") from exc
+        what = f"{fmt.name} picture" if fmt else "image"
+        raise MediaError(name, f"{what} data is truncated or corrupt ({exc})") from exc
     finally:
         if fh is not src:
             fh.close()

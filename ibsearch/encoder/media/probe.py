@@ -31,6 +31,9 @@ def probe(path: str, kind: FileKind) -> dict[str, Any]:
 def _probe_image(path: str) -> dict[str, Any]:
     from PIL import Image
 
+    from .pictures import register_plugins
+
+    register_plugins()  # a HEIC photo's size is in its header too
     with Image.open(path) as img:
         return {"width": int(img.width), "height": int(img.height)}
 
