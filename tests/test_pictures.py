@@ -178,7 +178,7 @@ def test_each_picture_type_is_indexed_as_vision_and_finds_itself(ingested, name)
     media, args, summary = ingested
     assert summary["added"] == len(PICTURES) + 2  # and first_frame.png, preview.jpg
     with Library.open(args[1], model=args[3], device="cpu") as lib:
-        assert [v.modality for v in lib.store.file_vectors(str(media / name))] == ["vision"]
+        assert [v.modality for v in lib.store.vectors.of_file(str(media / name))] == ["vision"]
     assert _image_hits(args, media / name)[name] == pytest.approx(1, abs=2e-3)
 
 

@@ -75,7 +75,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, tiny_card: str) -> tuple[
 
 def _modalities(args: list[str], path: Path) -> set[str]:
     with Library.open(args[1], model=args[3], device="cpu") as lib:
-        return {modality_of_key(v.modality) for v in lib.store.file_vectors(str(path))}
+        return {modality_of_key(v.modality) for v in lib.store.vectors.of_file(str(path))}
 
 
 @pytest.mark.parametrize("name", sorted(CONTAINERS))
