@@ -27,7 +27,15 @@ from .index import StaleIndexError, refine_path, sidecar_path, stamp
 from .index.builder import build_approximate, build_exact, train_size, trainable
 from .index.faiss_index import EXACT, FaissIndex
 from .index.live import LiveIndex
-from .index.policy import AUTO, EXACT_KIND, IndexPolicy, rebuild_reason, wanted_spec
+from .index.policy import (
+    AUTO,
+    EXACT_KIND,
+    IndexPolicy,
+    rebuild_reason,
+    short_of_target,
+    wanted_spec,
+    why_kind,
+)
 from .modality import INDEX_KEYS, canonical
 from .store import Store
 
@@ -183,7 +191,7 @@ class IndexSet:
         with self.store.snapshot():
             n = self.store.id_summary(key).size
             spec = wanted_spec(policy, n, self.dim) if self.writer else EXACT
-            why = reason or _why(policy, spec, n)
+            why = reason or why_kind(policy, spec, n)
             index = self._build(key, spec, n, why)
         live = self._live(LiveIndex.adopt(index))
         self._indexes[key] = live
@@ -202,7 +210,7 @@ class IndexSet:
         index = build_approximate(self.dim, spec, sample, chunks, policy, model_id=self.model_id, reason=why)
         tuning = index.record.tuning
         if policy.kind != AUTO and tuning is not None and tuning.recall < policy.recall:
-            self.warnings[key] = _short_of_target(spec, tuning.recall, policy.recall)
+            self.warnings[key] = short_of_target(spec, tuning.recall, policy.recall)
             log.warning("%s index: %s", key, self.warnings[key])
         if policy.kind == AUTO and tuning is not None and tuning.recall < policy.recall:
             why = (
@@ -371,29 +379,11 @@ class IndexSet:
             facts.update(recall_k=tuning.k, nprobe=tuning.nprobe, latency_ms=tuning.latency_ms)
             text += f" {meta.spec}, recall@{tuning.k} {tuning.recall:.3f} (nprobe {tuning.nprobe})"
             if tuning.recall < self.policy.recall:
-                facts["warning"] = _short_of_target(meta.spec, tuning.recall, self.policy.recall)
+                facts["warning"] = short_of_target(meta.spec, tuning.recall, self.policy.recall)
                 text += f", below the recall target {self.policy.recall}"
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.built or meta.saved))
         facts["text"] = f"{text}, {'built' if record.built else 'saved'} {when}"
         return facts
-
-
-def _short_of_target(spec: str, recall: float, target: float) -> str:
-    """Why an index of ``spec`` that reached ``recall`` is not what the library asked for, in words."""
-    return (
-        f"{spec} reached recall {recall:.3f}, below the recall target {target}, even scanning all its "
-        "lists (its codes are too coarse for these vectors): 'ibsearch reindex --index auto' picks a kind "
-        "that reaches it, or exact"
-    )
-
-
-def _why(policy: IndexPolicy, spec: str, n: int) -> str:
-    """Why ``policy`` gives ``n`` vectors an index of ``spec``, in words."""
-    if policy.kind != AUTO:
-        return f"the library's index kind is {policy.kind!r}"
-    if spec == EXACT:
-        return f"auto: {n:,} vectors, below the exact limit of {policy.exact_below:,}"
-    return f"auto: {n:,} vectors, from the exact limit of {policy.exact_below:,} on: approximate"
 
 
 __all__ = ["INDEX_SETTING", "MMAP_FROM_BYTES", "IndexSet"]
