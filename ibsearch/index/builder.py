@@ -130,10 +130,10 @@ def build_approximate(
 
     The returned index's ``record.tuning`` says what was reached; when even ``policy.max_scan`` of the
     lists fall short of the target, ``tuning.recall`` is below it (the caller may keep exact instead).
-    Under ``auto`` the index is first filled with the sample alone and tuned: all the vectors are never
-    searched better than a sample of them (each list holds more neighbours to tell apart; BENCHMARKS.md),
-    so when the sample falls short of the target, all of them would too, and the index comes back
-    holding only the sample (its ``ntotal``), ``chunks`` unread.
+    Under ``auto`` the index is first filled with the sample alone and tuned: all the vectors are
+    searched no better than a sample of them (each list holds more neighbours to tell apart; measured
+    on six sets, BENCHMARKS.md), so when the sample falls short of the target, all of them would too,
+    and the index comes back holding only the sample (its ``ntotal``), ``chunks`` unread.
     """
     started = time.perf_counter()
     index = FaissIndex(dim, spec, model_id=model_id)
