@@ -9,7 +9,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from conftest import run_json
 from test_index_sync import shard_of
+from test_scale import killed_while_building
 from test_transfer import DIM
 
 from ibsearch.engine import Library
@@ -88,3 +90,29 @@ def test_an_index_filled_with_its_sample_and_emptied_again_fills_to_the_same_byt
         for a, b in ((fresh._index, probed._index), (fresh._refine, probed._refine)):
             raw = [faiss.serialize_index(getattr(x, "raw", x)).tobytes() for x in (a, b) if x is not None]
             assert len(set(raw)) <= 1
+
+
+def leftovers(lib_args: list[str]) -> list[str]:
+    return [p.name for p in Path(lib_args[1]).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_kill_while_the_save_writes_an_exact_file_leaves_indexes_the_next_open_brings_up_to_date(
+    tiny_card: str, tmp_path: Path, lib_args: list[str]
+):
+    rng = np.random.default_rng(6)
+    vectors = rng.standard_normal((1500, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    run_json("import", shard_of(tmp_path, "first", vectors[:300], 0), *lib_args)
+    run_json("reindex", "--exact-below", 1000, *lib_args)
+    second = shard_of(tmp_path, "second", vectors[300:], 300)
+    killed_while_building(
+        lib_args, tmp_path / "writing", f"lib.import_vectors([{second!r}])", step="stream._take"
+    )
+    assert leftovers(lib_args)  # the file it was writing, cut short
+    with Library.open(lib_args[1], model=tiny_card, device="cpu") as lib:
+        index = lib.index("vision")  # the file from before the write, brought up to date
+        assert index.ntotal == 1500 and index.summary() == lib.store.id_summary("vision")
+    assert run_json("check", *lib_args)["ok"] and run_json("check", "--no-repair", *lib_args)["ok"]
+    assert run_json("reindex", *lib_args) == {"vision": 1500}
+    assert not leftovers(lib_args)
+    assert run_json("info", *lib_args)["indexes"]["vision"]["kind"] == "exact"
