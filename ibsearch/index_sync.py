@@ -25,11 +25,19 @@ from typing import Any
 import numpy as np
 
 from .files import TMP_SUFFIX, temp_prefix
-from .index import StaleIndexError, refine_path, sidecar_path, stamp
-from .index.builder import build_approximate, build_exact, train_size, trainable
+from .index import StaleIndexError, builder, refine_path, sidecar_path, stamp
+from .index.builder import build_approximate
 from .index.faiss_index import EXACT, FaissIndex
 from .index.live import LiveIndex
-from .index.policy import AUTO, EXACT_KIND, IndexPolicy, rebuild_reason, wanted_spec
+from .index.policy import (
+    AUTO,
+    EXACT_KIND,
+    IndexPolicy,
+    rebuild_reason,
+    short_of_target,
+    wanted_spec,
+    why_kind,
+)
 from .modality import INDEX_KEYS, canonical
 from .store import Store
 
@@ -178,47 +186,57 @@ class IndexSet:
     def rebuild(self, key: str, reason: str | None = None) -> LiveIndex:
         """A fresh index of ``key`` built from the database (marked to be saved), of the kind the
         library's policy gives its size; outside a write (a reader repairing a file) always exact."""
+        live = self._rebuild(key, reason, into_file=False)
+        assert live is not None  # only a build into the file gives none
+        return live
+
+    def _rebuild(self, key: str, reason: str | None, into_file: bool) -> LiveIndex | None:
+        """:meth:`rebuild`; ``into_file`` (the writer's save): the index held before is let go first (its
+        file was just saved), and an exact one is written to its file from the database as it is read,
+        never held: None, and it is loaded from the file when next used, as a reader does."""
         policy = self.policy
         self.warnings.pop(key, None)
+        if into_file:
+            self._indexes.pop(key, None)
         with self.store.snapshot():
             n = self.store.vectors.id_summary(key).size
             spec = wanted_spec(policy, n, self.dim) if self.writer else EXACT
-            why = reason or _why(policy, spec, n)
-            index = self._build(key, spec, n, why)
+            why = reason or why_kind(policy, spec, n)
+            index = self._build(key, spec, n, why, self.path(key) if into_file else None)
+        self.outgrown.pop(key, None)
+        if index is None:
+            self._stamps[key] = stamp(self.path(key))
+            return None
         live = self._live(index)
         self._indexes[key] = live
-        self.outgrown.pop(key, None)
         self.dirty.add(key)
         return live
 
-    def _build(self, key: str, spec: str, n: int, why: str) -> FaissIndex:
-        policy, chunks = self.policy, self.store.vectors.chunks(key)
+    def _build(self, key: str, spec: str, n: int, why: str, path: Path | None) -> FaissIndex | None:
+        policy = self.policy
         if spec == EXACT:
-            return build_exact(self.dim, chunks, model_id=self.model_id, reason=why)
-        if not trainable(spec, self.dim, n):
+            return self._exact(key, n, why, path)
+        if not builder.trainable(spec, self.dim, n):
             why = f"{n:,} vectors are too few to train {spec}: exact until there are more"
-            return build_exact(self.dim, chunks, model_id=self.model_id, reason=why, declined=spec)
-        sample = self._sample(key, train_size(spec, self.dim, n))
-        index = build_approximate(self.dim, spec, sample, chunks, policy, model_id=self.model_id, reason=why)
+            return self._exact(key, n, why, path, declined=spec)
+        sample = builder.training_sample(spec, self.dim, self.store.vectors.ids(key), self.fetch)
+        index = build_approximate(
+            self.dim, spec, sample, self.store.vectors.chunks(key), policy, model_id=self.model_id, reason=why
+        )
+        del sample  # 335 MB at 1024-d: not kept through an exact build
         tuning = index.record.tuning
         if policy.kind != AUTO and tuning is not None and tuning.recall < policy.recall:
-            self.warnings[key] = _short_of_target(spec, tuning.recall, policy.recall)
+            self.warnings[key] = short_of_target(spec, tuning.recall, policy.recall)
             log.warning("%s index: %s", key, self.warnings[key])
         if policy.kind == AUTO and tuning is not None and tuning.recall < policy.recall:
-            why = (
-                f"{spec} reached recall {tuning.recall:.3f} < {policy.recall} with {policy.max_scan:.0%} of "
-                "its lists: no faster than exact search on these vectors, so exact"
-            )
+            why = builder.declined_reason(spec, tuning, policy, index.ntotal, n)
             del index
-            return build_exact(self.dim, self.store.vectors.chunks(key), model_id=self.model_id, reason=why,
-                               declined=spec)  # fmt: skip
+            return self._exact(key, n, why, path, declined=spec)
         return index
 
-    def _sample(self, key: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``size`` of the stored vectors of ``key``, picked at random: ``(ids, vectors)``."""
-        ids = self.store.vectors.ids(key)
-        pick = np.sort(np.random.default_rng(len(ids)).choice(ids, size=min(size, len(ids)), replace=False))
-        return self.fetch(pick)
+    def _exact(self, key: str, n: int, why: str, path: Path | None, declined: str = "") -> FaissIndex | None:
+        chunks = self.store.vectors.chunks(key)
+        return builder.exact_index(self.dim, chunks, n, path, self.model_id, reason=why, declined=declined)
 
     # ------------------------------------------------------------------ changes (the writer)
 
@@ -320,7 +338,7 @@ class IndexSet:
                         self.rebuilt[key] = reason
                 for key, reason in sorted(self.rebuilt.items()):
                     log.info("rebuilding the %s index: %s", key, reason)
-                    self.rebuild(key, reason)
+                    self._rebuild(key, reason, into_file=True)
                 self._save_dirty()
         finally:
             self.writer = False
@@ -362,29 +380,11 @@ class IndexSet:
             facts.update(recall_k=tuning.k, nprobe=tuning.nprobe, latency_ms=tuning.latency_ms)
             text += f" {meta.spec}, recall@{tuning.k} {tuning.recall:.3f} (nprobe {tuning.nprobe})"
             if tuning.recall < self.policy.recall:
-                facts["warning"] = _short_of_target(meta.spec, tuning.recall, self.policy.recall)
+                facts["warning"] = short_of_target(meta.spec, tuning.recall, self.policy.recall)
                 text += f", below the recall target {self.policy.recall}"
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.built or meta.saved))
         facts["text"] = f"{text}, {'built' if record.built else 'saved'} {when}"
         return facts
-
-
-def _short_of_target(spec: str, recall: float, target: float) -> str:
-    """Why an index of ``spec`` that reached ``recall`` is not what the library asked for, in words."""
-    return (
-        f"{spec} reached recall {recall:.3f}, below the recall target {target}, even scanning all its "
-        "lists (its codes are too coarse for these vectors): 'ibsearch reindex --index auto' picks a kind "
-        "that reaches it, or exact"
-    )
-
-
-def _why(policy: IndexPolicy, spec: str, n: int) -> str:
-    """Why ``policy`` gives ``n`` vectors an index of ``spec``, in words."""
-    if policy.kind != AUTO:
-        return f"the library's index kind is {policy.kind!r}"
-    if spec == EXACT:
-        return f"auto: {n:,} vectors, below the exact limit of {policy.exact_below:,}"
-    return f"auto: {n:,} vectors, from the exact limit of {policy.exact_below:,} on: approximate"
 
 
 __all__ = ["INDEX_SETTING", "MMAP_FROM_BYTES", "IndexSet"]

@@ -229,23 +229,26 @@ def test_a_kill_during_the_rebuild_leaves_a_library_that_opens_and_answers_corre
     assert leftovers == []
 
 
-def killed_while_building(lib_args: list[str], flag: Path, action: str, check: str = "") -> None:
-    """Run ``action`` (Python, on ``lib``) in a child process and SIGKILL it once an approximate build
-    has begun (``check`` held at that moment, ``flag`` touched)."""
+def killed_while_building(
+    lib_args: list[str], flag: Path, action: str, check: str = "", step: str = "sync.build_approximate"
+) -> None:
+    """Run ``action`` (Python, on ``lib``) in a child process and SIGKILL it once ``step`` (an approximate
+    build, or e.g. ``stream._take``: a chunk of an exact file written) has begun (``check`` held at that
+    moment, ``flag`` touched)."""
     child = textwrap.dedent(f"""
-        import pathlib, ibsearch.index_sync as sync
+        import pathlib, ibsearch.index_sync as sync, ibsearch.index.stream as stream
         from ibsearch.engine import Library
-        real = sync.build_approximate
-        def announced(*args, **kwargs):  # the real build, after telling the test it has begun
+        real = {step}
+        def announced(*args, **kwargs):  # the real step, after telling the test it has begun
             {check or "pass"}
             pathlib.Path({str(flag)!r}).touch()
             return real(*args, **kwargs)
-        sync.build_approximate = announced
+        {step} = announced
         with Library.open({lib_args[1]!r}, model={lib_args[3]!r}, device="cpu") as lib:
             {action}
     """)
     proc = subprocess.Popen([sys.executable, "-c", child])
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # a child under load (2 cores shared) can take a minute
     while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)

@@ -9,17 +9,20 @@ outcome is recorded in the index (:class:`.persist.BuildRecord`) and so in its s
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import faiss
 import numpy as np
 
 from .faiss_index import EXACT, FaissIndex
-from .persist import BuildRecord
+from .persist import BuildRecord, IndexMeta, Tuning
+from .policy import AUTO, IndexPolicy
 from .policy import TRAIN_PER_LIST as MIN_TRAIN_PER_LIST
-from .policy import IndexPolicy
+from .stream import write_exact
 from .tuner import TruthCollector, tune
 
 log = logging.getLogger(__name__)
@@ -56,14 +59,60 @@ def build_exact(
     """An exact index of every vector in ``chunks``, with its build record."""
     started = time.perf_counter()
     index = FaissIndex.build(dim, chunks, model_id=model_id)
-    index.record = _record(index, started, reason=reason, declined=declined)
+    index.record = _record(index.ntotal, started, reason=reason, declined=declined)
     return index
 
 
-def _record(index: FaissIndex, started: float, **facts: Any) -> BuildRecord:
-    """The build record of ``index``, just built (since ``started``, a ``perf_counter`` time)."""
+def save_exact(
+    path: str | os.PathLike[str],
+    dim: int,
+    chunks: Chunks,
+    count: int,
+    *,
+    model_id: str | None,
+    reason: str,
+    declined: str = "",
+) -> IndexMeta:
+    """The file (and sidecar) of :func:`build_exact`'s index of the ``count`` vectors in ``chunks``,
+    written to ``path`` as they are read, never held (:func:`.stream.write_exact`); returns the sidecar."""
+    started = time.perf_counter()
+    record = partial(_record, count, started, reason=reason, declined=declined)
+    return write_exact(path, dim, chunks, count, model_id=model_id, record=record)
+
+
+def exact_index(
+    dim: int,
+    chunks: Chunks,
+    count: int,
+    path: str | os.PathLike[str] | None,
+    model_id: str | None,
+    *,
+    reason: str,
+    declined: str = "",
+) -> FaissIndex | None:
+    """:func:`build_exact`'s index of the ``count`` vectors in ``chunks``, or with ``path`` its file (and
+    sidecar) written there by :func:`save_exact` instead (None then)."""
+    if path is None:
+        return build_exact(dim, chunks, model_id=model_id, reason=reason, declined=declined)
+    save_exact(path, dim, chunks, count, model_id=model_id, reason=reason, declined=declined)
+    return None
+
+
+def training_sample(
+    spec: str, dim: int, ids: np.ndarray, fetch: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors to train an index of ``spec`` on (:func:`train_size`), picked at random among
+    ``ids`` (all of an index key's, sorted) and read with ``fetch``: ``(ids, vectors)``."""
+    size = train_size(spec, dim, len(ids))
+    pick = np.sort(np.random.default_rng(len(ids)).choice(ids, size=min(size, len(ids)), replace=False))
+    return fetch(pick)
+
+
+def _record(count: int, started: float, **facts: Any) -> BuildRecord:
+    """The build record of an index of ``count`` vectors just built (since ``started``, a
+    ``perf_counter`` time)."""
     seconds = round(time.perf_counter() - started, 2)
-    return BuildRecord(built=time.time(), built_count=index.ntotal, build_seconds=seconds, **facts)
+    return BuildRecord(built=time.time(), built_count=count, build_seconds=seconds, **facts)
 
 
 def build_approximate(
@@ -81,6 +130,10 @@ def build_approximate(
 
     The returned index's ``record.tuning`` says what was reached; when even ``policy.max_scan`` of the
     lists fall short of the target, ``tuning.recall`` is below it (the caller may keep exact instead).
+    Under ``auto`` the index is first filled with the sample alone and tuned: all the vectors are
+    searched no better than a sample of them (each list holds more neighbours to tell apart; measured
+    on six sets, BENCHMARKS.md), so when the sample falls short of the target, all of them would too,
+    and the index comes back holding only the sample (its ``ntotal``), ``chunks`` unread.
     """
     started = time.perf_counter()
     index = FaissIndex(dim, spec, model_id=model_id)
@@ -90,17 +143,58 @@ def build_approximate(
     sample_ids, sample_vectors = sample
     index.train(sample_vectors)
     pick = np.random.default_rng(0).permutation(len(sample_ids))[: policy.tune_queries]
-    truth = TruthCollector(sample_vectors[pick], sample_ids[pick], policy.k)
-    for ids, vectors in chunks:
-        index.add(ids, vectors)
-        truth.add(ids, vectors)
-    top = max(1, int(policy.max_scan * index.nlist)) if policy.kind == "auto" else index.nlist
+    queries = sample_vectors[pick], sample_ids[pick]
+    top = max(1, int(policy.max_scan * index.nlist)) if policy.kind == AUTO else index.nlist
     aim = min(policy.recall + RECALL_MARGIN, 0.999)
-    tuning = tune(index, truth.queries, truth.query_ids, truth.truth(), aim, top)
-    index.record = _record(index, started, reason=reason, tuning=tuning)
+    if policy.kind == AUTO:
+        tuning = _filled_and_tuned(index, queries, [sample], policy.k, aim, top)
+        if tuning.recall < policy.recall:
+            index.record = _record(index.ntotal, started, reason=reason, tuning=tuning)
+            log.info(
+                "%s: recall %.3f on a sample of %d vectors, short of the target",
+                spec,
+                tuning.recall,
+                index.ntotal,
+            )
+            return index
+        index.remove(sample_ids)
+    tuning = _filled_and_tuned(index, queries, chunks, policy.k, aim, top)
+    index.record = _record(index.ntotal, started, reason=reason, tuning=tuning)
     log.info("built %s over %d vectors: nprobe %d, recall@%d %.3f", spec, index.ntotal, tuning.nprobe,
              tuning.k, tuning.recall)  # fmt: skip
     return index
 
 
-__all__ = ["TRAIN_ITERATIONS", "build_approximate", "build_exact", "train_size", "trainable"]
+def _filled_and_tuned(
+    index: FaissIndex, queries: tuple[np.ndarray, np.ndarray], chunks: Chunks, k: int, aim: float, top: int
+) -> Tuning:
+    """Add ``chunks`` to ``index`` while collecting the exact top-``k`` of ``queries`` ``(vectors,
+    ids)`` among them, then tune its ``nprobe`` (up to ``top``) to recall ``aim``."""
+    truth = TruthCollector(queries[0], queries[1], k)
+    for ids, vectors in chunks:
+        index.add(ids, vectors)
+        truth.add(ids, vectors)
+    return tune(index, truth.queries, truth.query_ids, truth.truth(), aim, top)
+
+
+def declined_reason(spec: str, tuning: Tuning, policy: IndexPolicy, filled: int, n: int) -> str:
+    """Why ``auto`` keeps an exact index of ``n`` vectors rather than the index of ``spec`` that
+    reached ``tuning`` filled with ``filled`` of them, in words."""
+    on = f" filled with a sample of {filled:,} (all {n:,} only do worse)" if filled < n else ""
+    return (
+        f"{spec} reached recall {tuning.recall:.3f} < {policy.recall} with {policy.max_scan:.0%} of its "
+        f"lists{on}: no faster than exact search on these vectors, so exact"
+    )
+
+
+__all__ = [
+    "TRAIN_ITERATIONS",
+    "build_approximate",
+    "build_exact",
+    "declined_reason",
+    "exact_index",
+    "save_exact",
+    "train_size",
+    "training_sample",
+    "trainable",
+]

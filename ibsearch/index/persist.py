@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -136,32 +137,53 @@ def write_pair(path: str | os.PathLike[str], index: Any, meta: IndexMeta, refine
     and then ``meta`` (with the files' sizes and checksums) to its sidecar. A refine file of an earlier
     kind that had one is deleted after the sidecar no longer names it."""
     target = os.fspath(path)
-    written: dict[str, Any] = {"refine_bytes": None, "refine_digest": None}
-    written["file_bytes"], written["file_digest"] = _write_faiss(target, index)
+    written = write_digested(target, lambda write: _write_faiss(index, write))
+    refined = None
     if refine is not None:
-        written["refine_bytes"], written["refine_digest"] = _write_faiss(refine_path(target), refine)
-    meta = IndexMeta(**{**{f.name: getattr(meta, f.name) for f in fields(meta)}, **written})
+        refined = write_digested(refine_path(target), lambda write: _write_faiss(refine, write))
+    return finish_pair(target, meta, written, refined)
+
+
+def finish_pair(
+    target: str, meta: IndexMeta, written: tuple[int, str], refine: tuple[int, str] | None
+) -> IndexMeta:
+    """Write ``meta`` to the sidecar of the index file ``target`` just written (``written``: its size
+    and checksum; ``refine``: those of its refine file, or None, which deletes one left by an earlier
+    kind once the sidecar no longer names it); returns the sidecar written."""
+    meta = replace(meta, file_bytes=written[0], file_digest=written[1])
+    meta = replace(
+        meta, refine_bytes=refine[0] if refine else None, refine_digest=refine[1] if refine else None
+    )
     atomic_write(sidecar_path(target), lambda fh: fh.write(meta.to_json()))
     if refine is None and os.path.exists(refine_path(target)):
         os.unlink(refine_path(target))
     return meta
 
 
-def _write_faiss(target: str, index: Any) -> tuple[int, str]:
-    """Write ``index`` to ``target`` atomically; returns the size and checksum of the bytes written."""
+#: Takes bytes to append to a file being written (a ``bytes``-like object; returns what it took).
+Write = Callable[[Any], int]
+
+
+def write_digested(target: str, produce: Callable[[Write], None]) -> tuple[int, str]:
+    """Write ``target`` atomically with the bytes ``produce(write)`` hands to ``write``, in order;
+    returns their size and checksum (:mod:`.digest`), computed as they go by."""
     digest = Digest()
 
-    def write_index(fh: Any) -> None:
-        def write(data: bytes) -> int:
+    def fill(fh: Any) -> None:
+        def write(data: Any) -> int:
             digest.update(data)
             return int(fh.write(data))
 
-        writer = _faiss.PyCallbackIOWriter(write)
-        faiss.write_index(index, writer)
-        del writer
+        produce(write)
 
-    atomic_write(target, write_index)
+    atomic_write(target, fill)
     return digest.size, digest.hexdigest()
+
+
+def _write_faiss(index: Any, write: Write) -> None:
+    writer = _faiss.PyCallbackIOWriter(write)
+    faiss.write_index(index, writer)
+    del writer
 
 
 def read_index(path: str, meta: IndexMeta, *, mmap: bool) -> Any:
@@ -227,11 +249,13 @@ __all__ = [
     "IndexMeta",
     "Tuning",
     "damaged_file",
+    "finish_pair",
     "read_index",
     "read_meta",
     "refine_path",
     "same_file",
     "sidecar_path",
     "stamp",
+    "write_digested",
     "write_pair",
 ]

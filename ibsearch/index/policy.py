@@ -140,6 +140,24 @@ def rebuild_reason(policy: IndexPolicy, spec: str, record: BuildRecord, n: int, 
     return None
 
 
+def short_of_target(spec: str, recall: float, target: float) -> str:
+    """Why an index of ``spec`` that reached ``recall`` is not what the library asked for, in words."""
+    return (
+        f"{spec} reached recall {recall:.3f}, below the recall target {target}, even scanning all its "
+        "lists (its codes are too coarse for these vectors): 'ibsearch reindex --index auto' picks a kind "
+        "that reaches it, or exact"
+    )
+
+
+def why_kind(policy: IndexPolicy, spec: str, n: int) -> str:
+    """Why ``policy`` gives ``n`` vectors an index of ``spec``, in words."""
+    if policy.kind != AUTO:
+        return f"the library's index kind is {policy.kind!r}"
+    if spec == EXACT:
+        return f"auto: {n:,} vectors, below the exact limit of {policy.exact_below:,}"
+    return f"auto: {n:,} vectors, from the exact limit of {policy.exact_below:,} on: approximate"
+
+
 __all__ = [
     "AUTO",
     "DEFAULT_EXACT_BELOW",
@@ -149,5 +167,7 @@ __all__ = [
     "approximate_spec",
     "nlist_for",
     "rebuild_reason",
+    "short_of_target",
     "wanted_spec",
+    "why_kind",
 ]
