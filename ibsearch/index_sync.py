@@ -26,11 +26,9 @@ import numpy as np
 
 from .files import TMP_SUFFIX, temp_prefix
 from .index import StaleIndexError, builder, refine_path, sidecar_path, stamp
-from .index.builder import build_approximate
 from .index.faiss_index import EXACT, FaissIndex
 from .index.live import LiveIndex
 from .index.policy import (
-    AUTO,
     EXACT_KIND,
     IndexPolicy,
     rebuild_reason,
@@ -213,30 +211,14 @@ class IndexSet:
         return live
 
     def _build(self, key: str, spec: str, n: int, why: str, path: Path | None) -> FaissIndex | None:
-        policy = self.policy
-        if spec == EXACT:
-            return self._exact(key, n, why, path)
-        if not builder.trainable(spec, self.dim, n):
-            why = f"{n:,} vectors are too few to train {spec}: exact until there are more"
-            return self._exact(key, n, why, path, declined=spec)
-        sample = builder.training_sample(spec, self.dim, self.store.vectors.ids(key), self.fetch)
-        index = build_approximate(
-            self.dim, spec, sample, self.store.vectors.chunks(key), policy, model_id=self.model_id, reason=why
+        stored = _KeyVectors(self, key)
+        index, warning = builder.build_by_policy(
+            self.dim, spec, n, self.policy, stored, reason=why, path=path, model_id=self.model_id
         )
-        del sample  # 335 MB at 1024-d: not kept through an exact build
-        tuning = index.record.tuning
-        if policy.kind != AUTO and tuning is not None and tuning.recall < policy.recall:
-            self.warnings[key] = short_of_target(spec, tuning.recall, policy.recall)
-            log.warning("%s index: %s", key, self.warnings[key])
-        if policy.kind == AUTO and tuning is not None and tuning.recall < policy.recall:
-            why = builder.declined_reason(spec, tuning, policy, index.ntotal, n)
-            del index
-            return self._exact(key, n, why, path, declined=spec)
+        if warning:
+            self.warnings[key] = warning
+            log.warning("%s index: %s", key, warning)
         return index
-
-    def _exact(self, key: str, n: int, why: str, path: Path | None, declined: str = "") -> FaissIndex | None:
-        chunks = self.store.vectors.chunks(key)
-        return builder.exact_index(self.dim, chunks, n, path, self.model_id, reason=why, declined=declined)
 
     # ------------------------------------------------------------------ changes (the writer)
 
@@ -385,6 +367,19 @@ class IndexSet:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.built or meta.saved))
         facts["text"] = f"{text}, {'built' if record.built else 'saved'} {when}"
         return facts
+
+
+class _KeyVectors:
+    """The stored vectors of one index key, as :func:`~ibsearch.index.builder.build_by_policy` reads them."""
+
+    def __init__(self, indexes: IndexSet, key: str) -> None:
+        self.vectors, self.key, self.fetch = indexes.store.vectors, key, indexes.fetch
+
+    def ids(self) -> np.ndarray:
+        return self.vectors.ids(self.key)
+
+    def chunks(self) -> builder.Chunks:
+        return self.vectors.chunks(self.key)
 
 
 __all__ = ["INDEX_SETTING", "MMAP_FROM_BYTES", "IndexSet"]

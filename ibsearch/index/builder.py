@@ -13,14 +13,14 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
 
 from .faiss_index import EXACT, FaissIndex
 from .persist import BuildRecord, IndexMeta, Tuning
-from .policy import AUTO, IndexPolicy
+from .policy import AUTO, IndexPolicy, short_of_target
 from .policy import TRAIN_PER_LIST as MIN_TRAIN_PER_LIST
 from .stream import write_exact
 from .tuner import TruthCollector, tune
@@ -38,6 +38,17 @@ TRAIN_PER_LIST = 40
 RECALL_MARGIN = 0.005
 
 Chunks = Iterable[tuple[np.ndarray, np.ndarray]]
+
+
+class StoredVectors(Protocol):
+    """The stored vectors of one index key, as a build reads them: all their ids (sorted), every
+    ``(ids, vectors)`` chunk in id order, and the vectors of chosen ids."""
+
+    def ids(self) -> np.ndarray: ...
+
+    def chunks(self) -> Chunks: ...
+
+    def fetch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def train_size(spec: str, dim: int, n: int) -> int:
@@ -187,9 +198,44 @@ def declined_reason(spec: str, tuning: Tuning, policy: IndexPolicy, filled: int,
     )
 
 
+def build_by_policy(
+    dim: int,
+    spec: str,
+    n: int,
+    policy: IndexPolicy,
+    store: StoredVectors,
+    *,
+    reason: str,
+    path: str | os.PathLike[str] | None = None,
+    model_id: str | None = None,
+) -> tuple[FaissIndex | None, str | None]:
+    """The index of ``spec`` that ``policy`` gives the ``n`` vectors of ``store``, built from it, or with
+    ``path`` an exact one written there instead (None then); and a warning when a kind the policy forces
+    falls short of its recall target. An approximate kind too big for ``n`` to train, or (under ``auto``)
+    one that misses the target, is declined for exact, and the reason says so."""
+    if spec == EXACT:
+        return exact_index(dim, store.chunks(), n, path, model_id, reason=reason), None
+    if not trainable(spec, dim, n):
+        why = f"{n:,} vectors are too few to train {spec}: exact until there are more"
+        return exact_index(dim, store.chunks(), n, path, model_id, reason=why, declined=spec), None
+    sample = training_sample(spec, dim, store.ids(), store.fetch)
+    index = build_approximate(dim, spec, sample, store.chunks(), policy, model_id=model_id, reason=reason)
+    del sample  # 335 MB at 1024-d: not kept through an exact build
+    tuning = index.record.tuning
+    if tuning is None or tuning.recall >= policy.recall:
+        return index, None
+    if policy.kind != AUTO:
+        return index, short_of_target(spec, tuning.recall, policy.recall)
+    why = declined_reason(spec, tuning, policy, index.ntotal, n)
+    del index
+    return exact_index(dim, store.chunks(), n, path, model_id, reason=why, declined=spec), None
+
+
 __all__ = [
     "TRAIN_ITERATIONS",
+    "StoredVectors",
     "build_approximate",
+    "build_by_policy",
     "build_exact",
     "declined_reason",
     "exact_index",
