@@ -4,6 +4,7 @@ not indexed is always said to be so. The README's table of types is the one dete
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -49,6 +50,7 @@ def test_the_summary_counts_skipped_files_by_extension_in_json_and_in_words(medi
 
 def test_verbose_ingest_lists_each_skipped_file_with_why(media_dir, lib_args):
     add_other_files(media_dir)
+    os.mkfifo(media_dir / "code" / "pipe")  # passed over without being opened, and said so
     code, out, err = run("ingest", media_dir, "--exclude", "*.tmp", "-v", *lib_args)
     assert code == 0
     lines = err.splitlines()
@@ -58,8 +60,9 @@ def test_verbose_ingest_lists_each_skipped_file_with_why(media_dir, lib_args):
     assert f"  skipped: {code_dir / 'draft.tmp'}: excluded by --exclude '*.tmp'" in lines
     assert f"  skipped: {media_dir / '.cache'}/: a hidden folder, not entered (--hidden takes it)" in lines
     assert f"  skipped: {media_dir / 'notes' / '.hidden.txt'}: hidden (--hidden takes it)" in lines
-    assert len([ln for ln in lines if ln.startswith("  skipped: ")]) == 8
-    assert out.splitlines()[-1].startswith("skipped 8: .py 3")
+    assert f"  skipped: {code_dir / 'pipe'}: not a regular file: a FIFO (named pipe)" in lines
+    assert len([ln for ln in lines if ln.startswith("  skipped: ")]) == 9
+    assert out.splitlines()[-1].startswith("skipped 9: .py 3, (none) 2")
     listed = run_json("ingest", media_dir, "-v", *lib_args)["skipped_files"]
     assert {"path": str(code_dir / "b.py"), "reason": "not a media type ibsearch reads (.py)"} in listed
     assert "skipped_files" not in run_json("ingest", media_dir, *lib_args)  # only asked for
@@ -76,8 +79,8 @@ def test_info_shows_what_the_last_run_skipped_and_failed(media_dir, lib_args):
     assert last["failed_by_extension"] == {".jpg": 1} and last["added"] == 9
     code, out, _ = run("info", *lib_args)
     line = next(ln for ln in out.splitlines() if ln.startswith("last run"))
-    assert last["time"] in line and "added 9" in line and "failed 1 (.jpg 1)" in line
-    assert "skipped 8 (.py 3, (folder) 1, (none) 1, .tmp 1, .txt 1 and 1 more)" in line
+    assert last["time"] in line and "added 9" in line and "; failed 1: .jpg 1;" in line
+    assert line.endswith("; skipped 8: .py 3, (folder) 1, (none) 1, .tmp 1, .txt 1 and 1 more")
 
 
 def test_a_file_named_on_the_command_line_that_is_not_indexed_is_always_reported(media_dir, lib_args):

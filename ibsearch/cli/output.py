@@ -116,7 +116,7 @@ def last_ingest_line(last: dict[str, Any]) -> str:
     for what in ("failed", "skipped"):
         counts = last[f"{what}_by_extension"]
         if counts:
-            line += f", {what} {sum(counts.values())} ({by_extension(counts)})"
+            line += f"; {what} {sum(counts.values())}: {by_extension(counts)}"
     return line
 
 
