@@ -14,6 +14,7 @@ from .errors import LibraryError
 from .files import is_temporary, path_fields
 from .index import FaissIndex, IndexPolicy
 from .index.policy import AUTO, EXACT_KIND
+from .ingest import LAST_INGEST
 from .integrity import scan, verify_file
 from .library import LibraryResources
 
@@ -153,7 +154,8 @@ def _examine(lib: LibraryResources, key: str) -> tuple[str, list[str]]:
 
 
 def info(lib: LibraryResources, errors: int | None = 10) -> dict[str, Any]:
-    """Counts per modality, model, size on disk, and the ``errors`` most recent errors (None: all)."""
+    """Counts per modality, model, size on disk, the ``errors`` most recent errors (None: all), and
+    ``last_ingest``: what the last ingest did, skipped and failed (by extension), and when (or None)."""
     store = lib.store
     # Temporary files of a save under way (or of one that was killed) are not part of the library.
     size = sum(p.stat().st_size for p in lib.root.iterdir() if p.is_file() and not is_temporary(p.name))
@@ -178,6 +180,7 @@ def info(lib: LibraryResources, errors: int | None = 10) -> dict[str, Any]:
             for e in store.errors.latest(limit=errors)
         ],
         "notes": notes,
+        "last_ingest": store.settings.get(LAST_INGEST),
     }
 
 

@@ -20,7 +20,8 @@ def test_an_unchanged_rerun_encodes_nothing(media_dir, lib_args):
     again = run_json("ingest", media_dir, *lib_args)
     assert again == {
         "added": 0, "updated": 0, "unchanged": first["added"], "removed": 0, "failed": [], "encoded": 0,
-        "skipped": 0, "known_bad": 0,
+        "skipped": 0, "known_bad": 0, "skipped_by_extension": {}, "failed_by_extension": {},
+        "not_indexed": [],
     }  # fmt: skip
 
 

@@ -84,6 +84,9 @@ def test_the_environment_names_the_default_library_and_model(tmp_path: Path, tin
         "encoded",
         "skipped",
         "known_bad",
+        "skipped_by_extension",
+        "failed_by_extension",
+        "not_indexed",
     }
     assert summary["added"] == 1 and (library / "ibsearch.db").is_file()
     hits = run_json("query", "--image", photos / "a.jpg", "--device", "cpu")

@@ -15,7 +15,7 @@ import click
 from ..encoder.model.config import config_names
 from ..terms import inputs_on, parse_term
 from .app import cli, command, open_library, with_library
-from .output import echo_json, emit, format_meta, mmss, say
+from .output import echo_json, emit, format_meta, last_ingest_line, mmss, report_ingest, say
 
 
 @command("Print the summary as one JSON object.", paths=True, model=True)
@@ -74,6 +74,9 @@ from .output import echo_json, emit, format_meta, mmss, say
     metavar="LOCAL=REMOTE",
     help="With --ray: the workers see files under LOCAL at REMOTE (repeatable).",
 )
+@click.option(
+    "-v", "--verbose", is_flag=True, help="List every skipped file with why (with --json: skipped_files)."
+)
 def ingest(
     paths: Sequence[str],
     hidden: bool,
@@ -85,13 +88,16 @@ def ingest(
     batch_size: int | None,
     ray_address: str | None,
     path_maps: Sequence[str],
+    verbose: bool,
     as_json: bool,
     **common: Any,
 ) -> None:
     """Add or update PATHS (files or folders, recursively) in the library.
 
     Unchanged files cost one stat; changed files are re-embedded; deleted files are dropped; renamed or
-    copied files reuse their stored vectors. Bad files are reported and skipped.
+    copied files reuse their stored vectors. Bad files are reported and skipped; other files are
+    counted by extension (-v lists them with why), and a file named in PATHS that is not indexed is
+    always reported.
 
     \b
     Example:
@@ -107,7 +113,7 @@ def ingest(
                 exclude=list(exclude), follow_symlinks=follow_symlinks, batch_size=batch_size,
                 progress=lib.progress, as_kind=as_kind,
             )  # fmt: skip
-        _report_ingest(summary.to_dict(), as_json)
+        report_ingest(summary.to_dict(verbose), as_json)
         return
     with lib:
         summary = lib.ingest(
@@ -121,23 +127,7 @@ def ingest(
             progress=lib.progress,
             as_kind=as_kind,
         )
-    _report_ingest(summary.to_dict(), as_json)
-
-
-def _report_ingest(data: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        echo_json(data)
-        return
-    click.echo(
-        "added {added}, updated {updated}, unchanged {unchanged}, removed {removed}, "
-        "failed {nfailed}, encoded {encoded}".format(nfailed=len(data["failed"]), **data)
-    )
-    for bad in data["failed"]:
-        say(f"  failed: {bad['path']}: {bad['reason']}", err=True)
-    if data["known_bad"]:
-        click.echo(
-            f"  {data['known_bad']} known bad file(s) skipped, unchanged since they failed (ibsearch info)"
-        )
+    report_ingest(summary.to_dict(verbose), as_json)
 
 
 def input_options(fn: Any) -> Any:
@@ -243,6 +233,8 @@ def _info_lines(data: dict[str, Any]) -> list[str]:
     lines += [f"  {modality:<{width}}  {count:>9}" for modality, count in data["vectors"].items()]
     lines += [f"index     {key:<{width}}  {facts['text']}" for key, facts in data.get("indexes", {}).items()]
     lines += [f"note      {note}" for note in data.get("notes", [])]
+    if data.get("last_ingest"):
+        lines.append(last_ingest_line(data["last_ingest"]))
     if data["recent_errors"]:
         shown = len(data["recent_errors"])
         lines.append(

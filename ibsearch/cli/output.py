@@ -77,6 +77,49 @@ def format_meta(meta: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def by_extension(counts: dict[str, int], shown: int = 5) -> str:
+    """Counts by extension in words, most first: ``.page 989, .svg 295 and 3 more``."""
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    text = ", ".join(f"{ext} {n}" for ext, n in ordered[:shown])
+    return text + (f" and {len(ordered) - shown} more" if len(ordered) > shown else "")
+
+
+def report_ingest(data: dict[str, Any], as_json: bool) -> None:
+    """The summary: JSON, or in words with the failed (and, with -v, skipped) files on stderr and,
+    last, one line of the skipped files counted by extension."""
+    if as_json:
+        echo_json(data)  # with the files named in PATHS that were not indexed in not_indexed
+        return
+    for named in data["not_indexed"]:  # said even without -v
+        say(f"error: {named['path']} was not indexed: {named['reason']}", err=True)
+    click.echo(
+        "added {added}, updated {updated}, unchanged {unchanged}, removed {removed}, "
+        "failed {nfailed}, encoded {encoded}".format(nfailed=len(data["failed"]), **data)
+    )
+    for bad in data["failed"]:
+        say(f"  failed: {bad['path']}: {bad['reason']}", err=True)
+    if data["failed"]:
+        click.echo(f"  failed by extension: {by_extension(data['failed_by_extension'])}")
+    for passed in data.get("skipped_files", []):
+        say(f"  skipped: {passed['path']}: {passed['reason']}", err=True)
+    if data["known_bad"]:
+        click.echo(
+            f"  {data['known_bad']} known bad file(s) skipped, unchanged since they failed (ibsearch info)"
+        )
+    if data["skipped"]:
+        click.echo(f"skipped {data['skipped']}: {by_extension(data['skipped_by_extension'])}")
+
+
+def last_ingest_line(last: dict[str, Any]) -> str:
+    """``info``'s line on the last ingest: when, what it added, failed and skipped."""
+    line = f"last run  {last['time']}: added {last['added']}, updated {last['updated']}"
+    for what in ("failed", "skipped"):
+        counts = last[f"{what}_by_extension"]
+        if counts:
+            line += f"; {what} {sum(counts.values())}: {by_extension(counts)}"
+    return line
+
+
 def mmss(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 60:02d}:{seconds % 60:02d}"

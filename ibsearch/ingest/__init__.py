@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from .commit import IngestSummary
 from .local import ingest
-from .run import Selection, changed_since_hashed, ingest_run, plan_run
+from .run import LAST_INGEST, Selection, changed_since_hashed, ingest_run, plan_run
 
-__all__ = ["IngestSummary", "Selection", "changed_since_hashed", "ingest", "ingest_run", "plan_run"]
+__all__ = [
+    "LAST_INGEST", "IngestSummary", "Selection", "changed_since_hashed", "ingest", "ingest_run", "plan_run"
+]  # fmt: skip

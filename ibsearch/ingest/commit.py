@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,24 @@ COMMIT_VECTORS = 8192  # ...or once the buffered files hold this many vectors (m
 
 Span = tuple[float | None, float | None]
 
+NO_EXTENSION, FOLDER = "(none)", "(folder)"  # what a file without an extension and a folder count as
+
+
+def extension_of(path: str) -> str:
+    """What ``path`` is counted as in the counts by extension: ``.jpg`` (lower case), ``(none)``,
+    or ``(folder)`` for a folder passed over whole (its path ends in the separator). A name's odd
+    bytes show as ``\\xNN``, so the counts go to JSON and SQLite as they are."""
+    if path.endswith(os.sep):
+        return FOLDER
+    ext = os.fsencode(os.path.splitext(path)[1].lower()).decode("utf-8", "backslashreplace")
+    return ext or NO_EXTENSION
+
+
+def count_by_extension(paths: Iterable[str]) -> dict[str, int]:
+    """How many of ``paths`` have each extension, most first (ties by name)."""
+    counts = Counter(extension_of(p) for p in paths)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
 
 @dataclass
 class IngestSummary:
@@ -31,22 +51,43 @@ class IngestSummary:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
-    skipped: int = 0  # files that are not media ibsearch reads (e.g. .py, .DS_Store)
     encoded: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     known_bad: int = 0  # files that failed before and are unchanged since: not tried again
+    # What was passed over, with why: not media ibsearch reads (.py, .DS_Store), hidden, excluded...
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
+    # Files named as paths of the run that were neither indexed nor failed (those are in ``failed``).
+    not_indexed: list[dict[str, str]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def skipped(self) -> int:
+        return len(self.skipped_files)
+
+    def skip(self, path: str, reason: str) -> None:
+        """Count ``path`` as passed over for ``reason`` (a folder's path ends in the separator)."""
+        self.skipped_files.append({"path": path, "reason": reason})
+
+    def counts(self) -> dict[str, Any]:
+        """The run in numbers, with what was skipped and what failed counted by extension."""
         return {
             "added": self.added,
             "updated": self.updated,
             "unchanged": self.unchanged,
             "removed": self.removed,
-            "failed": [{**path_fields(f["path"]), "reason": f["reason"]} for f in self.failed],
             "encoded": self.encoded,
             "skipped": self.skipped,
             "known_bad": self.known_bad,
+            "skipped_by_extension": count_by_extension(f["path"] for f in self.skipped_files),
+            "failed_by_extension": count_by_extension(f["path"] for f in self.failed),
         }
+
+    def to_dict(self, list_skipped: bool = False) -> dict[str, Any]:
+        """The summary as JSON; ``list_skipped`` adds every skipped path with why (``skipped_files``)."""
+        listed = lambda rows: [{**path_fields(f["path"]), "reason": f["reason"]} for f in rows]  # noqa: E731
+        data = {**self.counts(), "failed": listed(self.failed), "not_indexed": listed(self.not_indexed)}
+        if list_skipped:
+            data["skipped_files"] = listed(self.skipped_files)
+        return data
 
 
 @dataclass

@@ -44,6 +44,7 @@ class Planner:
                 self.rules[root] = as_kind
             store.settings.set(AS_RULES, self.rules)
         self.seen: set[str] = set()
+        self.named = set(roots)  # a file named as a path is always said to be not indexed, with why
 
     def visit(self, found: FoundFile, summary: IngestSummary) -> Job | None:
         """The job for one walked file, or None when there is nothing to do (counted in ``summary``).
@@ -67,12 +68,18 @@ class Planner:
         # Only content failures carry the stat they happened at; transient ones are always retried.
         if old_error is not None and (old_error.size, old_error.mtime_ns) == (st.st_size, st.st_mtime_ns):
             summary.known_bad += 1  # failed before and unchanged since: its reason is in the errors table
+            if path in self.named:
+                reason = f"it failed before and is unchanged since: {old_error.reason}"
+                summary.not_indexed.append({"path": path, "reason": reason})
             return None
         detection = detect(path, st.st_size, forced=forced)
         if detection.kind is None:
             if detection.reason:
                 return self._failed(found, detection.reason, transient=detection.transient)
-            summary.skipped += 1
+            ext = os.path.splitext(path)[1].lower()
+            summary.skip(path, f"not a media type ibsearch reads ({ext or 'no extension'})")
+            if path in self.named:
+                summary.not_indexed.append(summary.skipped_files[-1])
             return None
         try:
             content_hash = hash_file(path)

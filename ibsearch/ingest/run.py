@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -15,18 +16,23 @@ from .commit import Committer, IngestSummary, Job
 from .plan import Planner
 from .walk import WalkOptions, walk
 
+#: Setting: the counts of the last ingest that ended (what it skipped and failed by extension), and when.
+LAST_INGEST = "last_ingest"
+
 
 @contextlib.contextmanager
 def ingest_run(
     lib: LibraryResources, committer_type: type[Committer] = Committer
 ) -> Iterator[tuple[IngestSummary, Committer]]:
     """One ingest's write lock, summary and committer; what is left in the committer is written when
-    the block ends without an error."""
+    the block ends without an error, and the run's counts are remembered for ``info``."""
     with lib.writing():
         summary = IngestSummary()
         committer = committer_type(lib, summary)
         yield summary, committer
         committer.flush()
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        lib.store.settings.set(LAST_INGEST, {"time": when, **summary.counts()})
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ def plan_run(
         hidden=selection.hidden, exclude=list(selection.exclude), follow_symlinks=selection.follow_symlinks
     )
     options.on_error = lambda path, reason: summary.failed.append({"path": path, "reason": reason})
+    options.on_skip = summary.skip
     for found in walk(roots, options):
         job = planner.visit(found, summary)
         if job is None:
@@ -88,4 +95,4 @@ def changed_since_hashed(job: Job) -> bool:
     return True
 
 
-__all__ = ["Selection", "changed_since_hashed", "ingest_run", "plan_run"]
+__all__ = ["LAST_INGEST", "Selection", "changed_since_hashed", "ingest_run", "plan_run"]

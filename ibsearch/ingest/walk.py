@@ -4,7 +4,8 @@ The walk is recursive, visits each directory once (so a symlink loop cannot trap
 file (so a FIFO or a device cannot hang it) and yields only regular files, each with the
 ``os.stat_result`` it already took: for an unchanged file that stat is the whole cost of a re-ingest.
 What it cannot enter or stat (an unreadable folder, a path longer than the system allows) is told to
-``WalkOptions.on_error``, never dropped without a word.
+``WalkOptions.on_error``, and what it passes over (hidden, excluded, a link not followed, a FIFO) to
+``WalkOptions.on_skip``: nothing is dropped without a word.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class WalkOptions:
     exclude: list[str] = field(default_factory=list)  # globs matched against the name and the full path
     follow_symlinks: bool = True  # follow links to files and folders (loops are still detected)
     on_error: Callable[[str, str], None] | None = None  # (path, reason) for what cannot be walked
+    on_skip: Callable[[str, str], None] | None = None  # (path, reason) passed over; a folder's ends in /
+
+    def skip(self, path: str, reason: str) -> None:
+        if self.on_skip is not None:
+            self.on_skip(path, reason)
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,25 @@ class FoundFile:
     st: os.stat_result
 
 
-def _excluded(path: str, name: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in patterns)
+#: Why the walk passes over what it passes over (``WalkOptions.on_skip``).
+HIDDEN = "hidden (--hidden takes it)"
+HIDDEN_FOLDER = "a hidden folder, not entered (--hidden takes it)"
+NOT_FOLLOWED = "a link, not followed (--no-follow-symlinks)"
+BROKEN_LINK = "a link to nothing (broken link)"
+SEEN_THROUGH_LINK = "a link to a file already found at another path"
+
+
+def _excluded(path: str, name: str, patterns: list[str]) -> str | None:
+    """The first pattern that excludes ``path``, or None."""
+    return next((p for p in patterns if fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p)), None)
+
+
+def _shown(entry: os.DirEntry[str]) -> str:
+    """The path a skipped entry is reported under: a folder's ends in the separator."""
+    try:
+        return entry.path + os.sep if entry.is_dir() else entry.path
+    except OSError:
+        return entry.path
 
 
 def walk(roots: Iterable[str], options: WalkOptions | None = None) -> Iterator[FoundFile]:
@@ -89,28 +112,48 @@ def _walk_dir(
             continue
         subdirs = []
         for entry in entries:
-            name = entry.name
-            if not opts.hidden and name.startswith("."):
-                continue
-            if opts.exclude and _excluded(entry.path, name, opts.exclude):
-                continue
-            try:
-                if entry.is_symlink() and not opts.follow_symlinks:
-                    continue
-                st = entry.stat(follow_symlinks=True)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:  # not a dangling link or a file that vanished meanwhile
-                    _report(opts, entry.path, "cannot read", exc)
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                subdirs.append((entry.path, st))
-            elif stat.S_ISREG(st.st_mode):
-                if (st.st_dev, st.st_ino) in seen_files and entry.is_symlink():
-                    continue  # the same file reached through a link
-                seen_files.add((st.st_dev, st.st_ino))
-                yield FoundFile(entry.path, st)
-            # FIFOs, sockets and devices are skipped without ever being opened.
+            found = _visit(entry, opts, seen_files)
+            if isinstance(found, FoundFile):
+                yield found
+            elif found is not None:
+                subdirs.append(found)
         stack.extend(reversed(subdirs))
+
+
+def _visit(
+    entry: os.DirEntry[str], opts: WalkOptions, seen_files: set[tuple[int, int]]
+) -> FoundFile | tuple[str, os.stat_result] | None:
+    """One folder entry: a file to yield, a folder to enter, or None (passed over, and said why)."""
+    name = entry.name
+    if not opts.hidden and name.startswith("."):
+        shown = _shown(entry)
+        opts.skip(shown, HIDDEN if shown == entry.path else HIDDEN_FOLDER)
+        return None
+    pattern = _excluded(entry.path, name, opts.exclude) if opts.exclude else None
+    if pattern is not None:
+        opts.skip(_shown(entry), f"excluded by --exclude {pattern!r}")
+        return None
+    try:
+        if entry.is_symlink() and not opts.follow_symlinks:
+            opts.skip(entry.path, NOT_FOLLOWED)
+            return None
+        st = entry.stat(follow_symlinks=True)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            _report(opts, entry.path, "cannot read", exc)
+        elif entry.is_symlink():
+            opts.skip(entry.path, BROKEN_LINK)
+        return None  # else a file that vanished meanwhile
+    if stat.S_ISDIR(st.st_mode):
+        return entry.path, st
+    if not stat.S_ISREG(st.st_mode):
+        opts.skip(entry.path, _not_regular(entry.path, st))  # never opened
+        return None
+    if (st.st_dev, st.st_ino) in seen_files and entry.is_symlink():
+        opts.skip(entry.path, SEEN_THROUGH_LINK)
+        return None
+    seen_files.add((st.st_dev, st.st_ino))
+    return FoundFile(entry.path, st)
 
 
 #: What a path that is neither a folder nor a regular file is, by the test of its ``st_mode``.
