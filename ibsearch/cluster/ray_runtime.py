@@ -120,6 +120,8 @@ def check_address(address: str, wait: float) -> None:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"{address!r} is not a Ray address: the port {port!r} is not a number; {FORMS}")
     reason = _unreachable(host, int(port), wait)
+    if reason == SILENT:
+        raise UsageError(_no_answer(address, wait))
     if reason is not None:
         raise UsageError(
             f"cannot reach the Ray cluster at {address!r} ({reason}): check that the head node is up and "
@@ -155,12 +157,43 @@ def _unreachable(host: str, port: int, wait: float) -> str | None:
             with socket.socket(family, kind, proto) as sock:
                 sock.settimeout(left)
                 sock.connect(where)
-            return None
+                return None if _answers_http2(sock) else SILENT
         except TimeoutError:
             pass
         except OSError as exc:
             problem = f"{exc.strerror or exc} on port {port}"
     return problem
+
+
+# A Ray head's GCS is a gRPC server: over HTTP/2 it answers a client's connection preface with its
+# SETTINGS frame at once. A port that accepts and then says nothing (another service, a stuck process)
+# is told apart here, before Ray's own join, which would wait in its core and cannot be interrupted.
+SILENT = "silent"
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # and empty SETTINGS
+
+
+def _answers_http2(sock: socket.socket) -> bool:
+    """Whether the peer of connected ``sock`` answers an HTTP/2 preface with a SETTINGS frame before
+    the socket's time runs out."""
+    try:
+        sock.sendall(_PREFACE)
+        head = b""
+        while len(head) < 9:
+            part = sock.recv(9 - len(head))
+            if not part:
+                return False
+            head += part
+    except OSError:
+        return False
+    return head[3] == 4  # the frame's type: SETTINGS
+
+
+def _no_answer(address: str, wait: float) -> str:
+    return (
+        f"the Ray cluster at {address!r} did not answer within {wait:g} s: is that the head node's "
+        "GCS address, and is this machine a node of that cluster (ray start --address=HOST:PORT)? "
+        f"{ENV_TIMEOUT} sets how long to wait"
+    )
 
 
 def _join(ray: Any, address: str, options: dict[str, Any], wait: float) -> None:
@@ -180,11 +213,7 @@ def _join(ray: Any, address: str, options: dict[str, Any], wait: float) -> None:
         joiner.start()
         joiner.join(wait)
     if not outcome:
-        raise UsageError(
-            f"the Ray cluster at {address!r} did not answer within {wait:g} s: is that the head node's "
-            "GCS address, and is this machine a node of that cluster (ray start --address=HOST:PORT)? "
-            f"{ENV_TIMEOUT} sets how long to wait"
-        )
+        raise UsageError(_no_answer(address, wait))
     error = outcome[0]
     if error is not None:
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
