@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 # Heavier modules load on first use, so `import ibsearch` stays cheap.
 _LAZY = {
     "Searcher": "search",
-    "Hit": "search",
+    "Hit": "hits",
     "Library": "engine",
     "IngestSummary": "ingest",
     "Term": "terms",

@@ -13,16 +13,12 @@ from enum import Enum
 from typing import Any
 
 from .errors import UsageError
-from .modality import AUDIO, DEPTH, IMU, TEXT, THERMAL, VISION, FileKind, canonical
+from .modality import AUDIO, DEPTH, IMU, QUERY_KINDS, TEXT, THERMAL, VISION, FileKind, canonical
 
 #: The term kinds besides the modalities: an ingested file whose stored vector is reused, and a raw
 #: vector of the library's dimension (computed elsewhere, or taken from an export).
 LIKE = "like"
 VECTOR = "vector"
-#: CLI term options that name a file kind rather than a modality: ``--video`` is a video file,
-#: embedded by its picture like the vision vector of an ingested video.
-MEDIA_OPTIONS: dict[str, tuple[str, FileKind]] = {"video": (VISION, FileKind.VIDEO)}
-
 
 
 class Given(str, Enum):
@@ -65,6 +61,22 @@ class QueryInput:
     def offered(self, surface: str) -> bool:
         return surface in self.surfaces
 
+    @property
+    def metavar(self) -> str:
+        """How the CLI shows its value: a weight prefix and a text or a path."""
+        return "[W=]TEXT" if self.given is Given.TEXT else "[W=]PATH"
+
+    def term(self, value: Any, weight: float = 1.0) -> Term:
+        """The :class:`Term` of one value given for this input."""
+        return Term(self.kind, value, weight, self.media)
+
+    def describe(self) -> dict[str, Any]:
+        """What the page needs to offer it: name, term kind, how it is given, label, and for a file
+        the kind of file it is (``image``, ``video``, ``depth``...)."""
+        media = self.media or (QUERY_KINDS[self.kind] if self.given is Given.FILE else None)
+        return {"name": self.name, "kind": self.kind, "given": self.given.value, "label": self.label,
+                "media": media.value if media else None}  # fmt: skip
+
 
 _FILE_SURFACES = frozenset({"cli", "python", "upload"})
 
@@ -95,6 +107,24 @@ INPUTS_BY_NAME: dict[str, QueryInput] = {row.name: row for row in QUERY_INPUTS}
 def inputs_on(surface: str) -> tuple[QueryInput, ...]:
     """The query inputs offered on ``surface`` (``cli``, ``python``, ``api``, ``upload``)."""
     return tuple(row for row in QUERY_INPUTS if row.offered(surface))
+
+
+def python_keywords() -> dict[str, QueryInput]:
+    """The keywords of ``Searcher.query`` that take inputs (names and aliases), in the table's order."""
+    return {name: row for row in inputs_on("python") for name in (row.name, *row.aliases)}
+
+
+def input_for(term: Term, surface: str) -> QueryInput | None:
+    """The input of ``surface`` that carries ``term`` (e.g. the upload field of a file term over
+    HTTP); None when that surface has none for it."""
+    rows = (row for row in inputs_on(surface) if (row.kind, row.media) == (term.kind, term.media))
+    return next(rows, None)
+
+
+def no_input_message() -> str:
+    """What a query without any input is told: the options it could have used."""
+    options = [f"--{row.name}" for row in inputs_on("cli")]
+    return f"a query needs at least one input: {', '.join(options[:-1])} or {options[-1]}"
 
 
 _WEIGHTED = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)=(.*)$", re.S)
@@ -143,7 +173,7 @@ class _Weighted(tuple):  # type: ignore[type-arg]
 
 def parse_term(kind: str, raw: str) -> Term:
     """Parse a CLI term ``[WEIGHT=]VALUE`` (``0.5=bark.wav``, ``-1=people``, ``a dog``) given with
-    the option ``--<kind>`` (a modality, ``like``, or one of :data:`MEDIA_OPTIONS`)."""
+    the option ``--<kind>`` (a name of :data:`QUERY_INPUTS`, or a modality)."""
     weight = 1.0
     value = raw
     match = _WEIGHTED.match(raw)
@@ -152,22 +182,16 @@ def parse_term(kind: str, raw: str) -> Term:
         value = match.group(2)
     if not value.strip():
         raise UsageError(f"empty {kind} term {raw!r}; write WEIGHT=VALUE, e.g. 0.5=bark.wav")
-    if kind in MEDIA_OPTIONS:
-        modality, media = MEDIA_OPTIONS[kind]
-        return Term(modality, value, weight, media)
-    return Term(kind, value, weight)
+    row = INPUTS_BY_NAME.get(kind)
+    return row.term(value, weight) if row else Term(kind, value, weight)
 
 
-def terms_from_inputs(kind: str, inputs: Any, media: FileKind | None = None) -> list[Term]:
-    """Python inputs for one keyword (a single input, a list of them, or ``weighted(...)`` pairs);
-    ``media`` as for :class:`Term`."""
-    if inputs is None:
-        return []
-    items = inputs if isinstance(inputs, list) else [inputs]
+def python_terms(given: dict[str, Any]) -> list[Term]:
+    """The terms of ``Searcher.query``'s input keywords (``given``: keyword -> a single input, a list
+    of them, or ``weighted(...)`` pairs; None for none), in the table's order."""
     terms = []
-    for item in items:
-        if isinstance(item, _Weighted):
-            terms.append(Term(kind, item[0], item[1], media))
-        else:
-            terms.append(Term(kind, item, media=media))
+    for name, row in python_keywords().items():
+        inputs = given.get(name)
+        for item in [] if inputs is None else inputs if isinstance(inputs, list) else [inputs]:
+            terms.append(row.term(*item) if isinstance(item, _Weighted) else row.term(item))
     return terms

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import DATA, run_json
@@ -25,6 +26,7 @@ from ibsearch.cli import cli
 from ibsearch.engine import Library
 from ibsearch.modality import FileKind
 from ibsearch.search import SearchOptions
+from ibsearch.server.client import ServerBackend
 from ibsearch.server.config import ServerConfig
 from ibsearch.server.runner import Server
 from ibsearch.terms import LIKE, Term
@@ -83,7 +85,7 @@ def test_an_uploaded_image_finds_itself_first(served: Served):
         answer = served.http.post(
             "/api/search", files={"image": ("query.jpg", fh)}, data={"target": "vision"}
         )
-    expected = served.searcher_hits([Term("vision", str(PHOTO))], SearchOptions(["vision"]))
+    expected = served.searcher_hits([Term("vision", str(PHOTO))], SearchOptions(targets=["vision"]))
     assert hits_of(answer) == expected
     assert expected[0][0] == str(served.media / "photos" / PHOTO.name) and expected[0][1] > 0.999
 
@@ -98,7 +100,7 @@ def test_an_uploaded_sound_and_an_uploaded_video_search_like_the_searcher(served
             "/api/search", files={"video": ("clip.mp4", fh)}, data={"target": ["vision"]}
         )
     expected = served.searcher_hits(
-        [Term("vision", str(VIDEO), media=FileKind.VIDEO)], SearchOptions(["vision"])
+        [Term("vision", str(VIDEO), media=FileKind.VIDEO)], SearchOptions(targets=["vision"])
     )
     assert hits_of(video) == expected and expected[0][0] == str(served.media / "videos" / VIDEO.name)
 
@@ -140,7 +142,9 @@ def test_segments_come_with_start_and_end_and_find_the_moment(served: Served, tm
         answer = served.http.post(
             "/api/search", files={"audio": ("moment.wav", fh)}, data={"segments": "true", "target": "audio"}
         )
-    expected = served.searcher_hits([Term("audio", str(clip))], SearchOptions(["audio"], segments=True))
+    expected = served.searcher_hits(
+        [Term("audio", str(clip))], SearchOptions(targets=["audio"], segments=True)
+    )
     assert hits_of(answer) == expected
     best = answer.json()["results"][0]
     assert best["path"] == str(served.media / "sounds" / "moment.wav")
@@ -240,7 +244,7 @@ def test_texts_waiting_together_are_encoded_in_one_batch_and_find_the_same(serve
     gate = threading.Event()
     busy = service.submit(lambda lib: gate.wait(60))  # the library's thread is busy: work queues up
     texts = [f"a waiting query number {i}" for i in range(5)]
-    before = service.searcher.batches
+    before = service.cache.batches
     futures = [
         service.submit(
             lambda lib, text=text: service.search([Term("text", text)], SearchOptions(k=5)), [text]
@@ -250,7 +254,7 @@ def test_texts_waiting_together_are_encoded_in_one_batch_and_find_the_same(serve
     gate.set()
     assert busy.result(timeout=60)
     found = [future.result(timeout=300) for future in futures]
-    assert service.searcher.batches == before + 1
+    assert service.cache.batches == before + 1
     for text, result in zip(texts, found, strict=True):
         expected = served.searcher_hits([Term("text", text)], SearchOptions(k=5))
         assert [hit.path for _, hit in result.hits] == [path for path, *_ in expected]
@@ -317,3 +321,17 @@ def test_the_command_line_sends_its_query_to_the_running_server(served: Served, 
         assert run_json(*many) == beyond_the_api and len(beyond_the_api) > 12
     finally:
         (tmp_path / "server.json").rename(record)
+
+
+def test_the_command_line_s_server_backend_takes_terms_and_search_options(served: Served, tmp_path: Path):
+    depth = tmp_path / "depth.npy"
+    np.save(depth, np.linspace(0.5, 4.5, 240 * 320, dtype=np.float32).reshape(240, 320))
+    terms = [Term("text", "a dog"), Term("vision", str(PHOTO), 0.5), Term("depth", str(depth))]
+    options = SearchOptions(k=4, path_prefix=str(served.media), targets=["vision", "audio"])
+    backend = ServerBackend.find({"library": str(served.library), "model": served.card})
+    assert backend is not None
+    remote = backend.search(terms, options)
+    assert remote is not None
+    assert [(h.path, h.score, h.start, h.end) for h in remote] == served.searcher_hits(terms, options)
+    elsewhere = ServerBackend.find({"library": str(served.library), "model": "imagebind_huge"})
+    assert elsewhere is None  # a server running another model is not asked

@@ -22,8 +22,10 @@ from test_server_helpers import (
 )
 
 from ibsearch.engine import Library
+from ibsearch.modality import MODALITIES, TEXT
 from ibsearch.server.config import ServerConfig
 from ibsearch.server.runner import Server
+from ibsearch.terms import inputs_on
 
 TOKEN = "browser-token-0123456789"
 PHOTO = DATA / "images" / "photo_640x480.jpg"
@@ -151,6 +153,35 @@ def test_weighted_terms_and_target_chips_shape_the_query(page: Page, served: Ser
         "c => c.map(x => x.dataset.modality)"
     )
     assert shown(page) == api_paths(served, {"text": ["a dog", "-1=a park"], "target": targets, "k": 24})
+
+
+def test_the_page_offers_an_upload_for_every_modality_the_api_takes(
+    page: Page, served: Served, tmp_path: Path
+):
+    uploads = [row.name for row in inputs_on("upload")]
+    offered = page.locator("#as option").evaluate_all("options => options.map(o => o.value).filter(Boolean)")
+    assert (
+        offered
+        == uploads
+        == [i["name"] for i in served.http.get("/api/inputs").json() if i["given"] == "file"]
+    )
+    assert {row.kind for row in inputs_on("upload")} | {TEXT} == set(MODALITIES)
+    from test_more_modalities import write_sensor_files
+
+    sensors = write_sensor_files(tmp_path / "sensors")
+    for name in ("depth", "thermal", "imu"):
+        query = sensors[name][0]
+        page.select_option("#as", name)
+        page.set_input_files("#file", str(query))
+        expect(page.locator(f"#terms .term[data-kind={name}]")).to_contain_text(query.name)
+        expect(page.locator("#status")).to_contain_text("results in")
+        answer = served.http.post(
+            "/api/search", files={name: (query.name, query.read_bytes())}, data={"k": "24"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert shown(page) == [r["path"] for r in answer.json()["results"]] and shown(page)
+        page.locator("#terms .remove").click()
+        expect(page.locator("#terms .term")).to_have_count(0)
 
 
 def test_an_audio_hit_with_a_segment_plays_from_its_start(page: Page, served: Served, tmp_path: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -190,6 +191,21 @@ def test_a_loopback_server_checks_the_host_header_and_sends_no_cors_headers(serv
     page = served.http.get("/")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_page_s_scripts_are_modules_served_as_javascript_under_its_policy(served: Served):
+    page = served.http.get("/")
+    modules = re.findall(r'<script type="module" src="(/static/[\w.]+\.js)"', page.text)
+    assert modules == ["/static/app.js"] and "<script>" not in page.text  # no inline script: 'self' only
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    app = served.http.get("/static/app.js").text
+    imported = sorted(set(re.findall(r'from "\./([\w]+\.js)"', app)))
+    assert imported == ["api.js", "state.js", "view.js"]
+    for name in ["app.js", *imported]:
+        script = served.http.get(f"/static/{name}")
+        assert script.status_code == 200, name
+        assert script.headers["content-type"].startswith("text/javascript"), name
+        assert script.headers["x-content-type-options"] == "nosniff"
 
 
 def test_files_are_never_served_as_something_a_browser_would_run(served: Served):

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..encoder.model.config import config_names
+from ..terms import inputs_on, parse_term
 from .app import cli, command, open_library, with_library
 from .output import echo_json, emit, format_meta, mmss, say
 
@@ -139,17 +140,16 @@ def _report_ingest(data: dict[str, Any], as_json: bool) -> None:
         )
 
 
+def input_options(fn: Any) -> Any:
+    """The query's input options (``--text``, ``--image``, ...): the rows of the one table of query
+    inputs offered to the command line, in its order, each repeatable and weighted ``[W=]VALUE``."""
+    for row in reversed(inputs_on("cli")):
+        fn = click.option(f"--{row.name}", row.name, multiple=True, metavar=row.metavar, help=row.help)(fn)
+    return fn
+
+
 @command("Print the hits as a JSON list.", model=True)
-@click.option("--text", "texts", multiple=True, metavar="[W=]TEXT", help="A text query term (repeatable).")
-@click.option("--image", "images", multiple=True, metavar="[W=]PATH", help="An image query term.")
-@click.option("--audio", "audios", multiple=True, metavar="[W=]PATH", help="An audio query term.")
-@click.option("--video", "videos", multiple=True, metavar="[W=]PATH", help="A video term (its picture).")
-@click.option("--depth", "depths", multiple=True, metavar="[W=]PATH", help="A depth map (.png/.tif/.npy).")
-@click.option("--thermal", "thermals", multiple=True, metavar="[W=]PATH", help="A thermal image term.")
-@click.option("--imu", "imus", multiple=True, metavar="[W=]PATH", help="An IMU recording (.npy/.csv).")
-@click.option(
-    "--like", "likes", multiple=True, metavar="[W=]PATH", help="An ingested file: reuse its vector."
-)
+@input_options
 @click.option(
     "--target",
     "targets",
@@ -176,26 +176,7 @@ def _report_ingest(data: dict[str, Any], as_json: bool) -> None:
     is_flag=True,
     help="With --like: also return the --like files themselves (left out by default: more like this).",
 )
-def query(
-    texts: Sequence[str],
-    images: Sequence[str],
-    audios: Sequence[str],
-    videos: Sequence[str],
-    depths: Sequence[str],
-    thermals: Sequence[str],
-    imus: Sequence[str],
-    likes: Sequence[str],
-    targets: Sequence[str],
-    k: int,
-    path_glob: str | None,
-    path_prefix: str | None,
-    min_duration: float | None,
-    max_duration: float | None,
-    segments: bool,
-    include_like: bool,
-    as_json: bool,
-    **common: Any,
-) -> None:
+def query(targets: Sequence[str], as_json: bool, **params: Any) -> None:
     """Find the files nearest to a query made of any mix of text, images, audio and ingested files.
 
     Every term is embedded, L2-normalized, multiplied by its weight, summed and renormalized. Give a
@@ -208,28 +189,17 @@ def query(
       ibsearch query --like ~/Pictures/cat.jpg --path-prefix ~/Pictures/2024 --json
       ibsearch query --audio bark.wav --target audio --segments
     """
-    from ..server.client import search_via_server
-    from ..terms import parse_term
+    from ..options import SearchOptions
+    from ..server.client import ServerBackend
 
-    terms = (
-        [parse_term("text", t) for t in texts]
-        + [parse_term("vision", t) for t in images]
-        + [parse_term("audio", t) for t in audios]
-        + [parse_term("video", t) for t in videos]
-        + [parse_term("depth", t) for t in depths]
-        + [parse_term("thermal", t) for t in thermals]
-        + [parse_term("imu", t) for t in imus]
-        + [parse_term("like", t) for t in likes]
-    )
-    hits: Sequence[Any] | None = search_via_server(terms, click.get_current_context().params)
-    if hits is None:  # no 'ibsearch serve' running on this library: search here
-        from ..search import Searcher, SearchOptions
+    terms = [parse_term(row.name, raw) for row in inputs_on("cli") for raw in params.pop(row.name)]
+    options = SearchOptions.given(list(targets) or None, params)  # --k, --path-glob, ... by name
+    server = ServerBackend.find(params)  # 'ibsearch serve' running on this library: the fast path
+    hits: Sequence[Any] | None = server.search(terms, options) if server else None
+    if hits is None:  # no server, or one that cannot answer this query: search here
+        from ..search import Searcher
 
-        wanted = list(targets) or None
-        options = SearchOptions(
-            wanted, k, path_glob, path_prefix, min_duration, max_duration, segments, include_like
-        )
-        with open_library(common) as lib:
+        with open_library(params) as lib:
             hits = Searcher(lib).search(terms, options)
     if as_json:
         echo_json([h.to_dict() for h in hits])

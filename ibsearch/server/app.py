@@ -10,12 +10,12 @@ client that goes away before its request is read costs one log line. A 500 is a 
 from __future__ import annotations
 
 import logging
+import mimetypes
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -28,7 +28,7 @@ from ..errors import DiskFullError, IbsearchError, LibraryError, MediaError, Usa
 from .config import ServerConfig
 from .decoding import UploadDecoder
 from .items import FileChanged
-from .models import ERRORS, SearchRequest, SignIn, form_schema
+from .models import ERRORS, SignIn
 from .responses import JsonErrors, RangeFileResponse
 from .routes import router
 from .security import TOKEN_COOKIE, Guard, UploadTooLarge, token_matches
@@ -37,6 +37,8 @@ from .thumbnails import Thumbnails
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+# The page's ES modules run only when served as JavaScript, whatever the system's MIME table says.
+mimetypes.add_type("text/javascript", ".js")
 #: The status of each kind of ibsearch error (the first match in this order wins).
 STATUS: tuple[tuple[type[IbsearchError], int], ...] = (
     (ItemNotFound, 404),
@@ -71,7 +73,6 @@ def new_app() -> FastAPI:
     app.add_exception_handler(ValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(ClientDisconnect, gone)
-    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
 
 
@@ -145,19 +146,6 @@ async def gone(request: Request, exc: Exception) -> Response:
     client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
     log.warning("client %s went away before its %s %s was read", client, request.method, request.url.path)
     return Response(status_code=400)
-
-
-def openapi(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with the two request bodies of ``/api/search`` (JSON and multipart)."""
-    if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components["SearchRequest"] = SearchRequest.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-        components["SearchForm"] = form_schema()
-        app.openapi_schema = schema
-    return app.openapi_schema
 
 
 __all__ = ["STATIC", "create_app", "new_app", "openapi_document"]

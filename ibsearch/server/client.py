@@ -4,8 +4,10 @@ A server that runs on a loopback address leaves a :class:`~.record.ServerRecord`
 When that record is there, its process is alive, the server answers ``/healthz`` as the recorded
 instance within a moment, and it runs the model the command asks for, the query goes there: no
 torch, no model loading, no index reading in the command's process. Otherwise (no server, a stale
-record, a file too large for the server, any failure to talk to it) :func:`search_via_server`
-returns None and the command searches in-process as before.
+record, a file too large for the server, any failure to talk to it) :class:`ServerBackend` is not
+found or its search returns None, and the command searches in-process as before. Both backends take
+the same ``(terms, SearchOptions)``; the terms travel in the fields of the one table of query inputs
+(:data:`ibsearch.terms.QUERY_INPUTS`).
 
 This module imports nothing heavy (no numpy, SQLite or FAISS): that is the whole point of it.
 """
@@ -25,22 +27,13 @@ from typing import Any
 
 from ..errors import UsageError
 from ..files import path_fields
-from ..locations import anchored_glob, anchored_prefix, library_dir
-from ..modality import AUDIO, DEPTH, IMU, TEXT, THERMAL, VISION, FileKind
-from ..terms import LIKE, Term
+from ..locations import library_dir
+from ..options import SearchOptions
+from ..terms import Given, Term, input_for
 from .record import INSTANCE_HEADER, ServerRecord, remove_record
 
 HEALTH_TIMEOUT = 1.0  # seconds to wait for /healthz: a server that is slower is not used
 QUERY_TIMEOUT = 600.0  # the first query of a server may load a tower
-#: Upload field of each (modality, file kind) term, as the server's multipart search expects.
-UPLOAD_FIELDS: dict[tuple[str, FileKind | None], str] = {
-    (VISION, None): "image",
-    (VISION, FileKind.VIDEO): "video",
-    (AUDIO, None): "audio",
-    (DEPTH, None): "depth",
-    (THERMAL, None): "thermal",
-    (IMU, None): "imu",
-}
 #: The fields of a hit as ``Hit.to_dict`` writes them, in its order.
 HIT_FIELDS = ("path", "path_bytes", "score", "modality", "metadata", "start", "end")
 #: Answers that mean "ask the library yourself" rather than "your query is wrong": no access, an upload
@@ -68,32 +61,38 @@ class RemoteHit:
         return dict(self.fields)
 
 
-def search_via_server(terms: Sequence[Term], params: Mapping[str, Any]) -> list[RemoteHit] | None:
-    """The hits of ``terms`` from the server running on the library that ``params`` names, or None
-    (see the module docs). ``params`` are the query command's parameters by name: the shared ones
-    (``library``, ``model``, ``checkpoint``, ``device``, ``precision``) and the options of
-    ``SearchOptions`` (``targets``, ``k``, ``path_glob``, ``path_prefix``, ``min_duration``,
-    ``max_duration``, ``segments``, ``include_like``).
+class ServerBackend:
+    """The server running on a library, as a search backend: :meth:`search` takes what
+    :meth:`ibsearch.search.Searcher.search` takes, and answers None where the command must search
+    in-process instead."""
 
-    Raises :class:`UsageError` with the server's message when the server finds the query wrong.
-    """
-    root = library_dir(params.get("library"))
-    record = ServerRecord.read(root)
-    if record is None:
-        return None
-    if not record.process_alive():
-        remove_record(root, record.instance)  # stale: its server is gone
-        return None
-    if not _suits(record, root, params):
-        return None
-    try:
-        connection = _connection(record)
-        if connection is None:
+    def __init__(self, record: ServerRecord) -> None:
+        self.record = record
+
+    @classmethod
+    def find(cls, settings: Mapping[str, Any]) -> ServerBackend | None:
+        """The server serving the library that ``settings`` names (the command's shared options:
+        ``library``, ``model``, ``checkpoint``, ``device``, ``precision``) as they ask, or None."""
+        root = library_dir(settings.get("library"))
+        record = ServerRecord.read(root)
+        if record is None:
             return None
-        with contextlib.closing(connection):
-            return _search(connection, record, terms, params)
-    except (OSError, http.client.HTTPException, ValueError):
-        return None
+        if not record.process_alive():
+            remove_record(root, record.instance)  # stale: its server is gone
+            return None
+        return cls(record) if _suits(record, root, settings) else None
+
+    def search(self, terms: Sequence[Term], options: SearchOptions) -> list[RemoteHit] | None:
+        """The hits of ``terms`` from the server, or None (see the module docs). Raises
+        :class:`UsageError` with the server's message when the server finds the query wrong."""
+        try:
+            connection = _connection(self.record)
+            if connection is None:
+                return None
+            with contextlib.closing(connection):
+                return _search(connection, self.record, terms, options)
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
 
 
 def _suits(record: ServerRecord, root: Path, common: Mapping[str, Any]) -> bool:
@@ -157,25 +156,25 @@ def _search(
     connection: http.client.HTTPConnection,
     record: ServerRecord,
     terms: Sequence[Term],
-    options: Mapping[str, Any],
+    options: SearchOptions,
 ) -> list[RemoteHit] | None:
     fields: list[tuple[str, str]] = []
     files: list[tuple[str, str, bytes]] = []
     for term in terms:
         weighted = f"{float(term.weight)!r}="
-        if term.kind == TEXT and isinstance(term.value, str):
-            fields.append(("text", weighted + term.value))
-        elif term.kind == LIKE:
+        field = input_for(term, "api")
+        if field and field.given is Given.TEXT and isinstance(term.value, str):
+            fields.append((field.name, weighted + term.value))
+        elif field and field.given is Given.STORED:
             quoted = urllib.parse.quote(os.path.abspath(str(term.value)), safe="/")
             item = _ask(connection, record, "GET", f"/api/items?path={quoted}")
             if item is None:
                 return None  # not in the library: the in-process search says so in its own words
-            fields.append(("like", weighted + str(item["id"])))
-        elif (term.kind, term.media) in UPLOAD_FIELDS and os.path.isfile(str(term.value)):
-            field = UPLOAD_FIELDS[(term.kind, term.media)]
-            fields.append((field + "_weight", repr(float(term.weight))))
+            fields.append((field.name, weighted + str(item["id"])))
+        elif (upload := input_for(term, "upload")) and os.path.isfile(str(term.value)):
+            fields.append((upload.name + "_weight", repr(float(term.weight))))
             with open(str(term.value), "rb") as fh:
-                files.append((field, os.path.basename(str(term.value)), fh.read()))
+                files.append((upload.name, os.path.basename(str(term.value)), fh.read()))
         else:
             return None  # an input that only the in-process search can read (or report)
     fields += _option_fields(options)
@@ -186,19 +185,17 @@ def _search(
     return [RemoteHit(_hit_fields(result)) for result in found["results"]]
 
 
-def _option_fields(options: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The search options as form fields; relative path filters anchored here, as in-process."""
-    fields = [("target", target) for target in options.get("targets") or ()]
-    prefix, glob = options.get("path_prefix"), options.get("path_glob")
-    if prefix is not None:
-        fields.append(("path_prefix", anchored_prefix(prefix)))
-    if glob is not None:
-        fields.append(("path_glob", anchored_glob(glob)))
+def _option_fields(options: SearchOptions) -> list[tuple[str, str]]:
+    """The search options as form fields (path filters already anchored here, as in-process)."""
+    fields = [("target", target) for target in options.targets or ()]
+    for name in ("path_prefix", "path_glob"):
+        if getattr(options, name) is not None:
+            fields.append((name, getattr(options, name)))
     for name in ("k", "min_duration", "max_duration"):
-        if options.get(name) is not None:
-            fields.append((name, repr(options[name])))
+        if getattr(options, name) is not None:
+            fields.append((name, repr(getattr(options, name))))
     for name in ("segments", "include_like"):
-        fields.append((name, "true" if options.get(name) else "false"))
+        fields.append((name, "true" if getattr(options, name) else "false"))
     return fields
 
 
@@ -223,4 +220,4 @@ def _hit_fields(result: Mapping[str, Any]) -> dict[str, Any]:
     return {name: result[name] for name in HIT_FIELDS if result.get(name) is not None}
 
 
-__all__ = ["RemoteHit", "search_via_server"]
+__all__ = ["RemoteHit", "ServerBackend"]

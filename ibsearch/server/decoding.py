@@ -2,7 +2,7 @@
 decode, and decoding them without holding up other clients.
 
 Both limits are decided before anything is decoded: the number of files when the form is read
-(``--max-upload-files``, :func:`~ibsearch.server.query.read_form`), the pixels from each image's
+(``--max-upload-files``, :func:`~ibsearch.server.query.form_terms`), the pixels from each image's
 header (``--max-upload-megapixels``, the images of the ``image``, ``depth`` and ``thermal`` fields
 together; Pillow reads an image's size without its data, numpy an array's shape from its ``.npy``
 header). A 9000 x 9000 JPEG is a few hundred kilobytes that take seconds to decode, which the

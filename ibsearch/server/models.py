@@ -1,20 +1,33 @@
-"""The API's typed requests and responses (what ``/openapi.json`` describes and scripts rely on)."""
+"""The API's typed requests and responses (what ``/openapi.json`` describes and scripts rely on).
+
+The query inputs of a request (its JSON fields and its upload fields) are the rows of the one table
+:data:`ibsearch.terms.QUERY_INPUTS` offered to the API, so FastAPI declares both bodies from it.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import UploadFile
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    create_model,
+)
 
 from ..files import display_path
 from ..modality import MODALITIES
+from ..terms import QUERY_INPUTS, Given, inputs_on
 
 MAX_TERMS = 32  # terms of one kind in one query
 MAX_TEXT = 10_000  # characters of one text term (the tower reads 77 tokens anyway)
 MAX_K = 1000  # hits per query
 MAX_ID = 2**63 - 1  # SQLite's largest integer
-#: Upload fields of a multipart search and the kind of file each holds.
-FILE_FIELDS = ("image", "audio", "video", "depth", "thermal", "imu")
+WEIGHT_SUFFIX = "_weight"  # the field of an upload's weights: image_weight beside image
 
 
 def _unicode(value: str) -> str:
@@ -29,19 +42,11 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_un
 ItemId = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
-class SearchRequest(BaseModel):
-    """A query: weighted terms, where to search, filters. Weights use the CLI's ``WEIGHT=`` prefix."""
+class SearchSettings(BaseModel):
+    """Where a query searches and what comes back (the fields of a request besides its inputs)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    text: list[Text] = Field(
-        default_factory=list, max_length=MAX_TERMS, description='Text terms, e.g. "a dog" or "-0.5=people".'
-    )
-    like: list[ItemId | Text] = Field(
-        default_factory=list,
-        max_length=MAX_TERMS,
-        description='Item ids whose stored vectors are reused ("more like this"): 12, or "0.5=12".',
-    )
     target: list[Text] = Field(
         default_factory=list,
         max_length=len(MODALITIES) * 2,
@@ -56,6 +61,59 @@ class SearchRequest(BaseModel):
     )
     min_duration: float | None = Field(None, description="Only media at least this many seconds long.")
     max_duration: float | None = Field(None, description="Only media at most this many seconds long.")
+
+
+#: What one value of a JSON input field is, by how the input is given, and how it is described.
+API_FIELDS: dict[Given, tuple[Any, str]] = {
+    Given.TEXT: (Text, 'Terms, e.g. "a dog" or "-0.5=people".'),
+    Given.STORED: (
+        ItemId | Text,
+        'Item ids whose stored vectors are reused ("more like this"): 12, or "0.5=12".',
+    ),
+}
+#: An uploaded file of a multipart search (text sent in its place is refused with a message saying so).
+Upload = Annotated[
+    UploadFile | str, WithJsonSchema({"type": "string", "contentMediaType": "application/octet-stream"})
+]
+
+
+def _terms(kind: Any, description: str) -> Any:
+    return (list[kind], Field(default_factory=list, max_length=MAX_TERMS, description=description))
+
+
+#: A query: weighted terms, where to search, filters. Weights use the CLI's ``WEIGHT=`` prefix.
+SearchRequest: type[SearchSettings] = create_model(
+    "SearchRequest",
+    __base__=SearchSettings,
+    __doc__="A query: weighted terms, where to search, filters. Weights use the CLI's ``WEIGHT=`` prefix.",
+    **{row.name: _terms(*API_FIELDS[row.given]) for row in inputs_on("api")},
+)
+#: A multipart search: the fields of :data:`SearchRequest` (lists repeated) plus the upload fields,
+#: each with an optional ``<field>_weight`` per file, in the same order.
+SearchForm: type[SearchSettings] = create_model(
+    "SearchForm",
+    __base__=SearchRequest,
+    __doc__="The fields of SearchRequest (lists repeated), uploads, and a <field>_weight per upload.",
+    **{row.name: _terms(Upload, f"{row.label} files: {row.help}") for row in inputs_on("upload")},
+    **{row.name + WEIGHT_SUFFIX: _terms(float, f"The weight of each {row.name} file, in order (default 1).")
+       for row in inputs_on("upload")},
+)  # fmt: skip
+
+
+class QueryInputInfo(BaseModel):
+    """One query input the API takes: the page offers each (``given``: text, a stored item, a file)."""
+
+    name: str = Field(description="The field that carries it (an upload field for a file).")
+    kind: str = Field(description="The modality that embeds it, or like.")
+    given: Given = Field(description="How it is given: text, stored (an item id) or file (an upload).")
+    label: str = Field(description="What to call it on a page.")
+    media: str | None = Field(None, description="For a file: the kind of file (image, video, depth...).")
+
+
+def api_inputs() -> list[QueryInputInfo]:
+    """The rows of the query table the API takes (JSON fields and uploads), in the table's order."""
+    offered = [row for row in QUERY_INPUTS if row.offered("api") or row.offered("upload")]
+    return [QueryInputInfo.model_validate(row.describe()) for row in offered]
 
 
 class Result(BaseModel):
@@ -146,18 +204,6 @@ def printable(data: Any) -> Any:
     return display_path(data) if isinstance(data, str) else data
 
 
-def form_schema() -> dict[str, Any]:
-    """The JSON schema of a multipart search: the fields of :class:`SearchRequest` (lists repeated)
-    plus the upload fields, each with an optional ``<field>_weight`` per file, in the same order."""
-    schema = SearchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    properties: dict[str, Any] = dict(schema["properties"])
-    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
-    for name in FILE_FIELDS:
-        properties[name] = {"type": "array", "items": binary, "maxItems": MAX_TERMS, "title": name}
-        properties[f"{name}_weight"] = {"type": "array", "items": {"type": "number"}, "maxItems": MAX_TERMS}
-    return {"title": "SearchForm", "type": "object", "properties": properties, "additionalProperties": False}
-
-
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": what}
     for code, what in (
@@ -175,15 +221,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 __all__ = [
     "ERRORS",
-    "FILE_FIELDS",
     "ErrorResponse",
     "Health",
     "Info",
     "Item",
     "Result",
+    "QueryInputInfo",
+    "SearchForm",
     "SearchRequest",
     "SearchResponse",
+    "SearchSettings",
     "SignIn",
-    "form_schema",
+    "api_inputs",
     "printable",
 ]

@@ -1,10 +1,11 @@
 """From an API request to query terms and search options, uploads included.
 
-A JSON body is a :class:`~ibsearch.server.models.SearchRequest`. A multipart form carries the same
-fields (lists as repeated fields) plus uploaded files in the fields ``image``, ``audio``, ``video``,
-``depth``, ``thermal`` and ``imu``, each weighted by the matching ``<field>_weight`` values in
-order. Uploads are written into a private folder (mode 0700) under names the server makes up, and
-the folder is deleted when the query is over: nothing a client sends ever names a path on disk.
+A JSON body is a :data:`~ibsearch.server.models.SearchRequest`. A multipart form
+(:data:`~ibsearch.server.models.SearchForm`) carries the same fields (lists as repeated fields) plus
+uploaded files in the upload fields of the query table (``image``, ``audio``, ...), each weighted by
+the matching ``<field>_weight`` values in order. Uploads are written into a private folder (mode
+0700) under names the server makes up, and the folder is deleted when the query is over: nothing a
+client sends ever names a path on disk.
 Path filters are only compared with the paths stored in the database.
 """
 
@@ -15,38 +16,30 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import UploadFile
 
 from ..closing import Closing
 from ..errors import MediaError, UsageError
-from ..modality import AUDIO, DEPTH, IMU, THERMAL, VISION, FileKind
-from ..search import SearchOptions
-from ..terms import LIKE, Term, parse_term
-from .models import FILE_FIELDS, MAX_ID, MAX_TERMS, MAX_TEXT, SearchRequest
+from ..options import SearchOptions
+from ..terms import INPUTS_BY_NAME, LIKE, Given, Term, inputs_on, parse_term
+from .models import MAX_ID, WEIGHT_SUFFIX, SearchSettings
 from .security import UploadTooLarge
 
-#: The modality, and the file kind when it is not the modality's usual one, of each upload field.
-UPLOAD_KINDS: dict[str, tuple[str, FileKind | None]] = {
-    "image": (VISION, None),
-    "audio": (AUDIO, None),
-    "video": (VISION, FileKind.VIDEO),
-    "depth": (DEPTH, None),
-    "thermal": (THERMAL, None),
-    "imu": (IMU, None),
-}
-LIST_FIELDS = ("text", "like", "target")
-WEIGHT_SUFFIX = "_weight"
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
 _ITEM_ID = re.compile(r"[0-9]{1,19}")
 
 
-def request_terms(request: SearchRequest) -> list[Term]:
-    """The text and ``like`` terms of ``request`` (``like`` values are item ids, resolved later)."""
-    terms = [parse_term("text", text) for text in request.text]
-    return terms + [like_term(value) for value in request.like]
+def request_terms(request: SearchSettings) -> list[Term]:
+    """The terms of the JSON input fields of ``request`` (a ``SearchRequest`` or ``SearchForm``);
+    stored items are given by their ids (``like``), resolved later."""
+    return [
+        like_term(value) if row.given is Given.STORED else parse_term(row.name, value)
+        for row in inputs_on("api")
+        for value in getattr(request, row.name)
+    ]
 
 
 def like_term(value: int | str) -> Term:
@@ -60,7 +53,7 @@ def like_term(value: int | str) -> Term:
     return Term(LIKE, int(text), term.weight)
 
 
-def search_options(request: SearchRequest) -> SearchOptions:
+def search_options(request: SearchSettings) -> SearchOptions:
     """The :class:`SearchOptions` of ``request``; relative path filters are refused (the server's
     working folder means nothing to a client)."""
     if request.path_prefix is not None and not request.path_prefix.startswith("/"):
@@ -74,14 +67,14 @@ def search_options(request: SearchRequest) -> SearchOptions:
             "relative paths mean nothing to the server"
         )
     return SearchOptions(
-        request.target or None,
-        request.k,
-        glob,
-        request.path_prefix,
-        request.min_duration,
-        request.max_duration,
-        request.segments,
-        request.include_like,
+        targets=request.target or None,
+        k=request.k,
+        path_glob=glob,
+        path_prefix=request.path_prefix,
+        min_duration=request.min_duration,
+        max_duration=request.max_duration,
+        segments=request.segments,
+        include_like=request.include_like,
     )
 
 
@@ -102,8 +95,7 @@ class Uploads(Closing):
         path = self.folder / f"{len(self.names):02d}-{field}{ext if _SUFFIX.fullmatch(ext) else ''}"
         await run_in_threadpool(_copy, upload.file, path)
         self.names[str(path)] = f"{name} (uploaded as {field})"
-        modality, media = UPLOAD_KINDS[field]
-        return Term(modality, str(path), weight, media)
+        return INPUTS_BY_NAME[field].term(str(path), weight)
 
     def explain(self, exc: MediaError) -> MediaError:
         """``exc`` naming the upload as the client called it, rather than the saved copy."""
@@ -118,49 +110,23 @@ def _copy(source: BinaryIO, path: Path) -> None:
         shutil.copyfileobj(source, fh)
 
 
-async def read_form(form: FormData, uploads: Uploads, max_files: int) -> tuple[SearchRequest, list[Term]]:
-    """The request and the upload terms of a multipart search form of at most ``max_files`` files
-    (:class:`UploadTooLarge` beyond them, before any is saved)."""
-    fields: dict[str, Any] = {}
-    for name in form.keys():
-        if name in FILE_FIELDS or (
-            name.endswith(WEIGHT_SUFFIX) and name[: -len(WEIGHT_SUFFIX)] in FILE_FIELDS
-        ):
-            continue
-        values = form.getlist(name)
-        if any(not isinstance(value, str) for value in values):
-            raise UsageError(
-                f"form field {name!r} must not be a file; upload files as {', '.join(FILE_FIELDS)}"
-            )
-        if name in LIST_FIELDS:
-            fields[name] = values
-        elif values[-1] != "":  # an empty optional field (a form left blank) is no value
-            fields[name] = values[-1]
-    request = SearchRequest.model_validate(fields)
-    uploaded = {field: form.getlist(field) for field in FILE_FIELDS}
-    for field, files in uploaded.items():
-        if len(files) > MAX_TERMS:
-            raise UsageError(f"at most {MAX_TERMS} {field} files per query, got {len(files)}")
+async def form_terms(form: SearchSettings, uploads: Uploads, max_files: int) -> list[Term]:
+    """The upload terms of a multipart search (a ``SearchForm``) of at most ``max_files`` files
+    (:class:`UploadTooLarge` beyond them, before any is saved), saved into ``uploads``."""
+    uploaded = {row.name: getattr(form, row.name) for row in inputs_on("upload")}
     if sum(len(files) for files in uploaded.values()) > max_files:
         raise UploadTooLarge(f"at most {max_files} files per search on this server (--max-upload-files)")
     terms = []
     for field, files in uploaded.items():
-        weights = form.getlist(field + WEIGHT_SUFFIX)
+        weights = getattr(form, field + WEIGHT_SUFFIX)
         if len(weights) > len(files):
             raise UsageError(f"{len(weights)} {field}{WEIGHT_SUFFIX} values for {len(files)} {field} files")
         for position, upload in enumerate(files):
             if not isinstance(upload, UploadFile):
                 raise UsageError(f"form field {field!r} must be a file upload, got text")
-            weight = _weight(field, weights[position]) if position < len(weights) else 1.0
+            weight = weights[position] if position < len(weights) else 1.0
             terms.append(await uploads.add(field, upload, weight))
-    return request, terms
+    return terms
 
 
-def _weight(field: str, raw: Any) -> float:
-    try:
-        return float(str(raw)[:MAX_TEXT])
-    except ValueError:
-        raise UsageError(f"{field}{WEIGHT_SUFFIX} must be a number, got {str(raw)[:40]!r}") from None
-
-
-__all__ = ["UPLOAD_KINDS", "Uploads", "like_term", "read_form", "request_terms", "search_options"]
+__all__ = ["Uploads", "form_terms", "like_term", "request_terms", "search_options"]

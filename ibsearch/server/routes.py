@@ -11,18 +11,36 @@ import os
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Form, Path, Query, Request, Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Match
+from starlette.types import Scope
 
 from .. import maintenance
 from ..errors import MediaError, UsageError
 from ..files import display_path
 from ..modality import TEXT
+from ..options import SearchOptions
 from ..store.records import FileRecord
+from ..terms import Term, inputs_on
 from .items import CheckedFile, ItemFileResponse, content_type, item_model, kind_of, result_model
-from .models import ERRORS, MAX_ID, Health, Info, Item, SearchRequest, SearchResponse, printable
-from .query import Uploads, read_form, request_terms, search_options
+from .models import (
+    ERRORS,
+    MAX_ID,
+    MAX_TERMS,
+    Health,
+    Info,
+    Item,
+    QueryInputInfo,
+    SearchForm,
+    SearchRequest,
+    SearchResponse,
+    api_inputs,
+    printable,
+)
+from .query import Uploads, form_terms, request_terms, search_options
 from .record import INSTANCE_HEADER
 from .service import LibraryService
 
@@ -37,17 +55,10 @@ MEDIA: dict[int | str, dict[str, Any]] = {
     200: BYTES,
     206: {**BYTES, "description": "Part of the file (HTTP Range)."},
 }
-SEARCH_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}},
-            "multipart/form-data": {"schema": {"$ref": "#/components/schemas/SearchForm"}},
-        },
-    }
-}
+JSON, MULTIPART = "application/json", "multipart/form-data"
 #: The parser's own bounds; the server's file limit (--max-upload-files) is checked before any is saved.
-FORM_LIMITS = {"max_files": 6 * 32, "max_fields": 400, "max_part_size": 64 * 1024}
+FORM_LIMITS: Any = {"max_files": len(inputs_on("upload")) * MAX_TERMS, "max_fields": 400,
+                    "max_part_size": 64 * 1024}  # fmt: skip
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -77,46 +88,116 @@ async def info(request: Request) -> Any:
     return Info.model_validate(printable(data))
 
 
-@router.post(
-    "/api/search",
-    response_model=SearchResponse,
-    responses=errors(400, 401, 409, 413, 415, 422),
-    openapi_extra=SEARCH_BODY,
-    tags=["search"],
-)
-async def search(request: Request, response: Response) -> SearchResponse:
+def body_kind(scope: Scope) -> str:
+    """The media type of a request's body, without its parameters ("" when it names none)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return value.decode("latin-1").split(";")[0].strip().lower()
+    return ""
+
+
+class BodyRoute(APIRoute):
+    """A search route that reads its body before FastAPI does, so that what stops the reading keeps
+    its own answer (FastAPI's would be a 400): an upload past the limit 413, a client gone a log line."""
+
+    form = False  # whether it takes multipart forms (:class:`FormRoute`) or the rest (JSON)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        return (match, child) if (body_kind(scope) == MULTIPART) == self.form else (Match.NONE, {})
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            kind = body_kind(request.scope)
+            if self.form:
+                await request.form(**FORM_LIMITS)  # kept by the request for FastAPI's handler
+            elif kind in (JSON, ""):
+                await request.body()
+            else:
+                return JSONResponse({"error": f"send the query as {JSON} or {MULTIPART}, not {kind!r}"}, 415)
+            return await handler(request)  # type: ignore[no-any-return]
+
+        return handle
+
+
+class FormRoute(BodyRoute):
+    """The multipart search, at the same path as the JSON one."""
+
+    form = True
+
+
+SEARCH: dict[str, Any] = {
+    "response_model": SearchResponse,
+    "responses": errors(400, 401, 409, 413, 415, 422),
+    "tags": ["search"],
+}
+
+
+async def search_json(
+    request: Request,
+    response: Response,
+    query: SearchRequest,  # type: ignore[valid-type]
+) -> SearchResponse:
+    """Search with text and item ids (``like``); see ``SearchRequest``."""
+    return await answer(request, response, request_terms(query), search_options(query))
+
+
+async def search(
+    request: Request,
+    response: Response,
+    form: Annotated[SearchForm, Form(media_type=MULTIPART)],  # type: ignore[valid-type]
+) -> SearchResponse:
     """Search with text, item ids (``like``) and uploaded files; see ``SearchRequest``.
 
-    Send JSON, or ``multipart/form-data`` with the same fields plus files in ``image``, ``audio``,
-    ``video``, ``depth``, ``thermal``, ``imu`` (each weighted by ``<field>_weight``). The answer's
+    Send JSON, or ``multipart/form-data`` with the same fields plus files in the upload fields of
+    ``SearchForm`` (each weighted by ``<field>_weight``; ``/api/inputs`` lists them). The answer's
     ``Server-Timing`` header says how long encoding the query and searching took.
     """
-    service = service_of(request)
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     with Uploads() as uploads:
-        if kind == "multipart/form-data":
-            async with request.form(**FORM_LIMITS) as form:
-                query, files = await read_form(form, uploads, request.app.state.config.max_upload_files)
-        elif kind in ("application/json", ""):
-            query, files = SearchRequest.model_validate_json(await request.body() or b"{}"), []
-        else:
-            return JSONResponse(  # type: ignore[return-value]
-                {"error": f"send the query as application/json or multipart/form-data, not {kind!r}"}, 415
-            )
-        terms, options = request_terms(query), search_options(query)
-        texts = [term.value for term in terms if term.kind == TEXT and isinstance(term.value, str)]
-        started = time.perf_counter()
+        files = await form_terms(form, uploads, request.app.state.config.max_upload_files)
+        return await answer(request, response, request_terms(form), search_options(form), files, uploads)
+
+
+router.add_api_route("/api/search", search_json, methods=["POST"], route_class_override=BodyRoute, **SEARCH)
+# OpenAPI has one operation per path and method: the multipart one's names both bodies, the JSON one
+# by the schema FastAPI made for the route above.
+JSON_BODY = {"schema": {"$ref": "#/components/schemas/SearchRequest"}}
+router.add_api_route("/api/search", search, methods=["POST"], route_class_override=FormRoute,
+                     openapi_extra={"requestBody": {"content": {JSON: JSON_BODY}}}, **SEARCH)  # fmt: skip
+
+
+async def answer(
+    request: Request,
+    response: Response,
+    terms: list[Term],
+    options: SearchOptions,
+    files: list[Term] | None = None,
+    uploads: Uploads | None = None,
+) -> SearchResponse:
+    """The hits of a search, its uploaded ``files`` (saved in ``uploads``) decoded first."""
+    service = service_of(request)
+    texts = [term.value for term in terms if term.kind == TEXT and isinstance(term.value, str)]
+    started = time.perf_counter()
+    if files and uploads:
         try:
             terms += await request.app.state.decoder.vectors(files, uploads, service)
         except MediaError as exc:
             raise uploads.explain(exc) from None
-        uploaded = time.perf_counter() - started
-        found = await service.run(lambda _: service.search(terms, options), texts)
+    uploaded = time.perf_counter() - started
+    found = await service.run(lambda _: service.search(terms, options), texts)
     encode = found.encode_seconds + uploaded
     response.headers["Server-Timing"] = (
         f"encode;dur={encode * 1000:.1f}, search;dur={found.search_seconds * 1000:.1f}"
     )
     return SearchResponse(results=[result_model(record, hit) for record, hit in found.hits])
+
+
+@router.get("/api/inputs", response_model=list[QueryInputInfo], responses=errors(401), tags=["search"])
+async def inputs() -> list[QueryInputInfo]:
+    """The query inputs a search takes (the table the command line and Python share), for the page."""
+    return api_inputs()
 
 
 async def record_of(request: Request, item_id: int) -> FileRecord:

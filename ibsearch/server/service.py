@@ -37,6 +37,7 @@ from ..closing import Closing
 from ..errors import IbsearchError, UsageError
 from ..library import Library
 from ..modality import TEXT, FileKind
+from ..query_vector import Compute
 from ..search import Hit, Searcher, SearchOptions
 from ..store.records import FileRecord
 from ..terms import LIKE, Term
@@ -51,46 +52,37 @@ class ItemNotFound(IbsearchError):
     """No item with the asked id in the library (answered with 404)."""
 
 
-class CachingSearcher(Searcher):
-    """A :class:`Searcher` that remembers the vectors of recent text terms, encodes waiting texts in
-    one batch (:meth:`prefill`), and times encoding."""
+class TextCache:
+    """The vectors of recent text terms (a :class:`~ibsearch.query_vector.TermCache` for the
+    server's :class:`Searcher`), and the texts of queued queries encoded in one batch (:meth:`prefill`)."""
 
-    def __init__(self, library: Library, cache_size: int = TEXT_CACHE_SIZE) -> None:
-        super().__init__(library)
-        self.cache_size = cache_size
+    def __init__(self, size: int = TEXT_CACHE_SIZE) -> None:
+        self.size = size
         self._texts: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.encode_seconds = 0.0  # time the last query spent turning its terms into a vector
         self.batches = 0  # batches of several texts encoded together
 
-    def embed(self, terms: list[Term]) -> np.ndarray:
-        started = time.perf_counter()
-        try:
-            return super().embed(terms)
-        finally:
-            self.encode_seconds = time.perf_counter() - started
-
-    def _term_vector(self, term: Term) -> np.ndarray:
+    def vector(self, term: Term, compute: Compute) -> np.ndarray:
         if term.kind != TEXT or not isinstance(term.value, str):
-            return super()._term_vector(term)
+            return compute(term)
         vector = self._texts.get(term.value)
         if vector is None:
-            vector = super()._term_vector(term)
+            vector = compute(term)
             self._remember(term.value, vector)
         else:
             self._texts.move_to_end(term.value)
         return vector
 
     def _remember(self, text: str, vector: np.ndarray) -> None:
-        if self.cache_size:
+        if self.size:
             self._texts[text] = vector
-            while len(self._texts) > self.cache_size:
+            while len(self._texts) > self.size:
                 self._texts.popitem(last=False)
 
-    def prefill(self, texts: Iterable[str]) -> None:
+    def prefill(self, library: Library, texts: Iterable[str]) -> None:
         """Encode the ``texts`` not remembered yet in one batch (with fewer than two, the search
-        encodes its text itself, exactly as :class:`Searcher` does)."""
+        encodes its text itself, exactly as without a cache)."""
         todo = [text for text in dict.fromkeys(texts) if text not in self._texts]
-        if len(todo) < 2 or not self.cache_size:
+        if len(todo) < 2 or not self.size:
             return
         import torch
 
@@ -98,7 +90,7 @@ class CachingSearcher(Searcher):
 
         try:
             batch = torch.stack([load(FileKind.TEXT, TEXT, text.encode("utf-8")) for text in todo])
-            vectors = self.library.encoder().encode(TEXT, batch)
+            vectors = library.encoder().encode(TEXT, batch)
         except IbsearchError as exc:  # each search then encodes its own text and reports the problem
             log.debug("could not encode %d texts together: %s", len(todo), exc)
             return
@@ -132,12 +124,13 @@ class LibraryService(Closing):
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._version: int | None = None
         self._batch_seconds = 0.0  # encoding the texts of the batch under way together
+        self.cache = TextCache()  # the searcher's, made on the library's thread
         opened: Future[Library] = Future()
         self._thread = threading.Thread(target=self._serve, args=(opener, opened), name="ibsearch-library")
         self._thread.daemon = True
         self._thread.start()
         self.library: Library = opened.result()  # the opener's error, if it fails
-        self.searcher: CachingSearcher
+        self.searcher: Searcher
 
     @staticmethod
     def _data_version(lib: Library) -> int:
@@ -173,7 +166,7 @@ class LibraryService(Closing):
         try:
             lib = opener()
             self._version = self._data_version(lib)
-            self.searcher = CachingSearcher(lib)
+            self.searcher = Searcher(lib, cache=self.cache)
         except BaseException as exc:
             opened.set_exception(exc)
             return
@@ -213,7 +206,7 @@ class LibraryService(Closing):
             if replaced or committed:
                 lib.indexes.dirty.clear()  # only a writer saves index files; the server never does
             started = time.perf_counter()
-            self.searcher.prefill(texts)
+            self.cache.prefill(lib, texts)
             self._batch_seconds = time.perf_counter() - started
         except IbsearchError as exc:
             log.warning("%s", exc)  # each piece of work meets the problem again and reports it
@@ -233,10 +226,11 @@ class LibraryService(Closing):
             record = lib.store.files.get(hit.path)
             if record is not None:  # None: removed by another process a moment ago
                 found.append((record, hit))
-        encode = self.searcher.encode_seconds
+        embedded = self.searcher.embedder.seconds
+        encode = embedded
         if any(t.kind == TEXT for t in terms):
             encode += self._batch_seconds  # its text was encoded with those of the queries waiting with it
-        return Found(found, encode, time.perf_counter() - started - self.searcher.encode_seconds)
+        return Found(found, encode, time.perf_counter() - started - embedded)
 
     @staticmethod
     def _like_path(lib: Library, term: Term) -> Term:
@@ -258,4 +252,4 @@ class LibraryService(Closing):
         return record
 
 
-__all__ = ["CachingSearcher", "Found", "ItemNotFound", "LibraryService"]
+__all__ = ["Found", "ItemNotFound", "LibraryService", "TextCache"]

@@ -1,0 +1,149 @@
+"""The retrieval strategy: which indexes a query searches, how its filters are applied, and the best
+vector ids of each (beside :class:`~ibsearch.index_sync.IndexSet`, which holds the indexes).
+
+Filters become the set of allowed vector ids, which FAISS applies inside the search (an ID selector),
+so ``k`` hits come back whenever ``k`` matching vectors exist. On an approximate index (a big
+library) the filter is first tried on the best ``post_filter_factor`` x k hits of an unfiltered
+search: a broad filter keeps k of them, at the cost of a look-up per candidate instead of listing every
+matching vector (a second at a million); a narrow one falls back to the filtered search. How (these
+settings, and those of the index searches) is a :class:`~ibsearch.index.tuning.SearchTuning`, passed
+with each search.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+from .index.tuning import SearchTuning
+from .library import Library
+from .modality import INDEX_KEYS, MODALITIES, canonical, segments_key
+from .options import SearchOptions
+from .terms import LIKE, Term
+
+#: ``(score, vector id)`` pairs, best first.
+Found = list[tuple[float, int]]
+
+
+class Retrieval:
+    """Searches ``library``'s indexes for a query vector, its filters applied."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+
+    def keys(self, opts: SearchOptions) -> list[str]:
+        """The index keys a search with ``opts`` reads: its targets (default: every modality held),
+        whole files or segments, those that hold vectors. An empty library is an error."""
+        lib = self.library
+        # Which indexes hold vectors, by one index seek each: counting a million rows per query would
+        # cost more than an approximate search.
+        held = set(lib.store.vectors.keys_present(INDEX_KEYS))
+        present = [m for m in MODALITIES if m in held]
+        if not present:
+            raise UsageError(f"library {str(lib.root)!r} is empty; run 'ibsearch ingest PATH' first")
+        wanted = [canonical(t) for t in opts.targets] if opts.targets else present
+        keys = [segments_key(m) if opts.segments else m for m in dict.fromkeys(wanted)]
+        return [key for key in keys if key in held]
+
+    def excluded(self, terms: list[Term], opts: SearchOptions) -> set[int]:
+        """The vectors of the files of ``like`` terms: "more like this" means others (unless
+        ``include_like``)."""
+        excluded: set[int] = set()
+        if not opts.include_like:
+            for term in terms:
+                if term.kind == LIKE:
+                    stored = self.library.store.vectors.of_file(os.path.abspath(str(term.value)))
+                    excluded |= {v.id for v in stored}
+        return excluded
+
+    def search(
+        self,
+        query: np.ndarray,
+        keys: list[str],
+        opts: SearchOptions,
+        excluded: set[int],
+        tuning: SearchTuning,
+    ) -> Found:
+        """The best matches of ``query`` in the indexes ``keys``, best first across them, searched as
+        ``tuning`` says."""
+        found: Found = []
+        for key in keys:
+            found += _IndexSearch(self.library, key, tuning).best(query, opts, excluded)
+        found.sort(key=lambda item: -item[0])
+        return found
+
+
+class _IndexSearch:
+    """One index's search for one query, as ``tuning`` says."""
+
+    def __init__(self, library: Library, key: str, tuning: SearchTuning) -> None:
+        self.library, self.key, self.tuning = library, key, tuning
+        self.index = library.index(key)
+
+    def best(self, query: np.ndarray, opts: SearchOptions, excluded: set[int]) -> Found:
+        """The best matches in the index, filters applied inside the search (or, on an approximate
+        index, to the best candidates of a search without them, when k pass)."""
+        if not opts.filtered:
+            return self._top(query, opts.k, None, per_file=opts.segments, excluded=excluded)
+        ranges = opts.duration_range()
+        filters: dict[str, Any] = {"under": opts.path_prefix, "glob": opts.path_glob, "ranges": ranges}
+        if self.tuning.post_filter and self.index.approximate:
+            found = self._post_filtered(query, opts, excluded, filters)
+            if found is not None:
+                return found
+        allowed = self.library.store.vectors.select_ids(self.key, **filters)
+        if not len(allowed):
+            return []
+        return self._top(query, opts.k, allowed, per_file=opts.segments, excluded=excluded)
+
+    def _post_filtered(
+        self, query: np.ndarray, opts: SearchOptions, excluded: set[int], filters: dict[str, Any]
+    ) -> Found | None:
+        """The filter applied to the best hits of an unfiltered search, or None when fewer than ``k``
+        (files, with ``segments``) pass and the search must be filtered inside the index instead. The
+        best k that pass among the index's top candidates are the best k that pass."""
+        want = opts.k * self.tuning.post_filter_factor
+        if want > self.tuning.post_filter_most:
+            return None  # a long list of hits: one unfiltered search that deep would cost more
+        nprobe = self.index.nprobe * self.tuning.post_filter_nprobe
+        found = self._top(query, want, None, per_file=opts.segments, excluded=excluded, nprobe=nprobe)
+        store = self.library.store
+        among = np.array([i for _, i in found])
+        passing = set(store.vectors.select_ids(self.key, among=among, **filters).tolist())
+        kept = [(s, i) for s, i in found if i in passing]
+        if opts.segments:
+            enough = len({row.file_id for row in store.vectors.rows(list(passing)).values()}) >= opts.k
+        else:
+            enough = len(kept) >= opts.k
+        return kept if enough else None
+
+    def _top(
+        self,
+        query: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        per_file: bool,
+        excluded: set[int],
+        nprobe: int | None = None,
+    ) -> Found:
+        """Top hits of the index, ``excluded`` ids left out; with ``per_file``, enough hits to give
+        ``k`` distinct files."""
+        want = k + len(excluded)
+        while True:
+            scores, ids = self.index.search(
+                query[None, :], want, allowed_ids=allowed, nprobe=nprobe, tuning=self.tuning
+            )
+            held = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+            found = [(s, i) for s, i in held if i not in excluded]
+            if not per_file or len(held) < want:
+                return found
+            files = {row.file_id for row in self.library.store.vectors.rows([i for _, i in found]).values()}
+            if len(files) >= k:
+                return found
+            want *= 4
+
+
+__all__ = ["Retrieval"]
