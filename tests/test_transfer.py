@@ -56,7 +56,7 @@ def test_export_then_import_into_a_new_library_gives_the_same_hits(media_dir, li
     shard = tmp_path / "all.parquet"
     exported = run_json("export", "--output", shard, *lib_args)
     info = run_json("info", *lib_args)
-    shared = {key: n for key, n in info["vectors"].items() if key != "text.segments"}  # shards hold no passages
+    shared = {key: n for key, n in info["vectors"].items() if key != "text.segments"}  # no passages in shards
     assert exported["rows"] == sum(shared.values()) and exported["files"] == info["files"]
     meta = pq.read_schema(shard).metadata
     assert meta[b"ibsearch.model_id"] == MODEL.encode() and meta[b"ibsearch.dim"] == str(DIM).encode()

@@ -169,7 +169,9 @@ def input_options(fn: Any) -> Any:
 @click.option("--min-duration", type=float, default=None, help="Only media at least this many seconds long.")
 @click.option("--max-duration", type=float, default=None, help="Only media at most this many seconds long.")
 @click.option(
-    "--segments", is_flag=True, help="Return timestamped segments of long media (best per file), not files."
+    "--segments",
+    is_flag=True,
+    help="Return segments, best per file: timed ones of long media, passages of texts.",
 )
 @click.option(
     "--include-like",
@@ -188,6 +190,7 @@ def query(targets: Sequence[str], as_json: bool, **params: Any) -> None:
       ibsearch query --image park.jpg --audio 0.5=bark.wav --text "-1=people" --target image
       ibsearch query --like ~/Pictures/cat.jpg --path-prefix ~/Pictures/2024 --json
       ibsearch query --audio bark.wav --target audio --segments
+      ibsearch query --text "a phrase from a long note" --target text --segments
     """
     from ..options import SearchOptions
     from ..server.client import ServerBackend
