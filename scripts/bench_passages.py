@@ -65,7 +65,9 @@ def tiny_card(folder: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=1_000_000, help="characters of the note (default 1 MB)")
     parser.add_argument("--sample", type=int, default=48, help="passages the huge text tower encodes")
     parser.add_argument("--batch", type=int, default=8, help="passages per model call (ingest's default)")
@@ -112,7 +114,8 @@ def main() -> None:
     print(f"machine: {out['cpu']}, {out['cores']} cores, load average {out['load_start']:.2f} at start, "
           f"{out['load_end']:.2f} at end")  # fmt: skip
     print(f"note: {len(text):,} characters -> {len(passages):,} passages, cut in {out['cut_s']:.2f} s")
-    print(f"huge text tower ({out['huge_device']}, batch {args.batch}): {out['huge_passages_per_s']:.2f} passages/s")
+    rate = out["huge_passages_per_s"]
+    print(f"huge text tower ({out['huge_device']}, batch {args.batch}): {rate:.2f} passages/s")
     print(f"ingest with the tiny model: {out['tiny_ingest_s']:.1f} s, {out['encoded']} vectors encoded "
           f"({out['vectors']})")  # fmt: skip
     print(f"ingest with the huge model (estimate: the above + passages at that rate): "
