@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LibraryError, UsageError
-from ..ingest.commit import PREPROCESS_VERSION, TEXT_SEGMENTS, Committer, Job
+from ..ingest.commit import PREPROCESS_VERSION, Committer, Job
 from ..library import Library
 from ..modality import INDEX_KEYS
 from ..shards import ShardReader, ShardRow, ShardWriter
@@ -36,8 +36,7 @@ def write_shard(lib: Library, jobs: list[Job]) -> Path | None:
     rows: list[ShardRow] = []
     vectors: list[np.ndarray] = []
     for job in jobs:
-        # Shards hold no passages: a note's come from the next local ingest (see ingest.plan).
-        for key in (k for k in INDEX_KEYS if k in job.vectors and k != TEXT_SEGMENTS):
+        for key in (k for k in INDEX_KEYS if k in job.vectors):
             for vec, (start, end) in zip(job.vectors[key], job.spans[key], strict=True):
                 rows.append(ShardRow(job.path, key, start, end, job.info, job.st.st_size,
                                      job.st.st_mtime_ns, job.content_hash))  # fmt: skip
