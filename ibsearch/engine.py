@@ -3,7 +3,7 @@
 ``Library.open(path).ingest([...])``, ``.searcher()``, ``.remove``, ``.reindex``, ``.check``,
 ``.info``, ``.import_vectors``, ``.export_vectors``. Each method is one call into the module that
 does the work (:mod:`.ingest`, :mod:`.search`, :mod:`.maintenance`, :mod:`.transfer`), which take
-the plain :class:`ibsearch.library.Library`; nothing in the package imports this module but the
+the plain :class:`ibsearch.library.LibraryResources`; nothing in the package imports this module but the
 command line and ``ibsearch`` itself.
 """
 
@@ -12,17 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import library, maintenance, transfer
+from . import export, library, maintenance, transfer
+from .export import ExportSummary
 from .ingest import IngestSummary, ingest
 from .library import DB_NAME, ENV_LIBRARY, ENV_MODEL, default_library
 from .maintenance import CheckReport
 from .progress import Progress
 from .search import Searcher
-from .transfer import ExportSummary, ImportSummary
+from .transfer import ImportSummary
 
 
-class Library(library.Library):
-    """An opened library with the commands as methods (see :class:`ibsearch.library.Library`)."""
+class Library(library.LibraryResources):
+    """An opened library with the commands as methods (see :class:`ibsearch.library.LibraryResources`)."""
 
     def ingest(self, paths: list[str], **options: Any) -> IngestSummary:
         """Ingest files and folders; see :func:`ibsearch.ingest.ingest` for the options."""
@@ -74,8 +75,8 @@ class Library(library.Library):
     def export_vectors(
         self, output: str, *, format: str = "parquet", progress: Progress | None = None
     ) -> ExportSummary:
-        """Write every vector with its file to ``output``; see :func:`ibsearch.transfer.export_vectors`."""
-        return transfer.export_vectors(self, output, format=format, progress=progress)
+        """Write every vector with its file to ``output``; see :func:`ibsearch.export.export_vectors`."""
+        return export.export_vectors(self, output, format=format, progress=progress)
 
     def check(self, on_wait: Callable[[], None] | None = None, *, repair: bool = True) -> CheckReport:
         """Check (and repair) the indexes against the database; see :func:`ibsearch.maintenance.check`."""

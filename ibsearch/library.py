@@ -1,6 +1,6 @@
 """A library: one directory holding a SQLite database (the truth) and one FAISS index per modality.
 
-:class:`Library` owns the resources every command works with: the :class:`~ibsearch.store.Store`,
+:class:`LibraryResources` owns the resources every command works with: the :class:`~ibsearch.store.Store`,
 the :class:`~ibsearch.index_sync.IndexSet`, the model (:class:`~ibsearch.encoder.runtime.Encoder`,
 its towers loaded on first use) and the write lock. It runs no command itself: ``ingest(lib, ...)``,
 ``Searcher(lib)`` and the maintenance functions take a library; :mod:`ibsearch.engine` puts them
@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from .closing import Closing
 from .errors import LibraryError
@@ -38,7 +38,7 @@ ENV_MODEL = "IBSEARCH_MODEL"
 MODEL_SPEC_SETTING = "model_spec"  # how the model was named: a registered name or a card's path
 
 
-class Library(Closing):
+class LibraryResources(Closing):
     """An opened library. Use :meth:`open`; close with :meth:`close` or a ``with`` block."""
 
     def __init__(
@@ -76,7 +76,7 @@ class Library(Closing):
         precision: str = "auto",
         create: bool = False,
         progress: Progress | None = None,
-    ) -> Library:
+    ) -> Self:
         """Open (or with ``create=True`` create) the library at ``path`` (default :func:`default_library`).
 
         ``model`` is a registered name or a JSON model card path; by default ``$IBSEARCH_MODEL``, else the
@@ -214,4 +214,4 @@ def _refuse_a_lost_database(root: Path, db_path: Path, create: bool) -> None:
         )
 
 
-__all__ = ["DB_NAME", "ENV_LIBRARY", "ENV_MODEL", "Library", "default_library"]
+__all__ = ["DB_NAME", "ENV_LIBRARY", "ENV_MODEL", "LibraryResources", "default_library"]

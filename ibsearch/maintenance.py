@@ -1,6 +1,6 @@
 """Looking after a library: ``remove``, ``reindex``, ``check`` and ``info``.
 
-Each takes an opened :class:`~ibsearch.library.Library`; the writers hold its write lock.
+Each takes an opened :class:`~ibsearch.library.LibraryResources`; the writers hold its write lock.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .files import is_temporary, path_fields
 from .index import FaissIndex, IndexPolicy
 from .index.policy import AUTO, EXACT_KIND
 from .integrity import scan, verify_file
-from .library import Library
+from .library import LibraryResources
 
 
 @dataclass
@@ -42,7 +42,7 @@ class CheckReport:
         return out
 
 
-def remove(lib: Library, paths: list[str]) -> int:
+def remove(lib: LibraryResources, paths: list[str]) -> int:
     """Drop files (or everything under folders) from the library; returns the number of files removed."""
     with lib.writing():
         victims: list[str] = []
@@ -57,7 +57,7 @@ def remove(lib: Library, paths: list[str]) -> int:
 
 
 def reindex(
-    lib: Library,
+    lib: LibraryResources,
     *,
     index: str | None = None,
     exact_below: int | None = None,
@@ -83,12 +83,14 @@ def reindex(
         return {key: lib.indexes.rebuild(key).ntotal for key in lib.indexes.known()}
 
 
-def index_facts(lib: Library) -> dict[str, dict[str, Any]]:
+def index_facts(lib: LibraryResources) -> dict[str, dict[str, Any]]:
     """Per index key: its kind, spec, measured recall and when it was built (from the sidecars)."""
     return {key: lib.indexes.describe(key) for key in lib.indexes.known()}
 
 
-def check(lib: Library, on_wait: Callable[[], None] | None = None, *, repair: bool = True) -> CheckReport:
+def check(
+    lib: LibraryResources, on_wait: Callable[[], None] | None = None, *, repair: bool = True
+) -> CheckReport:
     """Check the database, bring stale index files up to date (they are derived), then verify that
     every stored vector is a finite unit vector and every index file holds exactly the database's
     vectors, row for row.
@@ -123,7 +125,7 @@ def check(lib: Library, on_wait: Callable[[], None] | None = None, *, repair: bo
 
 
 def _as_writer(
-    lib: Library, report: CheckReport, on_wait: Callable[[], None] | None, work: Callable[[], Any]
+    lib: LibraryResources, report: CheckReport, on_wait: Callable[[], None] | None, work: Callable[[], Any]
 ) -> bool:
     """Run ``work`` as the library's writer (changed indexes are saved when it ends); False, with the
     reason in ``report``, when that was not possible."""
@@ -136,7 +138,7 @@ def _as_writer(
     return True
 
 
-def _examine(lib: Library, key: str) -> tuple[str, list[str]]:
+def _examine(lib: LibraryResources, key: str) -> tuple[str, list[str]]:
     """What a rebuild of the index file of ``key`` would mend, in words (empty: nothing), and every
     problem found with ``key`` (its file against the database, and each row against its vector)."""
     on_file, scanned = verify_file(lib.store, lib.indexes, key), scan(lib.store, lib.indexes, key)
@@ -150,7 +152,7 @@ def _examine(lib: Library, key: str) -> tuple[str, list[str]]:
     return f"{what}: rebuilt from the database", on_file + scanned.problems
 
 
-def info(lib: Library, errors: int | None = 10) -> dict[str, Any]:
+def info(lib: LibraryResources, errors: int | None = 10) -> dict[str, Any]:
     """Counts per modality, model, size on disk, and the ``errors`` most recent errors (None: all)."""
     store = lib.store
     # Temporary files of a save under way (or of one that was killed) are not part of the library.

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import UsageError
-from .library import Library
+from .library import LibraryResources
 from .modality import QUERY_KINDS, TEXT
 from .terms import LIKE, VECTOR, Term
 
@@ -37,7 +37,7 @@ class QueryEmbedder:
     """Turns query terms into one query vector for ``library`` (its model, its stored vectors),
     asking ``cache`` for each term's vector first when one is given."""
 
-    def __init__(self, library: Library, cache: TermCache | None = None) -> None:
+    def __init__(self, library: LibraryResources, cache: TermCache | None = None) -> None:
         self.library = library
         self.cache = cache
         self.seconds = 0.0  # how long the last :meth:`embed` took

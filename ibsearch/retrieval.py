@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import UsageError
 from .index.tuning import SearchTuning
-from .library import Library
+from .library import LibraryResources
 from .modality import INDEX_KEYS, MODALITIES, canonical, segments_key
 from .options import SearchOptions
 from .terms import LIKE, Term
@@ -31,7 +31,7 @@ Found = list[tuple[float, int]]
 class Retrieval:
     """Searches ``library``'s indexes for a query vector, its filters applied."""
 
-    def __init__(self, library: Library) -> None:
+    def __init__(self, library: LibraryResources) -> None:
         self.library = library
 
     def keys(self, opts: SearchOptions) -> list[str]:
@@ -79,7 +79,7 @@ class Retrieval:
 class _IndexSearch:
     """One index's search for one query, as ``tuning`` says."""
 
-    def __init__(self, library: Library, key: str, tuning: SearchTuning) -> None:
+    def __init__(self, library: LibraryResources, key: str, tuning: SearchTuning) -> None:
         self.library, self.key, self.tuning = library, key, tuning
         self.index = library.index(key)
 

@@ -19,7 +19,7 @@ from .closing import Closing
 from .errors import UsageError
 from .hits import Hit, assemble_hits
 from .index.tuning import DEFAULT_TUNING, SearchTuning
-from .library import Library
+from .library import LibraryResources
 from .options import SearchOptions
 from .query_vector import QueryEmbedder, TermCache
 from .retrieval import Retrieval
@@ -29,9 +29,9 @@ from .terms import Term, no_input_message, python_keywords, python_terms
 class Searcher(Closing):
     """Query a library: ``Searcher().query(text="a dog barking", target="vision")``.
 
-    ``library`` is an opened :class:`~ibsearch.library.Library` or a library directory (default: the
+    ``library`` is an opened :class:`~ibsearch.library.LibraryResources` or a library directory (default: the
     default library); ``model``, ``checkpoint``, ``device`` and ``precision`` are as for
-    :meth:`Library.open`. Only the towers that the query's inputs need are loaded.
+    :meth:`LibraryResources.open`. Only the towers that the query's inputs need are loaded.
 
     ``search_device`` says where exact searches run: None (default) follows the library's device, so
     with a CUDA GPU ("auto" or "cuda") big exact indexes are searched there by a torch matrix product
@@ -45,7 +45,7 @@ class Searcher(Closing):
 
     def __init__(
         self,
-        library: Library | str | os.PathLike[str] | None = None,
+        library: LibraryResources | str | os.PathLike[str] | None = None,
         *,
         model: str | None = None,
         checkpoint: str | None = None,
@@ -55,11 +55,11 @@ class Searcher(Closing):
         tuning: SearchTuning = DEFAULT_TUNING,
         cache: TermCache | None = None,
     ) -> None:
-        if isinstance(library, Library):
+        if isinstance(library, LibraryResources):
             self.library = library
             self._owned = False
         else:
-            self.library = Library.open(
+            self.library = LibraryResources.open(
                 library, model=model, checkpoint=checkpoint, device=device, precision=precision
             )
             self._owned = True

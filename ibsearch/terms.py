@@ -82,23 +82,58 @@ _FILE_SURFACES = frozenset({"cli", "python", "upload"})
 
 #: The query vocabulary, in the order the CLI and the page list it.
 QUERY_INPUTS: tuple[QueryInput, ...] = (
-    QueryInput("text", TEXT, Given.TEXT, "A text query term (repeatable).", "text",
-               surfaces=frozenset({"cli", "python", "api"})),
-    QueryInput("image", VISION, Given.FILE, "An image query term.", "image", aliases=(VISION,),
-               surfaces=_FILE_SURFACES),
+    QueryInput(
+        "text",
+        TEXT,
+        Given.TEXT,
+        "A text query term (repeatable).",
+        "text",
+        surfaces=frozenset({"cli", "python", "api"}),
+    ),
+    QueryInput(
+        "image",
+        VISION,
+        Given.FILE,
+        "An image query term.",
+        "image",
+        aliases=(VISION,),
+        surfaces=_FILE_SURFACES,
+    ),
     QueryInput("audio", AUDIO, Given.FILE, "An audio query term.", "sound", surfaces=_FILE_SURFACES),
-    QueryInput("video", VISION, Given.FILE, "A video term (its picture).", "video", media=FileKind.VIDEO,
-               surfaces=_FILE_SURFACES),
-    QueryInput("depth", DEPTH, Given.FILE, "A depth map (.png/.tif/.npy).", "depth map",
-               surfaces=_FILE_SURFACES),
-    QueryInput("thermal", THERMAL, Given.FILE, "A thermal image term.", "thermal image",
-               surfaces=_FILE_SURFACES),
-    QueryInput("imu", IMU, Given.FILE, "An IMU recording (.npy/.csv).", "motion (IMU)",
-               surfaces=_FILE_SURFACES),
-    QueryInput("like", "like", Given.STORED, "An ingested file: reuse its vector.", "more like",
-               surfaces=frozenset({"cli", "python", "api"})),
-    QueryInput("vector", "vector", Given.VECTOR, "A raw vector in the library's embedding space.", "vector",
-               surfaces=frozenset({"python"})),
+    QueryInput(
+        "video",
+        VISION,
+        Given.FILE,
+        "A video term (its picture).",
+        "video",
+        media=FileKind.VIDEO,
+        surfaces=_FILE_SURFACES,
+    ),
+    QueryInput(
+        "depth", DEPTH, Given.FILE, "A depth map (.png/.tif/.npy).", "depth map", surfaces=_FILE_SURFACES
+    ),
+    QueryInput(
+        "thermal", THERMAL, Given.FILE, "A thermal image term.", "thermal image", surfaces=_FILE_SURFACES
+    ),
+    QueryInput(
+        "imu", IMU, Given.FILE, "An IMU recording (.npy/.csv).", "motion (IMU)", surfaces=_FILE_SURFACES
+    ),
+    QueryInput(
+        "like",
+        "like",
+        Given.STORED,
+        "An ingested file: reuse its vector.",
+        "more like",
+        surfaces=frozenset({"cli", "python", "api"}),
+    ),
+    QueryInput(
+        "vector",
+        "vector",
+        Given.VECTOR,
+        "A raw vector in the library's embedding space.",
+        "vector",
+        surfaces=frozenset({"python"}),
+    ),
 )
 #: The rows by name.
 INPUTS_BY_NAME: dict[str, QueryInput] = {row.name: row for row in QUERY_INPUTS}

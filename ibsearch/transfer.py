@@ -1,4 +1,5 @@
-"""``ibsearch import`` and ``export``: vectors in and out of a library, as Parquet shards (:mod:`.shards`).
+"""``ibsearch import``: vectors computed elsewhere into a library, from Parquet shards (:mod:`.shards`;
+``export`` is :mod:`.export`).
 
 Import takes ingest's way into the library (:class:`~ibsearch.ingest.commit.Committer`): under the write
 lock, finished files are written in batches, one SQLite transaction each (a file with all its vectors),
@@ -13,14 +14,10 @@ vouches for its hash (:class:`~ibsearch.store.Verified`): a shard's word for a f
 never lets ingest reuse its vectors for other bytes, and the server sends only files an ingest read.
 A file of more rows than a reader's batch is stored a batch at a time in one transaction, so memory
 does not grow with a shard's rows.
-
-Export writes every vector with its file's path, media info, size, mtime and hash, in file order, so
-``export`` then ``import`` into another library gives the same hits for the same queries.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Callable
@@ -29,17 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError, out_of_space
+from .errors import UsageError
 from .files import hash_file, path_fields
-from .ingest.commit import PREPROCESS_VERSION, TEXT_SEGMENTS, Committer, IngestSummary, Job
-from .library import Library
+from .ingest.commit import PREPROCESS_VERSION, Committer, IngestSummary, Job
+from .library import LibraryResources
 from .modality import INDEX_KEYS, MODALITIES, FileKind, modality_of_key, segments_key
 from .progress import Progress, start
-from .shards import BATCH_ROWS, FileRows, ShardReader, ShardRow, ShardWriter
+from .shards import BATCH_ROWS, FileRows, ShardReader, ShardRow
 from .store import FileEntry, VectorEntry, Verified
 
 UNKNOWN_VERSION = "unknown"  # stored for vectors whose shard names no preprocessing
-FORMATS = ("parquet", "npy")
 
 
 @dataclass
@@ -80,7 +76,11 @@ class ImportCommitter(Committer):
 
 
 def import_vectors(
-    lib: Library, shards: list[str], *, progress: Progress | None = None, batch_rows: int = BATCH_ROWS
+    lib: LibraryResources,
+    shards: list[str],
+    *,
+    progress: Progress | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> ImportSummary:
     """Add the files and vectors of Parquet ``shards`` to the library (see the module docs), reading
     ``batch_rows`` rows at a time.
@@ -110,7 +110,7 @@ def import_vectors(
 
 
 def import_shard(
-    lib: Library,
+    lib: LibraryResources,
     reader: ShardReader,
     committer: Committer,
     summary: ImportSummary | None = None,
@@ -142,7 +142,7 @@ def import_shard(
     return summary
 
 
-def _job(lib: Library, group: FileRows, version: str) -> ImportJob | None:
+def _job(lib: LibraryResources, group: FileRows, version: str) -> ImportJob | None:
     """The job storing one file's rows, or None when the file is refused (its reason set on ``group``)."""
     vectors = group.vectors[0][None, :] if len(group.vectors) == 1 else np.stack(group.vectors)
     order = sorted(range(len(group.rows)), key=lambda i: _row_order(group.rows[i]))
@@ -175,7 +175,7 @@ def _file_facts(rows: list[ShardRow], version: str) -> tuple[tuple[str, ...], di
 
 
 def _store_parts(
-    lib: Library, committer: Committer, group: FileRows, version: str, read_here: bool
+    lib: LibraryResources, committer: Committer, group: FileRows, version: str, read_here: bool
 ) -> int | None:
     """Store a file of more rows than a reader's batch in one transaction, a batch at a time, then add
     its vectors to the indexes as the database holds them, a chunk at a time (memory stays bounded
@@ -270,130 +270,10 @@ def _identity(path: str, row: ShardRow) -> tuple[os.stat_result, str, Verified] 
     return st, content_hash, Verified.IMPORT
 
 
-# ---------------------------------------------------------------------------------------------- export
-
-
-@dataclass
-class ExportSummary:
-    """What one export wrote."""
-
-    rows: int = 0
-    files: int = 0
-    outputs: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "files": self.files, "outputs": self.outputs}
-
-
-def export_vectors(
-    lib: Library, output: str, *, format: str = "parquet", progress: Progress | None = None
-) -> ExportSummary:
-    """Write every vector of the library with its file to ``output`` (a Parquet shard that
-    ``import_vectors`` reads back), or with ``format="npy"`` to ``output`` (a ``(n, dim)`` float32
-    array) plus ``<output stem>.jsonl`` (one row per vector, in the same order, the shard's other
-    columns) and ``<output stem>.json`` (model, dimension, preprocessing, rows)."""
-    if format not in FORMATS:
-        raise UsageError(f"unknown export format {format!r}; use parquet or npy")
-    store = lib.store
-    summary = ExportSummary()
-    report = start(progress, "export", "vector")
-    model_id, dim = store.model_id or lib.model_id, store.dim or lib.dim
-    with store.snapshot():
-        # Shards hold no passages (see shard_rows): a note's passages are computed again by an ingest.
-        total = store.vectors.count() - store.vectors.counts().get(TEXT_SEGMENTS, 0)
-        sink: _NpySink | ShardWriter = (
-            _NpySink(output, total, dim)
-            if format == "npy"
-            else ShardWriter(output, model_id=model_id, dim=dim, preprocess_version=PREPROCESS_VERSION)
-        )
-        files: set[int] = set()
-        with sink:
-            for rows, vectors, versions in store.vectors.chunks_with_files(leave_out=TEXT_SEGMENTS):
-                sink.write([_shard_row(r, v) for r, v in zip(rows, versions, strict=True)], vectors)
-                files.update(r.file_id for r in rows)
-                summary.rows += len(rows)
-                if report is not None:
-                    report(summary.rows, total)
-    summary.files = len(files)
-    summary.outputs = [output]
-    if isinstance(sink, _NpySink):
-        summary.outputs = sink.finish(model_id, dim, summary.rows)
-    return summary
-
-
-def _shard_row(row: Any, version: str) -> ShardRow:
-    return ShardRow(row.path, row.modality, row.start, row.end, row.info, row.size, row.mtime_ns,
-                    row.content_hash, None if version == PREPROCESS_VERSION else version)  # fmt: skip
-
-
-class _NpySink:
-    """Writes an ``.npy`` export: the vectors array, a JSON-lines file of rows, a manifest."""
-
-    def __init__(self, output: str, total: int, dim: int) -> None:
-        self.output = output
-        stem = output[:-4] if output.endswith(".npy") else output
-        self.rows_path, self.manifest_path = stem + ".jsonl", stem + ".json"
-        self.parts = (output + ".part", self.rows_path + ".part")
-        try:
-            self.array = np.lib.format.open_memmap(self.parts[0], "w+", np.float32, (total, dim))
-            # The array is written through a memory map: a page the disk has no room for kills the
-            # process (SIGBUS) instead of raising, so its blocks are reserved first.
-            with open(self.parts[0], "r+b") as fh:
-                os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
-        except OSError as exc:
-            self._discard()
-            full = out_of_space(exc, os.path.dirname(os.path.abspath(output)))
-            if full is None:
-                raise
-            raise full from None
-        self.rows = open(self.parts[1], "w", encoding="utf-8")
-        self.done = 0
-
-    def write(self, rows: list[ShardRow], vectors: np.ndarray) -> None:
-        self.array[self.done : self.done + len(rows)] = vectors
-        self.done += len(rows)
-        for r in rows:
-            fields = {**path_fields(r.path), "modality": r.modality, "start": r.start, "end": r.end,
-                      "metadata": r.metadata, "size": r.size, "mtime_ns": r.mtime_ns, "hash": r.hash,
-                      "preprocess_version": r.preprocess_version or PREPROCESS_VERSION}  # fmt: skip
-            self.rows.write(json.dumps(fields, sort_keys=True) + "\n")
-
-    def __enter__(self) -> _NpySink:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        self.array.flush()
-        del self.array
-        self.rows.close()
-        if exc_type is None:
-            os.replace(self.parts[0], self.output)
-            os.replace(self.parts[1], self.rows_path)
-        else:  # a failed export leaves nothing half written behind
-            self._discard()
-
-    def _discard(self) -> None:
-        for path in self.parts:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-
-    def finish(self, model_id: str, dim: int, rows: int) -> list[str]:
-        """Write the manifest; returns the three files written."""
-        data = {"format": "ibsearch-npy-1", "model_id": model_id, "dim": dim, "rows": rows,
-                "preprocess_version": PREPROCESS_VERSION, "vectors": os.path.basename(self.output),
-                "rows_file": os.path.basename(self.rows_path)}  # fmt: skip
-        with open(self.manifest_path, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-        return [self.output, self.rows_path, self.manifest_path]
-
-
 __all__ = [
-    "ExportSummary",
     "ImportCommitter",
     "ImportJob",
     "ImportSummary",
-    "export_vectors",
     "import_shard",
     "import_vectors",
 ]

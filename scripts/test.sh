@@ -17,6 +17,8 @@ fi
 # The ray extra: the cluster-ingest tests run a real local Ray runtime.
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,ray]'
 .venv/bin/ruff check ibsearch tests scripts
+# The formatter too: the `# fmt: skip` markers are the only places laid out by hand.
+.venv/bin/ruff format --check ibsearch tests scripts
 .venv/bin/mypy ibsearch
 set +e
 .venv/bin/python -m pytest "$@"

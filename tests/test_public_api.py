@@ -18,7 +18,7 @@ def test_the_package_exports_the_searcher_the_library_and_weighted():
     from ibsearch import Hit, IngestSummary, Library, Searcher, Term, engine, library, weighted
 
     assert ibsearch.__version__
-    assert Library is engine.Library and issubclass(engine.Library, library.Library)
+    assert Library is engine.Library and issubclass(engine.Library, library.LibraryResources)
     for method in ("open", "ingest", "searcher", "remove", "reindex", "check", "info"):
         assert callable(getattr(Library, method)), method
     assert weighted("a.jpg", 0.5) == ("a.jpg", 0.5)

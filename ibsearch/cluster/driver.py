@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from ..errors import MediaError, UsageError
 from ..ingest.commit import Committer, IngestSummary, Job
 from ..ingest.run import Selection, changed_since_hashed, ingest_run, plan_run
-from ..library import Library
+from ..library import LibraryResources
 from ..progress import FILES, Progress, start
 from ..transfer import ImportCommitter
 
@@ -52,7 +52,7 @@ def remote_path(path: str, path_map: tuple[tuple[str, str], ...]) -> str:
 
 
 def ingest_on_ray(
-    lib: Library,
+    lib: LibraryResources,
     paths: Iterable[str],
     cluster: Cluster | None = None,
     selection: Selection | None = None,
@@ -81,7 +81,7 @@ def ingest_on_ray(
 
 
 def _run(
-    lib: Library,
+    lib: LibraryResources,
     jobs: list[Job],
     committer: Committer,
     summary: IngestSummary,
@@ -140,7 +140,7 @@ def _settle(job: Job, outcome: object, summary: IngestSummary) -> None:
     job.vectors, job.spans = outcome.vectors, outcome.spans  # type: ignore[attr-defined]
 
 
-def _merge(lib: Library, jobs: list[Job], committer: Committer, summary: IngestSummary) -> None:
+def _merge(lib: LibraryResources, jobs: list[Job], committer: Committer, summary: IngestSummary) -> None:
     """Commit the failed jobs' error rows, write the others' vectors as a shard, then merge it as an
     import: the shard is the record of that work until it is merged."""
     from .shard_files import merge_shard, write_shard

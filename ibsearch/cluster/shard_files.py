@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import LibraryError, UsageError
 from ..ingest.commit import PREPROCESS_VERSION, Committer, Job
-from ..library import Library
+from ..library import LibraryResources
 from ..modality import INDEX_KEYS
 from ..shards import ShardReader, ShardRow, ShardWriter
 
@@ -26,11 +26,11 @@ FOLDER = "cluster-shards"
 DAMAGED = "damaged"  # where unreadable shards are set aside, inside FOLDER
 
 
-def shard_folder(lib: Library) -> Path:
+def shard_folder(lib: LibraryResources) -> Path:
     return lib.root / FOLDER
 
 
-def write_shard(lib: Library, jobs: list[Job]) -> Path | None:
+def write_shard(lib: LibraryResources, jobs: list[Job]) -> Path | None:
     """Write the vectors of the finished ``jobs`` as the next shard; returns its path (None when no job
     has vectors)."""
     rows: list[ShardRow] = []
@@ -52,7 +52,7 @@ def write_shard(lib: Library, jobs: list[Job]) -> Path | None:
     return target
 
 
-def merge_shard(lib: Library, path: Path, committer: Committer) -> list[dict[str, str]]:
+def merge_shard(lib: LibraryResources, path: Path, committer: Committer) -> list[dict[str, str]]:
     """Commit the files of one shard (database, then indexes) as ``ibsearch import`` does, then delete
     it; returns the files the import refused (changed on disk since their vectors were computed).
 
@@ -89,7 +89,7 @@ def _set_aside(path: Path, exc: Exception) -> str:
     )
 
 
-def merge_shards(lib: Library, committer: Committer) -> list[dict[str, str]]:
+def merge_shards(lib: LibraryResources, committer: Committer) -> list[dict[str, str]]:
     """Merge every shard left in the library, in the order they were written; returns the refused files."""
     folder = shard_folder(lib)
     refused: list[dict[str, str]] = []

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..files import path_fields
-from ..library import Library
+from ..library import LibraryResources
 from ..modality import INDEX_KEYS, TEXT, FileKind, segments_key
 from ..store import FileEntry, PassageSpan, VectorEntry, Verified
 
@@ -76,7 +76,7 @@ class Committer:
     brings their files up to date from the database.
     """
 
-    def __init__(self, lib: Library, summary: IngestSummary) -> None:
+    def __init__(self, lib: LibraryResources, summary: IngestSummary) -> None:
         self.lib = lib
         self.summary = summary
         self.buffer: list[Job] = []

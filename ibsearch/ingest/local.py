@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..encoder.media import DECODE_TIMEOUT
 from ..errors import MediaError
-from ..library import Library
+from ..library import LibraryResources
 from ..progress import FILES, Progress, TaskProgress, start
 from ..store import PassageSpan
 from .commit import Committer, IngestSummary, Job
@@ -17,7 +17,7 @@ from .run import Selection, changed_since_hashed, ingest_run, plan_run
 
 
 def ingest(
-    lib: Library,
+    lib: LibraryResources,
     paths: Iterable[str],
     *,
     hidden: bool = False,
@@ -62,7 +62,7 @@ class _Encoding:
 
 
 def _encode(
-    lib: Library, jobs: list[Job], committer: Committer, summary: IngestSummary, how: _Encoding
+    lib: LibraryResources, jobs: list[Job], committer: Committer, summary: IngestSummary, how: _Encoding
 ) -> None:
     """Run the model over ``jobs`` and commit each as soon as all its vectors are there.
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..files import hash_file
-from ..library import Library
+from ..library import LibraryResources
 from .commit import Committer, IngestSummary, Job
 from .plan import Planner
 from .walk import WalkOptions, walk
@@ -18,7 +18,7 @@ from .walk import WalkOptions, walk
 
 @contextlib.contextmanager
 def ingest_run(
-    lib: Library, committer_type: type[Committer] = Committer
+    lib: LibraryResources, committer_type: type[Committer] = Committer
 ) -> Iterator[tuple[IngestSummary, Committer]]:
     """One ingest's write lock, summary and committer; what is left in the committer is written when
     the block ends without an error."""
@@ -40,7 +40,7 @@ class Selection:
 
 
 def plan_run(
-    lib: Library,
+    lib: LibraryResources,
     paths: Iterable[str],
     selection: Selection,
     summary: IngestSummary,

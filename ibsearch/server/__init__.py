@@ -1,6 +1,6 @@
 """``ibsearch serve``: an HTTP API over a library and a web page to search it and see the results.
 
-The server is a top layer like the commands: it takes a :class:`~ibsearch.library.Library` and
+The server is a top layer like the commands: it takes a :class:`~ibsearch.library.LibraryResources` and
 talks to it only through the public API (``Searcher``, ``maintenance.info``, the store's reads).
 ``config`` (where it listens, who may use it), ``record`` (the ``server.json`` a running server
 leaves in its library), ``client`` (the command line's fast path through a running server: no

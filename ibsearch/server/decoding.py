@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from ..library import Library
+from ..library import LibraryResources
 from ..modality import DEPTH, QUERY_KINDS, THERMAL, VISION
 from ..terms import VECTOR, Term
 from .config import ServerConfig
@@ -119,7 +119,7 @@ class UploadDecoder:
         return terms
 
 
-def encode(lib: Library, modality: str, item: torch.Tensor) -> np.ndarray:
+def encode(lib: LibraryResources, modality: str, item: torch.Tensor) -> np.ndarray:
     """The ``(dim,)`` vector of one decoded input, as :func:`~ibsearch.encoder.embed.embed_input`
     makes it (on the library's thread)."""
     return lib.encoder().encode(modality, item[None])[0]

@@ -22,7 +22,7 @@ import uvicorn
 
 from ..closing import Closing
 from ..errors import UsageError
-from ..library import Library
+from ..library import LibraryResources
 from .app import create_app
 from .config import ServerConfig
 from .record import ServerRecord, remove_record
@@ -56,7 +56,7 @@ class Server(Closing):
     """``ibsearch serve``: the library behind ``opener`` served with ``config`` (see the module docs)."""
 
     def __init__(
-        self, opener: Callable[[], Library], config: ServerConfig, *, log_level: str = "warning"
+        self, opener: Callable[[], LibraryResources], config: ServerConfig, *, log_level: str = "warning"
     ) -> None:
         self.config = config
         self.instance = secrets.token_hex(16)

@@ -1,6 +1,6 @@
 """The server's library: opened once, used from one thread of its own, kept in step with other processes.
 
-A :class:`~ibsearch.library.Library` holds one SQLite connection, which belongs to the thread that
+A :class:`~ibsearch.library.LibraryResources` holds one SQLite connection, which belongs to the thread that
 opened it, and the model, whose towers stay loaded once used. :class:`LibraryService` therefore
 opens the library on a single worker thread and runs every piece of work that touches it there, in
 turn; the event loop only waits for the answers.
@@ -35,7 +35,7 @@ import numpy as np
 
 from ..closing import Closing
 from ..errors import IbsearchError, UsageError
-from ..library import Library
+from ..library import LibraryResources
 from ..modality import TEXT, FileKind
 from ..query_vector import Compute
 from ..search import Hit, Searcher, SearchOptions
@@ -78,7 +78,7 @@ class TextCache:
             while len(self._texts) > self.size:
                 self._texts.popitem(last=False)
 
-    def prefill(self, library: Library, texts: Iterable[str]) -> None:
+    def prefill(self, library: LibraryResources, texts: Iterable[str]) -> None:
         """Encode the ``texts`` not remembered yet in one batch (with fewer than two, the search
         encodes its text itself, exactly as without a cache)."""
         todo = [text for text in dict.fromkeys(texts) if text not in self._texts]
@@ -112,7 +112,7 @@ class Found:
 class _Work:
     """A piece of work for the library's thread, with the texts it will encode."""
 
-    run: Callable[[Library], Any]
+    run: Callable[[LibraryResources], Any]
     future: Future[Any] = field(default_factory=Future)
     texts: tuple[str, ...] = ()
 
@@ -120,20 +120,20 @@ class _Work:
 class LibraryService(Closing):
     """One library on a thread of its own (see the module docs); ``opener()`` opens it there."""
 
-    def __init__(self, opener: Callable[[], Library]) -> None:
+    def __init__(self, opener: Callable[[], LibraryResources]) -> None:
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._version: int | None = None
         self._batch_seconds = 0.0  # encoding the texts of the batch under way together
         self.cache = TextCache()  # the searcher's, made on the library's thread
-        opened: Future[Library] = Future()
+        opened: Future[LibraryResources] = Future()
         self._thread = threading.Thread(target=self._serve, args=(opener, opened), name="ibsearch-library")
         self._thread.daemon = True
         self._thread.start()
-        self.library: Library = opened.result()  # the opener's error, if it fails
+        self.library: LibraryResources = opened.result()  # the opener's error, if it fails
         self.searcher: Searcher
 
     @staticmethod
-    def _data_version(lib: Library) -> int:
+    def _data_version(lib: LibraryResources) -> int:
         return lib.store.data_version()
 
     def close(self) -> None:
@@ -146,21 +146,21 @@ class LibraryService(Closing):
 
     # ------------------------------------------------------------------ running work
 
-    def submit(self, run: Callable[[Library], T], texts: Iterable[str] = ()) -> Future[T]:
+    def submit(self, run: Callable[[LibraryResources], T], texts: Iterable[str] = ()) -> Future[T]:
         """Queue ``run(library)`` for the library's thread; ``texts``: those it will encode."""
         work = _Work(run, texts=tuple(texts))
         self._queue.put(work)
         return work.future
 
-    def call(self, run: Callable[[Library], T], texts: Iterable[str] = ()) -> T:
+    def call(self, run: Callable[[LibraryResources], T], texts: Iterable[str] = ()) -> T:
         """Run ``run(library)`` on the library's thread, after catching up with other processes."""
         return self.submit(run, texts).result()
 
-    async def run(self, run: Callable[[Library], T], texts: Iterable[str] = ()) -> T:
+    async def run(self, run: Callable[[LibraryResources], T], texts: Iterable[str] = ()) -> T:
         """:meth:`call` for the event loop: waits without blocking it."""
         return await asyncio.wrap_future(self.submit(run, texts))
 
-    def _serve(self, opener: Callable[[], Library], opened: Future[Library]) -> None:
+    def _serve(self, opener: Callable[[], LibraryResources], opened: Future[LibraryResources]) -> None:
         """The library's thread: open it, then take the work waiting (up to :data:`BATCH` pieces),
         catch up with other processes, encode the texts of all of it together, do each in turn."""
         try:
@@ -194,7 +194,7 @@ class LibraryService(Closing):
             batch.append(more)
         return batch
 
-    def _prepare(self, lib: Library, texts: list[str]) -> None:
+    def _prepare(self, lib: LibraryResources, texts: list[str]) -> None:
         """Catch up with other processes' commits, and encode the batch's texts together."""
         self._batch_seconds = 0.0
         try:
@@ -233,7 +233,7 @@ class LibraryService(Closing):
         return Found(found, encode, time.perf_counter() - started - embedded)
 
     @staticmethod
-    def _like_path(lib: Library, term: Term) -> Term:
+    def _like_path(lib: LibraryResources, term: Term) -> Term:
         record = lib.store.files.get_by_id(term.value)
         if record is None:
             raise UsageError(
@@ -242,7 +242,7 @@ class LibraryService(Closing):
         return Term(LIKE, record.path, term.weight)
 
     @staticmethod
-    def item(lib: Library, key: int | str) -> FileRecord:
+    def item(lib: LibraryResources, key: int | str) -> FileRecord:
         """The record of an item, by its id or by the path it is stored under (a database lookup:
         the disk is not touched); :class:`ItemNotFound` when there is none."""
         record = lib.store.files.get_by_id(key) if isinstance(key, int) else lib.store.files.get(key)
