@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from conftest import run_json
+from test_import_trust import shard_table
 
 from ibsearch.encoder.embed import embed_input
 from ibsearch.encoder.media.passages import OVERLAP_TOKENS, WINDOW_TOKENS, cut_passages
@@ -172,3 +173,13 @@ def test_a_copy_of_a_note_reuses_its_passages_and_a_library_of_schema_2_gets_the
     hits = run_json("query", "--text", HERON, "--target", "text", "--segments", *lib_args)
     assert hits[0]["passage"]["text"] == HERON and hits[0]["score"] > 0.9999
     assert run_json("check", *lib_args)["ok"] is True
+
+
+def test_a_shard_row_of_passages_is_refused_saying_why(lib_args, tmp_path):
+    shard = shard_table(tmp_path / "passages.parquet", {
+        "path": ["/n/a.txt", "/n/b.txt", "/n/b.txt"], "modality": ["text", "text", "text.segments"],
+    })  # fmt: skip
+    summary = run_json("import", shard, *lib_args)
+    failed = {f["path"]: f["reason"] for f in summary["failed"]}
+    assert summary["added"] == 1 and set(failed) == {"/n/b.txt"}
+    assert "shards carry no passages" in failed["/n/b.txt"] and "ibsearch ingest" in failed["/n/b.txt"]
