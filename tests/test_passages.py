@@ -8,9 +8,11 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+from click.testing import CliRunner
 from conftest import run_json
 from test_import_trust import shard_table
 
+from ibsearch.cli import cli
 from ibsearch.encoder.embed import embed_input
 from ibsearch.encoder.media.passages import OVERLAP_TOKENS, WINDOW_TOKENS, cut_passages
 from ibsearch.encoder.media.text import DocumentText
@@ -125,6 +127,10 @@ def test_a_sentence_in_the_middle_of_a_50_kb_note_is_found_as_its_passage_with_i
     assert short and short[0]["passage"]["char_start"] == 0 and short[0]["passage"]["char_end"] == 26
     files = run_json("query", "--text", HERON, "--target", "text", *lib_args)
     assert all("passage" not in h for h in files)  # file-level hits are the head, as before
+    shown = CliRunner().invoke(cli, ["query", "--text", HERON, "--target", "text", "--segments", *lib_args])
+    lines = shown.output.splitlines()
+    assert shown.exit_code == 0 and lines[1].endswith(f"long.txt [characters {start}-{start + len(HERON)}]")
+    assert lines[2].strip() == HERON
 
 
 def test_a_sentence_on_page_3_is_found_as_the_passage_of_that_page(tiny_card):

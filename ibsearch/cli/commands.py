@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from textwrap import shorten
 from typing import Any
 
 import click
@@ -212,11 +213,17 @@ def query(targets: Sequence[str], as_json: bool, **params: Any) -> None:
         return
     say(f"{'rank':>4}  {'score':>7}  {'modality':<8}  path [segment]  media")
     for rank, hit in enumerate(hits, 1):
+        passage = hit.to_dict().get("passage")  # a text's segment: characters, not seconds
         where = (
             f" [{mmss(hit.start)}-{mmss(hit.end)}]" if hit.start is not None and hit.end is not None else ""
         )
+        if passage is not None:
+            page = f", page {passage['page']}" if passage["page"] is not None else ""
+            where = f" [characters {passage['char_start']}-{passage['char_end']}{page}]"
         meta = format_meta(hit.metadata)
         say(f"{rank:4d}  {hit.score:7.4f}  {hit.modality:<8}  {hit.path}{where}  {meta}".rstrip())
+        if passage is not None:
+            say(f"{'':23}{shorten(' '.join(passage['text'].split()), 100)}")
 
 
 @command("Print as one JSON object.")
