@@ -89,7 +89,8 @@ class FileRows:
         An empty ``prefix`` means the whole library. Paths are ``os.fsdecode`` strings.
         """
         clause, params = prefix_clause("path_key", prefix)
-        # A note stored before passages existed (schema 3) has no text segments: it must be read again.
+        # A note without text segments (stored before schema 3, by a cluster ingest or by an import) is
+        # incomplete: a local ingest reads it again for its passages.
         rows = self._conn.execute(
             "SELECT path_key, size, mtime_ns, hash, modality, verified, modality != ? OR EXISTS (SELECT 1"
             " FROM vectors v WHERE v.file_id = files.id AND v.modality = ?) FROM files WHERE " + clause,

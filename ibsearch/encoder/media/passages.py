@@ -77,8 +77,9 @@ def _pieces(text: str, start: int, end: int) -> Iterator[_Unit]:
     if len(words) == 1:
         for at in range(start, end, WORD_PIECE_CHARS):
             stop = min(end, at + WORD_PIECE_CHARS)
-            if _count(text[at:stop]):
-                yield _Unit(at, stop, _count(text[at:stop]))
+            piece = _count(text[at:stop])
+            if piece:
+                yield _Unit(at, stop, piece)
         return
     for word in words:
         yield from _pieces(text, word.start(), word.end())
