@@ -181,6 +181,18 @@ def test_a_copy_of_a_note_reuses_its_passages_and_a_library_of_schema_2_gets_the
     assert run_json("check", *lib_args)["ok"] is True
 
 
+def test_a_note_unreadable_past_its_head_keeps_the_passages_of_its_head(tmp_path, lib_args):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    head = note_with(HERON, 70_000).encode()
+    (notes / "odd.txt").write_bytes(head + b"\n\nLatin-1 after all: caf\xe9 au lait, and more words.\n")
+    summary = run_json("ingest", notes, *lib_args)
+    assert summary["added"] == 1 and not summary["failed"]
+    hits = run_json("query", "--text", HERON, "--target", "text", "--segments", *lib_args)
+    best = hits[0]["passage"]
+    assert best["text"] == HERON and best["char_start"] == head.decode().index(HERON)
+
+
 def test_a_shard_row_of_passages_is_refused_saying_why(lib_args, tmp_path):
     shard = shard_table(tmp_path / "passages.parquet", {
         "path": ["/n/a.txt", "/n/b.txt", "/n/b.txt"], "modality": ["text", "text", "text.segments"],

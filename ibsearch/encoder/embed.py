@@ -22,7 +22,7 @@ from ..errors import MediaError
 from ..modality import AUDIO, MODALITIES, TEXT, FileKind
 from .media import DECODE_TIMEOUT, audio_segments, pool, registry, video
 from .media.passages import Passage, cut_passages
-from .media.text import read_document
+from .media.text import DocumentText, read_document, read_text
 from .media.tokenizer import tokenize
 from .runtime import Encoder
 from .work import (
@@ -190,7 +190,15 @@ def passage_vectors(encoder: Encoder, work: FileWork) -> tuple[list[np.ndarray],
     text read whole by its file-level vector (one passage, the same token ids) reuses that vector.
     Raises :class:`MediaError` for a file that cannot be read."""
     source, result = work.item.source, work.result
-    doc = read_document(source, name=source if isinstance(source, str) else None)
+    name = source if isinstance(source, str) else None
+    try:
+        doc = read_document(source, name=name)
+    except MediaError as exc:
+        if exc.transient:
+            raise
+        # Readable as far as the file-level vector read it, not beyond (a bad byte further on): the
+        # passages of that much, as the note was indexed before it had passages.
+        doc = DocumentText(read_text(source, name=name))
     # Only characters the tokenizer drops (no passage): the whole text, read by the file-level vector.
     passages = cut_passages(doc) or [Passage(0, len(doc.text), doc.text, doc.page_of(0))]
     result.passages = passages
