@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import UsageError, out_of_space
 from .files import path_fields
-from .ingest.commit import PREPROCESS_VERSION
+from .ingest.commit import PREPROCESS_VERSION, TEXT_SEGMENTS
 from .library import LibraryResources
 from .progress import Progress, start
 from .shards import ShardRow, ShardWriter
@@ -51,7 +51,8 @@ def export_vectors(
     report = start(progress, "export", "vector")
     model_id, dim = store.model_id or lib.model_id, store.dim or lib.dim
     with store.snapshot():
-        total = store.vectors.count()
+        # Shards hold no passages (see shard_rows): a note's passages are computed again by an ingest.
+        total = store.vectors.count() - store.vectors.counts().get(TEXT_SEGMENTS, 0)
         sink: _NpySink | ShardWriter = (
             _NpySink(output, total, dim)
             if format == "npy"
@@ -59,7 +60,7 @@ def export_vectors(
         )
         files: set[int] = set()
         with sink:
-            for rows, vectors, versions in store.vectors.chunks_with_files():
+            for rows, vectors, versions in store.vectors.chunks_with_files(leave_out=TEXT_SEGMENTS):
                 sink.write([_shard_row(r, v) for r, v in zip(rows, versions, strict=True)], vectors)
                 files.update(r.file_id for r in rows)
                 summary.rows += len(rows)

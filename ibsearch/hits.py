@@ -9,12 +9,13 @@ from .files import path_fields
 from .modality import modality_of_key
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store import PassageSpan, Store
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One result: a file (or a stretch of it, with ``start``/``end`` in seconds) and its score."""
+    """One result: a file (or a stretch of it: ``start``/``end`` in seconds, or a text's ``passage``) and
+    its score."""
 
     path: str
     score: float
@@ -22,6 +23,7 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     start: float | None = None
     end: float | None = None
+    passage: PassageSpan | None = None  # a passage of a text (segments): its text and character span
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -32,6 +34,10 @@ class Hit:
         }
         if self.start is not None:
             data["start"], data["end"] = self.start, self.end
+        if self.passage is not None:
+            span = self.passage
+            data["passage"] = {"text": span.text, "char_start": span.char_start, "char_end": span.char_end,
+                               "page": span.page}  # fmt: skip
         return data
 
 
@@ -48,7 +54,8 @@ def assemble_hits(store: Store, found: list[tuple[float, int]], k: int, per_file
         if per_file and row.file_id in seen_files:
             continue  # the best segment of each file only
         seen_files.add(row.file_id)
-        hits.append(Hit(row.path, score, modality_of_key(row.modality), row.info, row.start, row.end))
+        modality = modality_of_key(row.modality)
+        hits.append(Hit(row.path, score, modality, row.info, row.start, row.end, row.passage))
         if len(hits) == k:
             break
     return hits

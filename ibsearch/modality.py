@@ -68,7 +68,8 @@ QUERY_KINDS: dict[str, FileKind] = {
 # Timestamped segments of long media live in their own index per modality, named "<modality>.segments",
 # so that file-level searches never see them (and need no filter to skip them).
 SEGMENTS_SUFFIX = ".segments"
-SEGMENTED: tuple[str, ...] = (VISION, AUDIO)  # video pictures, and sound (audio files, video tracks)
+# Video pictures, sound (audio files, video tracks), and passages of text (character spans, not seconds).
+SEGMENTED: tuple[str, ...] = (VISION, TEXT, AUDIO)
 INDEX_KEYS: tuple[str, ...] = MODALITIES + tuple(m + SEGMENTS_SUFFIX for m in SEGMENTED)
 
 

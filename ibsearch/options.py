@@ -25,7 +25,7 @@ class SearchOptions:
     path_prefix: str | None = None  # only files equal to this path or under it as a folder
     min_duration: float | None = None  # only media at least this many seconds long
     max_duration: float | None = None  # only media at most this many seconds long
-    segments: bool = False  # timestamped segments of long media (best per file) instead of files
+    segments: bool = False  # segments (of long media: timestamped; of texts: passages), best per file
     include_like: bool = False  # also return the files of ``like`` terms (left out: "more like this")
 
     def __post_init__(self) -> None:

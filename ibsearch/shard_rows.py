@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .modality import INDEX_KEYS, modality_of_key
+from .modality import INDEX_KEYS, TEXT, modality_of_key, segments_key
 
 MAX_DEPTH = 64  # metadata nesting: media info is flat; deeper is not media info (and could exhaust the stack)
 _NORM_SLACK = 1e-5  # vectors further than this from unit length are normalized (ranking is by cosine)
@@ -77,6 +77,11 @@ def row_problem(data: dict[str, list[Any]], i: int) -> str | None:
     )
     if key not in INDEX_KEYS:
         return f"modality {key!r} is not one of {', '.join(INDEX_KEYS)}"
+    if key == segments_key(TEXT):
+        return (
+            f"a {key} row: shards carry no passages (a passage's text and character span); leave them out,"
+            " 'ibsearch ingest' of the note computes them"
+        )
     metadata = data["metadata"][i]
     if metadata is not None:
         problem = metadata_problem(str(metadata))

@@ -73,9 +73,10 @@ def assert_same_hits(hits: list[dict], expected: list[tuple[str, float]]) -> Non
 def test_ingest_reports_every_file_and_stores_one_vector_per_modality(ingested, media_dir, lib_args):
     assert ingested["added"] == len(media_files(media_dir)) == 9
     assert ingested["failed"] == [] and ingested["removed"] == 0
-    assert ingested["encoded"] == 9
+    # notes.md's two paragraphs are two passages; dog.txt's one passage is its file-level vector.
+    assert ingested["encoded"] == 11
     info = run_json("info", *lib_args)
-    assert info["vectors"] == {"audio": 3, "audio.segments": 3, "text": 2, "vision": 4}
+    assert info["vectors"] == {"audio": 3, "audio.segments": 3, "text": 2, "text.segments": 3, "vision": 4}
     assert run("check", *lib_args).strip().endswith("ok")
 
 

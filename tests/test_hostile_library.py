@@ -272,7 +272,7 @@ def test_9_text_notes_that_begin_like_a_magic_number_are_text(tmp_path, lib_args
         (folder / name).write_text(text, encoding="utf-8")
     summary = run_json("ingest", folder, *lib_args)
     assert summary["failed"] == [] and summary["added"] == 4
-    assert run_json("info", *lib_args)["vectors"] == {"text": 4}
+    assert run_json("info", *lib_args)["vectors"] == {"text": 4, "text.segments": 4}  # one passage each
 
 
 def test_10_links_out_of_the_tree_are_followed_by_default_and_not_with_no_follow_symlinks(tmp_path, lib_args):

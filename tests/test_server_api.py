@@ -335,3 +335,14 @@ def test_the_command_line_s_server_backend_takes_terms_and_search_options(served
     assert [(h.path, h.score, h.start, h.end) for h in remote] == served.searcher_hits(terms, options)
     elsewhere = ServerBackend.find({"library": str(served.library), "model": "imagebind_huge"})
     assert elsewhere is None  # a server running another model is not asked
+
+
+def test_a_segments_search_of_notes_returns_the_passage_with_its_span(served: Served):
+    answer = served.http.post(
+        "/api/search", json={"text": ["milk, eggs, bread"], "target": ["text"], "segments": True}
+    )
+    best = answer.json()["results"][0]
+    assert best["path"] == str(served.media / "notes" / "notes.md") and best["score"] > 0.9999
+    assert best["passage"] == {"text": "milk, eggs, bread", "char_start": 16, "char_end": 33, "page": None}
+    files = served.http.post("/api/search", json={"text": ["milk, eggs, bread"], "target": ["text"]})
+    assert files.status_code == 200 and all(r["passage"] is None for r in files.json()["results"])

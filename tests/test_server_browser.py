@@ -205,6 +205,16 @@ def test_an_audio_hit_with_a_segment_plays_from_its_start(page: Page, served: Se
     assert MOMENT[0] < audio.evaluate("a => a.currentTime") < MOMENT[1]
 
 
+def test_a_passage_of_a_note_is_shown_highlighted_with_its_span(page: Page, served: Served):
+    page.click("#filters summary")
+    page.check("#segments")
+    search_for(page, "milk, eggs, bread")
+    hit = page.locator("article.hit").first
+    assert hit.get_attribute("data-path") == str(served.media / "notes" / "notes.md")
+    expect(hit.locator(".passage mark")).to_have_text("milk, eggs, bread")
+    expect(hit.locator(".passage .where")).to_have_text("characters 16–33")
+
+
 def test_the_query_lives_in_the_url_for_reload_and_back(page: Page, served: Served):
     search_for(page, "first query")
     first = shown(page)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from textwrap import shorten
 from typing import Any
 
 import click
@@ -159,7 +160,9 @@ def input_options(fn: Any) -> Any:
 @click.option("--min-duration", type=float, default=None, help="Only media at least this many seconds long.")
 @click.option("--max-duration", type=float, default=None, help="Only media at most this many seconds long.")
 @click.option(
-    "--segments", is_flag=True, help="Return timestamped segments of long media (best per file), not files."
+    "--segments",
+    is_flag=True,
+    help="Return segments, best per file: timed ones of long media, passages of texts.",
 )
 @click.option(
     "--include-like",
@@ -178,6 +181,7 @@ def query(targets: Sequence[str], as_json: bool, **params: Any) -> None:
       ibsearch query --image park.jpg --audio 0.5=bark.wav --text "-1=people" --target image
       ibsearch query --like ~/Pictures/cat.jpg --path-prefix ~/Pictures/2024 --json
       ibsearch query --audio bark.wav --target audio --segments
+      ibsearch query --text "a phrase from a long note" --target text --segments
     """
     from ..options import SearchOptions
     from ..server.client import ServerBackend
@@ -199,11 +203,17 @@ def query(targets: Sequence[str], as_json: bool, **params: Any) -> None:
         return
     say(f"{'rank':>4}  {'score':>7}  {'modality':<8}  path [segment]  media")
     for rank, hit in enumerate(hits, 1):
+        passage = hit.to_dict().get("passage")  # a text's segment: characters, not seconds
         where = (
             f" [{mmss(hit.start)}-{mmss(hit.end)}]" if hit.start is not None and hit.end is not None else ""
         )
+        if passage is not None:
+            page = f", page {passage['page']}" if passage["page"] is not None else ""
+            where = f" [characters {passage['char_start']}-{passage['char_end']}{page}]"
         meta = format_meta(hit.metadata)
         say(f"{rank:4d}  {hit.score:7.4f}  {hit.modality:<8}  {hit.path}{where}  {meta}".rstrip())
+        if passage is not None:
+            say(f"{'':23}{shorten(' '.join(passage['text'].split()), 100)}")
 
 
 @command("Print as one JSON object.")

@@ -35,6 +35,7 @@ def export(fmt: str, output: str, as_json: bool, **common: Any) -> None:
     Columns: path, modality (vision/text/audio/..., or audio.segments/vision.segments for timestamped
     segments with start/end seconds), start, end, metadata (media info as JSON), vector, and the
     file's size, mtime_ns and hash; the model, dimension and preprocessing are in the file's metadata.
+    The passages of texts (text.segments) are left out: an ingest of the notes computes them again.
 
     \b
     Example:
@@ -55,10 +56,11 @@ def import_shards(shards: Sequence[str], as_json: bool, **common: Any) -> None:
 
     Needed columns: path, modality, vector (a list or fixed-size list of float32 of the library's
     dimension); optional: start, end (segments, with modality audio.segments or vision.segments),
-    metadata (JSON), size, mtime_ns, hash. A shard whose metadata names another model or dimension is
-    refused. Paths must be absolute and normalized. Files on this machine must still be what the shard
-    says (size and mtime, or hash); they then count as ingested, so 'ibsearch ingest' of them encodes
-    nothing (and the server sends a file only once an ingest has read it). Crash-safe like ingest.
+    metadata (JSON), size, mtime_ns, hash (no text.segments: shards hold no passages). A shard whose
+    metadata names another model or dimension is refused. Paths must be absolute and normalized. Files
+    on this machine must still be what the shard says (size and mtime, or hash); they then count as
+    ingested, so 'ibsearch ingest' of them encodes nothing but the passages of notes (and the server
+    sends a file only once an ingest has read it). Crash-safe like ingest.
 
     \b
     Example:

@@ -24,6 +24,7 @@ from ..encoder.work import (
     take_segments,
 )
 from ..errors import MediaError
+from ..modality import TEXT
 from .pipeline import RowResult, batch_row, segments_row
 
 
@@ -35,6 +36,9 @@ class Collector:
         self.rows: list[dict[str, Any]] = []
         self._row_of: dict[int, Batch | tuple[int, str]] = {}
         sources = {w.index: remote(str(w.item.source)) for w in works}
+        for work in works:
+            # Shards hold no passages (their text and span): a note's come from a local ingest instead.
+            work.plan.pop(TEXT, None)
         for batch in plan_batches(works, batch_size):
             self._add(batch, batch_row(len(self.rows), batch, works, sources))
         for work in works:

@@ -72,7 +72,8 @@ def ingest_on_ray(
     preflight(cluster.address)  # a wrong address fails now, not after the plan
     with ingest_run(lib, ImportCommitter) as (summary, committer):
         summary.failed += merge_shards(lib, committer)  # what a killed run computed: merged, not redone
-        jobs = plan_run(lib, paths, selection or Selection(), summary, committer)
+        # Its shards hold no passages: notes get theirs from the next local ingest, not from every run.
+        jobs = plan_run(lib, paths, selection or Selection(), summary, committer, passages=False)
         committer.flush()
         if jobs:
             _run(lib, jobs, committer, summary, cluster, batch_size or 16, progress)

@@ -19,8 +19,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import MediaError
-from ..modality import AUDIO, MODALITIES, FileKind
+from ..modality import AUDIO, MODALITIES, TEXT, FileKind
 from .media import DECODE_TIMEOUT, audio_segments, pool, registry, video
+from .media.passages import Passage, cut_passages
+from .media.text import DocumentText, read_document, read_text
+from .media.tokenizer import tokenize
 from .runtime import Encoder
 from .work import (
     Batch,
@@ -152,6 +155,8 @@ def segment_vectors(encoder: Encoder, work: FileWork, modality: str) -> tuple[li
     vector on ``work``. Raises :class:`MediaError` for media that cannot be decoded."""
     import torch
 
+    if modality == TEXT:
+        return passage_vectors(encoder, work)
     result, source = work.result, work.item.source
     vectors: list[np.ndarray] = []
     spans: list[Span] = []
@@ -179,6 +184,37 @@ def segment_vectors(encoder: Encoder, work: FileWork, modality: str) -> tuple[li
     return vectors, spans
 
 
+def passage_vectors(encoder: Encoder, work: FileWork) -> tuple[list[np.ndarray], list[Span]]:
+    """The vectors of a text's passages (:mod:`.media.passages`), put on ``work.result.passages``, in
+    batches through the text tower; their spans are None (a passage has characters, not seconds). A
+    text read whole by its file-level vector (one passage, the same token ids) reuses that vector.
+    Raises :class:`MediaError` for a file that cannot be read."""
+    source, result = work.item.source, work.result
+    name = source if isinstance(source, str) else None
+    try:
+        doc = read_document(source, name=name)
+    except MediaError as exc:
+        if exc.transient:
+            raise
+        # Readable as far as the file-level vector read it, not beyond (a bad byte further on): the
+        # passages of that much, as the note was indexed before it had passages.
+        doc = DocumentText(read_text(source, name=name))
+    # Only characters the tokenizer drops (no passage): the whole text, read by the file-level vector.
+    passages = cut_passages(doc) or [Passage(0, len(doc.text), doc.text, doc.page_of(0))]
+    result.passages = passages
+    tokens = tokenize([p.text for p in passages])
+    whole = result.vectors.get(TEXT)  # absent on a cluster's actor, which has only this file's passages
+    if len(passages) == 1 and whole is not None:
+        if bool((tokens[0] == registry.load(work.item.kind, TEXT, source)).all()):
+            return [whole[0]], [(None, None)]
+    vectors: list[np.ndarray] = []
+    for start in range(0, len(passages), encoder.batch_size):
+        out = encoder.encode(TEXT, tokens[start : start + encoder.batch_size])
+        result.encoded += len(out)
+        vectors.extend(out)
+    return vectors, [(None, None)] * len(vectors)
+
+
 def embed_input(encoder: Encoder, kind: FileKind, modality: str, source: Any) -> np.ndarray:
     """The ``(dim,)`` float32 vector of one input (a file, its bytes, or an in-memory picture or array)
     of ``kind`` for ``modality``'s tower; raises :class:`MediaError` for bad media."""
@@ -196,6 +232,7 @@ __all__ = [
     "embed_input",
     "encode_batch",
     "encode_segments",
+    "passage_vectors",
     "segment_vectors",
     "plan_segments",
 ]

@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import MediaError
-from ..modality import AUDIO, KIND_MODALITIES, MODALITIES, VISION, FileKind, segments_key
+from ..modality import AUDIO, KIND_MODALITIES, MODALITIES, TEXT, VISION, FileKind, segments_key
 from .media import audio_segments, registry
 from .media.probe import probe
+
+if TYPE_CHECKING:
+    from .media.passages import Passage
 
 Span = tuple[float | None, float | None]  # (start, end) seconds; (None, None) for a whole-file vector
 
@@ -37,7 +40,8 @@ class FileVectors:
     """What the model made of one file.
 
     ``vectors`` maps an index key (a modality, or ``<modality>.segments``) to ``(n, dim)`` float32
-    unit rows, and ``spans`` to their ``(start, end)`` seconds. ``modalities`` are the file-level
+    unit rows, and ``spans`` to their ``(start, end)`` seconds (None for text, whose segments are
+    ``passages``: character spans). ``modalities`` are the file-level
     modalities it yields (a video without sound: vision only), ``info`` the probed media facts, and
     ``encoded`` the number of vectors the model computed for it.
     """
@@ -47,6 +51,7 @@ class FileVectors:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     spans: dict[str, list[Span]] = field(default_factory=dict)
     encoded: int = 0
+    passages: list[Passage] = field(default_factory=list)  # what each ``text.segments`` row reads
 
     def put(self, key: str, vectors: np.ndarray, spans: list[Span]) -> None:
         self.vectors[key] = vectors
@@ -54,10 +59,10 @@ class FileVectors:
 
 
 class Segments(Enum):
-    """How a file's sound (or a video's pictures) is cut into timestamped segments."""
+    """How a file's sound (or a video's pictures) is cut into timestamped segments (a text: passages)."""
 
     WHOLE = "whole"  # short media: the file-level vector is its one segment
-    STREAM = "stream"  # segments come from one streaming pass over the file
+    STREAM = "stream"  # segments come from one streaming pass over the file (a text's: its passages)
     LONG = "long"  # that pass also gives the file-level vector (audio too long to load whole)
 
 
@@ -78,6 +83,9 @@ def plan_segments(kind: FileKind, info: dict[str, Any]) -> tuple[tuple[str, ...]
             plan[AUDIO] = Segments.STREAM
         else:
             plan[AUDIO] = Segments.LONG
+    if TEXT in modalities:
+        # Its length is known only once it is read: a note of one passage reuses the file-level vector.
+        plan[TEXT] = Segments.STREAM
     if kind == FileKind.VIDEO and VISION in modalities:
         # The file-level picture vector already streams (only the frames it needs are decoded).
         plan[VISION] = Segments.WHOLE if short else Segments.STREAM

@@ -13,11 +13,12 @@ import numpy as np
 
 from ..files import path_fields
 from ..library import LibraryResources
-from ..modality import INDEX_KEYS, FileKind
-from ..store import FileEntry, VectorEntry, Verified
+from ..modality import INDEX_KEYS, TEXT, FileKind, segments_key
+from ..store import FileEntry, PassageSpan, VectorEntry, Verified
 
 #: Bumped whenever preprocessing changes what a vector means; vectors of an older version are not reused.
 PREPROCESS_VERSION = "ref-53680b0.1"
+TEXT_SEGMENTS = segments_key(TEXT)  # a text's passages: their rows carry a character span, not seconds
 COMMIT_EVERY = 32  # files per database transaction
 COMMIT_SECONDS = 5.0  # ...or this often, whichever comes first
 COMMIT_VECTORS = 8192  # ...or once the buffered files hold this many vectors (memory stays bounded)
@@ -103,6 +104,7 @@ class Job:
     info: dict[str, Any] = field(default_factory=dict)  # media facts (width, duration...)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # index key -> (n, dim)
     spans: dict[str, list[Span]] = field(default_factory=dict)
+    passages: list[PassageSpan] = field(default_factory=list)  # of the text.segments rows, in order
     error: str | None = None
     transient: bool = False  # the error is not the file's content (I/O, permission, crash): retry next run
     verified: Verified = Verified.INGEST  # who vouches for content_hash (an import may vouch for less)
@@ -167,9 +169,9 @@ class Committer:
         """Write one file with all its vectors; note the new ids per key; return the replaced ids."""
         keys = [k for k in INDEX_KEYS if k in job.vectors]
         rows = [
-            VectorEntry(vec, k, start, end, PREPROCESS_VERSION)
+            VectorEntry(vec, k, start, end, PREPROCESS_VERSION, passage)
             for k in keys
-            for vec, (start, end) in zip(job.vectors[k], job.spans[k], strict=True)
+            for vec, (start, end), passage in zip(*_columns(job, k), strict=True)
         ]
         st = job.st
         file = FileEntry(
@@ -181,6 +183,13 @@ class Committer:
             ids.append(vid)
             vecs.append(row.vector)
         return result.removed_ids
+
+
+def _columns(job: Job, key: str) -> tuple[np.ndarray, list[Span], list[PassageSpan | None]]:
+    """The vectors of ``key``, their spans and their passages (None but for a text's segments)."""
+    vectors = job.vectors[key]
+    passages: list[PassageSpan | None] = [*job.passages] if key == TEXT_SEGMENTS else [None] * len(vectors)
+    return vectors, job.spans[key], passages
 
 
 __all__ = ["COMMIT_EVERY", "PREPROCESS_VERSION", "Committer", "IngestSummary", "Job"]

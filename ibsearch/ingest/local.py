@@ -11,6 +11,7 @@ from ..encoder.media import DECODE_TIMEOUT
 from ..errors import MediaError
 from ..library import LibraryResources
 from ..progress import FILES, Progress, TaskProgress, start
+from ..store import PassageSpan
 from .commit import Committer, IngestSummary, Job
 from .run import Selection, changed_since_hashed, ingest_run, plan_run
 
@@ -94,6 +95,7 @@ def _encode(
                     continue
                 job.modalities, job.info = result.modalities, result.info
                 job.vectors, job.spans = result.vectors, result.spans
+                job.passages = [PassageSpan(p.start, p.end, p.text, p.page) for p in result.passages]
             committer.add(job)
             tally.advance(job.path)
         jobs = changed

@@ -16,9 +16,9 @@ import numpy as np
 
 from ..encoder.media.detect import detect
 from ..files import hash_file
-from ..modality import KIND_MODALITIES, FileKind, modality_of_key
+from ..modality import KIND_MODALITIES, TEXT, FileKind, modality_of_key
 from ..store import Store, Verified
-from .commit import PREPROCESS_VERSION, IngestSummary, Job
+from .commit import PREPROCESS_VERSION, TEXT_SEGMENTS, IngestSummary, Job
 from .walk import FoundFile
 
 AS_RULES = "ingest_as"  # setting: {folder or file: file kind} from ``ingest --as``
@@ -28,11 +28,15 @@ class Planner:
     """Compares walked files with the database, one at a time (see :meth:`visit`).
 
     ``roots`` are the absolute paths being ingested; ``as_kind`` (``thermal``, ``depth``, ``imu``...)
-    makes the files under them that kind, a choice remembered for later runs.
+    makes the files under them that kind, a choice remembered for later runs. ``passages``: a note
+    stored without passages (before schema 3, or by a cluster ingest) is encoded again.
     """
 
-    def __init__(self, store: Store, roots: list[str], as_kind: str | None = None) -> None:
+    def __init__(
+        self, store: Store, roots: list[str], as_kind: str | None = None, *, passages: bool = True
+    ) -> None:
         self.store = store
+        self.passages = passages
         self.roots = roots
         self.known = {}
         for root in roots:
@@ -58,6 +62,8 @@ class Planner:
         forced = self._forced_kind(path)
         if rec is not None and forced is not None and rec.modality not in KIND_MODALITIES[forced]:
             rec = replace(rec, content_hash="")  # declared another modality with --as: encode again
+        elif rec is not None and not rec.complete and self.passages:
+            rec = replace(rec, content_hash="")  # a note stored before passages existed: encode again
         elif rec is not None and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
             if rec.verified == Verified.INGEST:
                 summary.unchanged += 1
@@ -130,10 +136,17 @@ class Planner:
         for v in vectors:
             by_key.setdefault(v.modality, []).append(v.vector)
             spans.setdefault(v.modality, []).append((v.start, v.end))
+            if v.passage is not None:
+                job.passages.append(v.passage)
         whole = tuple(k for k in by_key if modality_of_key(k) == k)
         # Same bytes, same vectors: what the stored copy yielded (a silent video: its picture only)
-        # is what this one would, unless --as declared the file another kind.
-        if not whole or not set(whole) <= set(KIND_MODALITIES[job.kind]):
+        # is what this one would, unless --as declared the file another kind (or a note of before
+        # passages existed, which has none to give).
+        passages = len(by_key.get(TEXT_SEGMENTS, ()))
+        if not whole or not set(whole) <= set(KIND_MODALITIES[job.kind]) or passages != len(job.passages):
+            job.passages = []
+            return
+        if TEXT in whole and not passages:
             return
         job.modalities = tuple(m for m in KIND_MODALITIES[job.kind] if m in whole)
         job.vectors = {key: np.stack(rows) for key, rows in by_key.items()}

@@ -51,14 +51,17 @@ def plan_run(
     selection: Selection,
     summary: IngestSummary,
     committer: Committer,
+    *,
+    passages: bool = True,
 ) -> list[Job]:
     """Walk ``paths`` and compare with the database: what needs nothing is counted in ``summary``,
     what is finished without the model (failed, or reusing stored vectors) goes to ``committer``,
     deleted files leave the library; returns the jobs that need the model. The caller holds the write
-    lock. Local and cluster ingest share this step, so they decide alike."""
+    lock. Local and cluster ingest share this step, so they decide alike; but ``passages=False`` (a run
+    whose results cannot hold passages: a cluster's shards) does not encode again a note without them."""
     roots = [os.path.abspath(os.fsdecode(p)) for p in paths]
     lib.bind_model()
-    planner = Planner(lib.store, roots, selection.as_kind)
+    planner = Planner(lib.store, roots, selection.as_kind, passages=passages)
     to_encode: list[Job] = []
     options = WalkOptions(
         hidden=selection.hidden, exclude=list(selection.exclude), follow_symlinks=selection.follow_symlinks

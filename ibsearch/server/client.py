@@ -35,7 +35,7 @@ from .record import INSTANCE_HEADER, ServerRecord, remove_record
 HEALTH_TIMEOUT = 1.0  # seconds to wait for /healthz: a server that is slower is not used
 QUERY_TIMEOUT = 600.0  # the first query of a server may load a tower
 #: The fields of a hit as ``Hit.to_dict`` writes them, in its order.
-HIT_FIELDS = ("path", "path_bytes", "score", "modality", "metadata", "start", "end")
+HIT_FIELDS = ("path", "path_bytes", "score", "modality", "metadata", "start", "end", "passage")
 #: Answers that mean "ask the library yourself" rather than "your query is wrong": no access, an upload
 #: too large, or outside the API's limits or unreadable (the in-process search says why, naming the file).
 FALL_BACK = {401, 403, 404, 413, 422}
@@ -216,7 +216,8 @@ def _multipart(fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]
 
 
 def _hit_fields(result: Mapping[str, Any]) -> dict[str, Any]:
-    """A result's fields as ``Hit.to_dict`` gives them: no ``path_bytes``, ``start`` or ``end`` when unset."""
+    """A result's fields as ``Hit.to_dict`` gives them: no ``path_bytes``, ``start``, ``end`` or ``passage``
+    when unset."""
     return {name: result[name] for name in HIT_FIELDS if result.get(name) is not None}
 
 

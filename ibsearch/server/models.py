@@ -53,7 +53,9 @@ class SearchSettings(BaseModel):
         description="Modalities to search (vision or image, text, audio, depth, thermal, imu); default all.",
     )
     k: int = Field(10, ge=1, le=MAX_K, description="Number of hits, best first across targets.")
-    segments: bool = Field(False, description="Timestamped segments of long media instead of files.")
+    segments: bool = Field(
+        False, description="Segments instead of files: timestamped ones of long media, passages of texts."
+    )
     include_like: bool = Field(False, description="Also return the items of like terms themselves.")
     path_prefix: Text | None = Field(None, description="Only files under this absolute folder.")
     path_glob: Text | None = Field(
@@ -116,8 +118,17 @@ def api_inputs() -> list[QueryInputInfo]:
     return [QueryInputInfo.model_validate(row.describe()) for row in offered]
 
 
+class Passage(BaseModel):
+    """A passage of a text: the window of it that matched, and where it lies in the text."""
+
+    text: str = Field(description="The passage, as it stands in the text.")
+    char_start: int = Field(description="Offset of its first character in the file's text.")
+    char_end: int = Field(description="Offset just past its last character.")
+    page: int | None = Field(description="The page it begins on (PDF), from 1; None without pages.")
+
+
 class Result(BaseModel):
-    """One hit: an item (a file), or a stretch of it when ``start`` and ``end`` are set."""
+    """One hit: an item (a file), or a stretch of it when ``start`` and ``end`` (or ``passage``) are set."""
 
     id: int = Field(description="The item id (stable for the file while it stays in the library).")
     path: str = Field(description="The file's path (odd bytes of non-UTF-8 names written as \\xNN).")
@@ -128,6 +139,7 @@ class Result(BaseModel):
     metadata: dict[str, Any] = Field(description="Media facts: width, height, duration, ...")
     start: float | None = Field(description="Segment start in seconds (None: the whole file).")
     end: float | None = Field(description="Segment end in seconds.")
+    passage: Passage | None = Field(None, description="For a text's segment: the passage that matched.")
     thumbnail: str = Field(description="URL of a small JPEG picture of the item.")
     media: str = Field(description="URL of the file itself (HTTP Range supported).")
 
@@ -225,6 +237,7 @@ __all__ = [
     "Health",
     "Info",
     "Item",
+    "Passage",
     "Result",
     "QueryInputInfo",
     "SearchForm",

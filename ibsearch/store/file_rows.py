@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..files import display_path
+from ..modality import TEXT, segments_key
 from .connection import Owner, guard_methods
 from .records import FileEntry, FileRecord, FileStat, PathLike, Verified, key_to_path, load_info, path_key
 
@@ -88,10 +89,14 @@ class FileRows:
         An empty ``prefix`` means the whole library. Paths are ``os.fsdecode`` strings.
         """
         clause, params = prefix_clause("path_key", prefix)
+        # A note without text segments (stored before schema 3, by a cluster ingest or by an import) is
+        # incomplete: a local ingest reads it again for its passages.
         rows = self._conn.execute(
-            f"SELECT path_key, size, mtime_ns, hash, modality, verified FROM files WHERE {clause}", params
+            "SELECT path_key, size, mtime_ns, hash, modality, verified, modality != ? OR EXISTS (SELECT 1"
+            " FROM vectors v WHERE v.file_id = files.id AND v.modality = ?) FROM files WHERE " + clause,
+            [TEXT, segments_key(TEXT), *params],
         )
-        return {key_to_path(r[0]): FileStat(r[1], r[2], r[3], r[4], Verified(r[5])) for r in rows}
+        return {key_to_path(r[0]): FileStat(r[1], r[2], r[3], r[4], Verified(r[5]), bool(r[6])) for r in rows}
 
     def paths_under(self, prefix: PathLike) -> list[str]:
         """The stored paths under ``prefix`` (see :meth:`under`), sorted by their bytes."""

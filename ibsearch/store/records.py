@@ -118,6 +118,16 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class PassageSpan:
+    """Where a text segment (a passage of a long text) lies in its file's text: a row of ``passages``."""
+
+    char_start: int  # offset of its first character in the document's text
+    char_end: int  # offset just past its last character
+    text: str  # the passage itself: what a hit shows, and what keyword search may read
+    page: int | None = None  # the page it begins on (paged documents such as PDF), from 1
+
+
+@dataclass(frozen=True)
 class VectorEntry:
     """A vector to store: a row of the vectors table before it has an id; ``vector`` is ``(dim,)``."""
 
@@ -126,6 +136,7 @@ class VectorEntry:
     start: float | None = None  # segment start in seconds (None: the whole file)
     end: float | None = None
     preprocess_version: str = ""  # the preprocessing it was computed with
+    passage: PassageSpan | None = None  # a text segment's span and text (its start/end are None)
 
 
 Span = tuple[float | None, float | None]
@@ -178,6 +189,7 @@ class FileStat:
     content_hash: str
     modality: str = ""  # the file's (first) modality, e.g. to notice a folder re-declared with --as
     verified: Verified = Verified.INGEST  # who vouches for content_hash
+    complete: bool = True  # False: a note without passages (stored before they existed), to read again
 
 
 @dataclass(frozen=True)
@@ -192,6 +204,7 @@ class StoredVector:
     start: float | None  # segment start in seconds (None: the whole file)
     end: float | None
     vector: np.ndarray
+    passage: PassageSpan | None = None  # a text segment's span and text
 
 
 @dataclass(frozen=True)
@@ -208,6 +221,7 @@ class VectorRow:
     size: int
     mtime_ns: int
     content_hash: str
+    passage: PassageSpan | None = None  # a text segment's span and text
 
 
 @dataclass(frozen=True)

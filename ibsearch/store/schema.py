@@ -14,7 +14,17 @@ from collections.abc import Callable
 from ..errors import LibraryError
 from .records import load_info
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# The span and text of each text segment (a passage of a long text), by its vector: characters, not the
+# seconds that seg_start/seg_end hold for sound and pictures.
+PASSAGES_TABLE = """CREATE TABLE IF NOT EXISTS passages (
+        vector_id INTEGER PRIMARY KEY REFERENCES vectors(id) ON DELETE CASCADE,
+        char_start INTEGER NOT NULL,    -- offset of its first character in the document's text
+        char_end INTEGER NOT NULL,      -- offset just past its last character
+        page INTEGER,                   -- the page it begins on (PDF), from 1; NULL without pages
+        text TEXT NOT NULL
+    )"""
 
 TABLES: tuple[str, ...] = (
     # Key/value facts about the whole library: schema_version, model_id, dim, created.
@@ -49,6 +59,7 @@ TABLES: tuple[str, ...] = (
     )""",
     "CREATE INDEX vectors_file ON vectors(file_id)",
     "CREATE INDEX vectors_modality ON vectors(modality, id)",
+    PASSAGES_TABLE,
     # One row per failing path (the latest reason), removed when the path ingests cleanly.
     """CREATE TABLE errors (
         path_key BLOB PRIMARY KEY,
@@ -63,7 +74,7 @@ TABLES: tuple[str, ...] = (
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
-REQUIRED_TABLES = frozenset({"meta", "files", "vectors", "errors", "settings"})
+REQUIRED_TABLES = frozenset({"meta", "files", "vectors", "errors", "settings", "passages"})
 
 
 #: MIGRATIONS[n] upgrades a version n - 1 database to version n.
@@ -81,7 +92,13 @@ def _to_version_2(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE files SET info = ? WHERE id = ?", (fixed, file_id))
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_version_2}
+def _to_version_3(conn: sqlite3.Connection) -> None:
+    """The ``passages`` table. Notes stored before have no passages yet: the next ingest of each (a
+    text file without ``text.segments`` vectors) encodes it again, so nothing else changes here."""
+    conn.execute(PASSAGES_TABLE)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_version_2, 3: _to_version_3}
 
 
 def table_names(conn: sqlite3.Connection) -> set[str]:

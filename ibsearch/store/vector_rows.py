@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from ..idsets import MIX_SQL, IdSetSummary, from_sums
 from .connection import Owner, guard_methods
 from .file_rows import INFO_KEY, prefix_clause
 from .records import (
+    PassageSpan,
     PathLike,
     StoredVector,
     VectorEntry,
@@ -42,13 +44,14 @@ class VectorRows:
     def _stored_vectors(self, where: str, params: Sequence[Any]) -> list[StoredVector]:
         dim = self.owner.dim or 0
         rows = self._conn.execute(
-            "SELECT id, file_id, modality, model_id, preprocess_version, seg_start, seg_end, vector"
-            f" FROM vectors WHERE {where} ORDER BY id",
+            "SELECT id, file_id, modality, model_id, preprocess_version, seg_start, seg_end, vector,"
+            f" {_PASSAGE_COLUMNS} FROM vectors LEFT JOIN passages p ON p.vector_id = id WHERE {where}"
+            " ORDER BY id",
             params,
         ).fetchall()
         vecs = decode_vectors([r[7] for r in rows], dim)
         return [
-            StoredVector(r[0], r[1], r[2], r[3], r[4], r[5], r[6], vector=v)
+            StoredVector(r[0], r[1], r[2], r[3], r[4], r[5], r[6], vector=v, passage=_passage(r[8:]))
             for r, v in zip(rows, vecs, strict=True)
         ]
 
@@ -97,19 +100,20 @@ class VectorRows:
             last = int(ids[-1])
 
     def chunks_with_files(
-        self, *, chunk_size: int = 8192
+        self, *, chunk_size: int = 8192, leave_out: str = ""
     ) -> Iterator[tuple[list[VectorRow], np.ndarray, list[str]]]:
         """Yield ``(rows, vectors (n, dim) float32, preprocess versions)`` chunks of every vector with its
-        file, in file order (each file's vectors together, by id), for exports; wrap the loop in
-        :meth:`Store.snapshot`."""
+        file, in file order (each file's vectors together, by id), for exports (but those of the index
+        key ``leave_out``); wrap the loop in :meth:`Store.snapshot`."""
         dim = self.owner.dim or 0
         last = (-1, -1)
         while True:
             found = self._conn.execute(
                 "SELECT v.id, v.file_id, f.path_key, v.modality, f.info, v.seg_start, v.seg_end, f.size,"
                 " f.mtime_ns, f.hash, v.vector, v.preprocess_version FROM vectors v JOIN files f"
-                " ON f.id = v.file_id WHERE (v.file_id, v.id) > (?, ?) ORDER BY v.file_id, v.id LIMIT ?",
-                (*last, int(chunk_size)),
+                " ON f.id = v.file_id WHERE (v.file_id, v.id) > (?, ?) AND v.modality != ?"
+                " ORDER BY v.file_id, v.id LIMIT ?",
+                (*last, leave_out, int(chunk_size)),
             ).fetchall()
             if not found:
                 return
@@ -140,11 +144,11 @@ class VectorRows:
         wanted = json.dumps([int(i) for i in ids])
         rows = self._conn.execute(
             "SELECT v.id, v.file_id, f.path_key, v.modality, f.info, v.seg_start, v.seg_end, f.size,"
-            " f.mtime_ns, f.hash FROM vectors v JOIN files f ON f.id = v.file_id"
-            " WHERE v.id IN (SELECT value FROM json_each(?))",
+            f" f.mtime_ns, f.hash, {_PASSAGE_COLUMNS} FROM vectors v JOIN files f ON f.id = v.file_id"
+            " LEFT JOIN passages p ON p.vector_id = v.id WHERE v.id IN (SELECT value FROM json_each(?))",
             (wanted,),
         )
-        return {r[0]: _vector_row(r) for r in rows}
+        return {r[0]: replace(_vector_row(r), passage=_passage(r[10:])) for r in rows}
 
     def select_ids(
         self,
@@ -232,6 +236,13 @@ class VectorRows:
                     ),
                 )
                 new_ids.append(int(cur.lastrowid or 0))
+                if entry.passage is not None:
+                    span = entry.passage
+                    self._conn.execute(
+                        "INSERT INTO passages (vector_id, char_start, char_end, page, text)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (new_ids[-1], span.char_start, span.char_end, span.page, span.text),
+                    )
         return new_ids
 
     def append(self, file_id: int, entries: Sequence[VectorEntry]) -> list[int]:
@@ -288,6 +299,14 @@ class VectorRows:
             f"SELECT count(*), max(id), sum(id), {MIX_SQL} FROM vectors WHERE modality = ?", (modality,)
         ).fetchone()
         return from_sums(*row)
+
+
+_PASSAGE_COLUMNS = "p.char_start, p.char_end, p.text, p.page"
+
+
+def _passage(r: Sequence[Any]) -> PassageSpan | None:
+    """The :class:`PassageSpan` of the :data:`_PASSAGE_COLUMNS` of a row (None: not a passage)."""
+    return None if r[0] is None else PassageSpan(int(r[0]), int(r[1]), str(r[2]), r[3])
 
 
 def _vector_row(r: Sequence[Any]) -> VectorRow:

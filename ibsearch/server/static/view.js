@@ -74,12 +74,21 @@ function mediaUrl(hit) {
   return `${hit.media}#t=${hit.start}` + (hit.end !== null ? `,${hit.end}` : "");
 }
 
+// The passage of a note that matched: its text, highlighted, and where it lies (a later viewer shows
+// it within the whole text).
+function passage({ text, char_start: start, char_end: end, page }) {
+  const where = `characters ${start}–${end}` + (page !== null && page !== undefined ? `, page ${page}` : "");
+  return el("blockquote", { class: "note passage", title: where },
+    el("mark", { text }), el("small", { class: "where", text: where }));
+}
+
 function visual(hit) {
   const name = hit.path.split("/").pop();
   if (hit.kind === "audio") {
     const player = el("audio", { controls: "", preload: "metadata", src: mediaUrl(hit) });
     return [el("div", { class: "visual" }, el("img", { src: hit.thumbnail, alt: `waveform of ${name}`, loading: "lazy" })), player];
   }
+  if (hit.kind === "text" && hit.passage) return [passage(hit.passage)];
   if (hit.kind === "text") {
     const note = el("blockquote", { class: "note", text: "…" });
     fetch(hit.media, { credentials: "same-origin", headers: { Range: "bytes=0-2047" } }).then((r) => (r.ok ? r.text() : "")).then((text) => {
