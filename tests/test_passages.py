@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 from conftest import run_json
+from test_documents import pdf_bytes
 from test_import_trust import shard_table
 
 from ibsearch.cli import cli
 from ibsearch.encoder.embed import embed_input
 from ibsearch.encoder.media.passages import OVERLAP_TOKENS, WINDOW_TOKENS, cut_passages
-from ibsearch.encoder.media.text import DocumentText
+from ibsearch.encoder.media.text import DocumentText, read_document
 from ibsearch.encoder.media.tokenizer import default_tokenizer, tokenize
 from ibsearch.encoder.runtime import Encoder
 from ibsearch.encoder.weights.cards import resolve_model
@@ -148,6 +149,23 @@ def test_a_sentence_on_page_3_is_found_as_the_passage_of_that_page(tiny_card):
     best = passages[int(np.argmax(vectors @ query))]
     assert (best.page, best.start, best.end) == (3, text.index(HERON), text.index(HERON) + len(HERON))
     assert float(np.max(vectors @ query)) > 0.9999
+
+
+def test_a_sentence_on_page_3_of_a_generated_pdf_is_found_as_that_page_s_passage(tmp_path, lib_args):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pdf = docs / "manual.pdf"
+    pages = ["Installing the pump and its filters.", "Cleaning the valves every spring.", HERON]
+    pdf.write_bytes(pdf_bytes(pages))
+    summary = run_json("ingest", docs, *lib_args)
+    assert summary["added"] == 1 and not summary["failed"]
+    # Each page is a paragraph of its own (pages become blank lines), so page 3 is one window's text.
+    doc = read_document(pdf)
+    start = doc.text.index(HERON)
+    assert doc.page_of(start) == 3
+    best = run_json("query", "--text", HERON, "--target", "text", "--segments", *lib_args)[0]
+    assert best["path"] == str(pdf) and best["score"] > 0.9999
+    assert best["passage"] == {"text": HERON, "char_start": start, "char_end": start + len(HERON), "page": 3}
 
 
 def test_a_copy_of_a_note_reuses_its_passages_and_a_library_of_schema_2_gets_them_on_the_next_ingest(
