@@ -230,13 +230,13 @@ def test_a_kill_during_the_rebuild_leaves_a_library_that_opens_and_answers_corre
 
 
 def killed_while_building(
-    lib_args: list[str], flag: Path, action: str, check: str = "", step: str = "sync.build_approximate"
+    lib_args: list[str], flag: Path, action: str, check: str = "", step: str = "builder.build_approximate"
 ) -> None:
     """Run ``action`` (Python, on ``lib``) in a child process and SIGKILL it once ``step`` (an approximate
     build, or e.g. ``stream._take``: a chunk of an exact file written) has begun (``check`` held at that
     moment, ``flag`` touched)."""
     child = textwrap.dedent(f"""
-        import pathlib, ibsearch.index_sync as sync, ibsearch.index.stream as stream
+        import pathlib, ibsearch.index.builder as builder, ibsearch.index.stream as stream
         from ibsearch.engine import Library
         real = {step}
         def announced(*args, **kwargs):  # the real step, after telling the test it has begun
