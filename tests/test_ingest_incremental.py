@@ -92,3 +92,24 @@ def test_remove_reindex_and_check(media_dir, lib_args, tmp_path):
     assert len(hits) == 4
     report = run_json("check", *lib_args)
     assert report["ok"] is True and report["counts"]["vision"] == 4
+
+
+def test_a_failure_recorded_by_older_readers_is_tried_again_once(tmp_path, lib_args):
+    """A library whose failures were recorded before this generation of readers (a HEIC photo refused as a
+    damaged header by an ibsearch without HEIC) retries them, unchanged, on its next ingest; failing again,
+    they are known bad from then on."""
+    from ibsearch.engine import Library
+    from ibsearch.ingest.plan import READERS_SETTING, READERS_VERSION
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "liar.jpg").write_text("not a picture at all")
+    first = run_json("ingest", folder, *lib_args)
+    assert [f["path"] for f in first["failed"]] == [str(folder / "liar.jpg")]
+    assert run_json("ingest", folder, *lib_args)["known_bad"] == 1
+    with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
+        assert lib.store.settings.get(READERS_SETTING)["version"] == READERS_VERSION
+        lib.store.settings.set(READERS_SETTING, {"version": READERS_VERSION - 1, "since": 0.0})
+    retried = run_json("ingest", folder, *lib_args)  # the readers changed since it failed: tried again
+    assert retried["known_bad"] == 0 and [f["path"] for f in retried["failed"]] == [str(folder / "liar.jpg")]
+    assert run_json("ingest", folder, *lib_args)["known_bad"] == 1  # recorded anew: not retried again

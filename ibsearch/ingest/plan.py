@@ -10,6 +10,7 @@ not), and an imported file that no ingest has read yet is hashed even when its s
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -22,6 +23,12 @@ from .commit import PREPROCESS_VERSION, TEXT_SEGMENTS, IngestSummary, Job
 from .walk import FoundFile
 
 AS_RULES = "ingest_as"  # setting: {folder or file: file kind} from ``ingest --as``
+#: The readers' generation: raised whenever ibsearch learns to read more (a file type, an encoding, a
+#: container told by its streams). A failure recorded before a library's first ingest under this
+#: generation (a HEIC photo once refused as a damaged header) is tried again when next met, unchanged
+#: or not; failing again, it is recorded anew and known bad from then on.
+READERS_VERSION = 2
+READERS_SETTING = "readers"  # setting: {"version": the generation, "since": when it first ran here}
 
 
 class Planner:
@@ -42,6 +49,9 @@ class Planner:
         for root in roots:
             self.known.update(store.files.under(root))
         self.bad_before = {e.path: e for e in store.errors.latest()}
+        readers = store.settings.get(READERS_SETTING) or {}
+        self.new_readers = readers.get("version") != READERS_VERSION
+        self.readers_since = time.time() if self.new_readers else float(readers.get("since", 0.0))
         self.rules: dict[str, str] = dict(store.settings.get(AS_RULES, {}))
         if as_kind is not None:
             for root in roots:
@@ -72,7 +82,11 @@ class Planner:
             # rest on this machine's bytes, not on a shard's word.
         old_error = self.bad_before.get(path)
         # Only content failures carry the stat they happened at; transient ones are always retried.
-        if old_error is not None and (old_error.size, old_error.mtime_ns) == (st.st_size, st.st_mtime_ns):
+        if (
+            old_error is not None
+            and (old_error.size, old_error.mtime_ns) == (st.st_size, st.st_mtime_ns)
+            and old_error.time >= self.readers_since  # else recorded by older readers: try again
+        ):
             summary.known_bad += 1  # failed before and unchanged since: its reason is in the errors table
             if path in self.named:
                 reason = f"it failed before and is unchanged since: {old_error.reason}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..files import hash_file
 from ..library import LibraryResources
 from .commit import Committer, IngestSummary, Job
-from .plan import Planner
+from .plan import READERS_SETTING, READERS_VERSION, Planner
 from .walk import WalkOptions, walk
 
 #: Setting: the counts of the last ingest that ended (what it skipped and failed by extension), and when.
@@ -81,6 +81,8 @@ def plan_run(
         lib.indexes.remove(lib.store.delete_files(gone))
         summary.removed = len(gone)
     lib.store.errors.clear(planner.vanished_errors())
+    if planner.new_readers:  # failures recorded before now are tried again when next met
+        lib.store.settings.set(READERS_SETTING, {"version": READERS_VERSION, "since": planner.readers_since})
     return to_encode
 
 
