@@ -20,7 +20,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import DATA, run_json
-from test_server_helpers import MOMENT, Served, hits_of, ingest, moment_clip, opener, served_fixture
+from test_server_helpers import (
+    MOMENT,
+    Served,
+    hits_of,
+    ingest,
+    moment_clip,
+    opener,
+    serve_library,
+    served_fixture,
+)
 
 from ibsearch.cli import cli
 from ibsearch.engine import Library
@@ -346,3 +355,27 @@ def test_a_segments_search_of_notes_returns_the_passage_with_its_span(served: Se
     assert best["passage"] == {"text": "milk, eggs, bread", "char_start": 16, "char_end": 33, "page": None}
     files = served.http.post("/api/search", json={"text": ["milk, eggs, bread"], "target": ["text"]})
     assert files.status_code == 200 and all(r["passage"] is None for r in files.json()["results"])
+
+
+def test_a_latin_1_note_is_sent_in_its_charset_and_a_pdf_s_card_shows_its_text(tmp_path: Path, tiny_card):
+    from test_documents import pdf_bytes
+
+    from ibsearch.server.thumbnails import card, make_picture
+
+    docs = tmp_path / "media" / "docs"
+    docs.mkdir(parents=True)
+    note = "Crème brûlée à la française, déjà vu."
+    (docs / "recette.txt").write_bytes(note.encode("latin-1"))
+    pages = ["Installing the pump and its filters.", "Cleaning the valves every spring."]
+    (docs / "manual.pdf").write_bytes(pdf_bytes(pages))
+    with serve_library(tmp_path, tiny_card) as served:
+        sent = served.http.get(f"/api/items/{item_id(served, docs / 'recette.txt')}/media")
+        assert sent.status_code == 200 and sent.content == note.encode("latin-1")
+        assert sent.headers["content-type"].startswith("text/plain; charset=") and sent.text == note
+        pdf = served.http.get(f"/api/items/{item_id(served, docs / 'manual.pdf')}")
+        assert pdf.json()["kind"] == "text"
+        with Library.open(served.library, model=tiny_card, device="cpu") as lib:
+            record = lib.store.files.get(str(docs / "manual.pdf"))
+        assert record is not None
+        drawn = make_picture(str(docs / "manual.pdf"), record, "text")
+        assert np.array_equal(np.asarray(drawn), np.asarray(card("\n\n".join(pages))))

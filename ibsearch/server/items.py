@@ -11,6 +11,7 @@ server hand out any file its user can read.
 
 from __future__ import annotations
 
+import codecs
 import mimetypes
 import os
 import stat
@@ -59,15 +60,26 @@ def kind_of(record: FileRecord) -> str:
     return record.modality
 
 
-def content_type(record: FileRecord) -> str:
-    """The content type the file is served with (never one a browser would run)."""
+def content_type(record: FileRecord, head: bytes = b"") -> str:
+    """The content type the file is served with (never one a browser would run); a text's charset is
+    the one its first bytes ``head`` are in (a Latin-1 note is not sent as UTF-8)."""
     ext = os.path.splitext(record.path)[1].lower()
     found = CONTENT_TYPES.get(ext) or mimetypes.guess_type(f"x{ext}")[0] or ""
     if not found.startswith(SHOWN) or found.startswith(ACTIVE):
         if record.modality == AUDIO:
             return "audio/mpeg" if ext == ".mp3" else "application/octet-stream"
         return "application/octet-stream"
+    if found.startswith("text/") and head:
+        return f"{found.split(';')[0]}; charset={web_charset(head)}"
     return found
+
+
+def web_charset(head: bytes) -> str:
+    """The charset label a browser reads text beginning with ``head`` by (UTF-8 when none fits)."""
+    from ..encoder.media.charsets import guess_encoding
+
+    name = codecs.lookup(guess_encoding(head) or "utf-8").name
+    return {"utf-16-le": "utf-16le", "utf-16-be": "utf-16be"}.get(name, name)
 
 
 class CheckedFile(Closing):

@@ -243,14 +243,18 @@ async def thumbnail(request: Request, item_id: ItemId) -> Response:
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
+TEXT_HEAD = 64 * 1024  # of a note, for its charset
+
+
 @item_file_route("media", MEDIA)
 async def media(request: Request, item_id: ItemId) -> Response:
     """The file itself, with its content type; HTTP Range requests get 206 and the asked part."""
     record = await record_of(request, item_id)
     checked = await run_in_threadpool(CheckedFile, record)
+    head = os.pread(checked.fd, TEXT_HEAD, 0) if record.modality == TEXT else b""
     return ItemFileResponse(
         checked,
-        media_type=content_type(record),
+        media_type=content_type(record, head),
         filename=display_path(os.path.basename(record.path)),
         content_disposition_type="inline",
         headers={"Content-Security-Policy": "sandbox", "Cache-Control": "private, max-age=3600"},

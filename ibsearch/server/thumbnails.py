@@ -109,9 +109,10 @@ def make_picture(source: str, record: FileRecord, kind: str) -> Image.Image:
         return waveform(source, name, record.info)
     elif kind == "depth":
         picture = depth_picture(source, name)
-    elif kind == "text":
-        with open(source, "rb") as fh:
-            return card(fh.read(TEXT_BYTES).decode("utf-8", "replace"))
+    elif kind == "text":  # a note in any encoding, or a document's text as a reader sees it
+        from ..encoder.media.text import read_text
+
+        return card(read_text(source, name=name, limit=TEXT_BYTES))
     else:
         return card(f"{kind} recording\n\n{os.path.basename(record.path)}")
     picture.thumbnail((SIZE, SIZE))
