@@ -388,7 +388,7 @@ class FaissIndex:
         model_id: str | None = None,
         nprobe: int = 16,
     ) -> FaissIndex:
-        """A new index from ``(ids, vectors)`` chunks (e.g. ``Store.iter_vectors``).
+        """A new index from ``(ids, vectors)`` chunks (e.g. ``store.vectors.chunks``).
 
         An IVF index is trained on the first chunk, so make that chunk large (>= 39 vectors per list).
         """

@@ -39,7 +39,7 @@ from .tuning import DEFAULT_TUNING, SearchTuning
 
 log = logging.getLogger(__name__)
 
-#: Reads stored vectors by id: ``fetch(ids) -> (ids found, vectors (n, dim))`` (``Store.vectors_by_id``).
+#: Reads stored vectors by id: ``fetch(ids) -> (ids found, vectors (n, dim))`` (``store.vectors.by_id``).
 Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 #: Exact indexes this big are searched on a GPU when the device is "auto" and one is there.
 GPU_MIN_VECTORS = 50_000

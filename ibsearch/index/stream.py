@@ -43,7 +43,7 @@ def write_exact(
     record: Callable[[], BuildRecord],
 ) -> IndexMeta:
     """Write the exact index of the ``count`` vectors in ``chunks`` (``(ids (n,), vectors (n, dim))``,
-    as ``Store.iter_vectors`` gives them) to ``path`` and its sidecar, each atomically, holding one chunk
+    as ``store.vectors.chunks`` gives them) to ``path`` and its sidecar, each atomically, holding one chunk
     at a time; ``record()``, asked once every vector is written, is the sidecar's build record. Returns
     the sidecar. Raises :class:`LibraryError` when the chunks hold another count or width (the file is
     then left as it was)."""
