@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import UsageError
 from .library import LibraryResources
-from .modality import QUERY_KINDS, TEXT
+from .modality import MODALITIES, QUERY_KINDS, TEXT
 from .terms import LIKE, VECTOR, Term
 
 #: How a term's vector is computed without a cache.
@@ -101,7 +101,8 @@ class QueryEmbedder:
 
     def _stored_vector(self, path: str) -> np.ndarray:
         stored = self.library.store.vectors.of_file(os.path.abspath(path))
-        whole = [v.vector for v in stored if v.start is None]
+        # The file-level vectors: not timed segments, nor a note's passages (they have no start either).
+        whole = [v.vector for v in stored if v.start is None and v.modality in MODALITIES]
         if not whole:
             raise UsageError(
                 f"--like {path!r}: that file is not in the library; ingest it first or use --image/--audio"

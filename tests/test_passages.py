@@ -219,3 +219,14 @@ def test_a_shard_row_of_passages_is_refused_saying_why(lib_args, tmp_path):
     failed = {f["path"]: f["reason"] for f in summary["failed"]}
     assert summary["added"] == 1 and set(failed) == {"/n/b.txt"}
     assert "shards carry no passages" in failed["/n/b.txt"] and "ibsearch ingest" in failed["/n/b.txt"]
+
+
+def test_like_a_note_means_its_file_vector_not_its_passages(tmp_path, lib_args):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "long.txt").write_text(note_with(HERON, 8_000), encoding="utf-8")
+    (notes / "short.txt").write_text("A dog barking in the park.", encoding="utf-8")
+    run_json("ingest", notes, *lib_args)
+    # The note's own file vector is the query: it comes back first at 1.0 among the files of the library.
+    hits = run_json("query", "--like", notes / "long.txt", "--include-like", "--target", "text", *lib_args)
+    assert hits[0]["path"] == str(notes / "long.txt") and hits[0]["score"] > 0.9999
