@@ -22,7 +22,7 @@ from ..errors import MediaError
 from ..modality import AUDIO, MODALITIES, TEXT, FileKind
 from .media import DECODE_TIMEOUT, audio_segments, pool, registry, video
 from .media.passages import Passage, cut_passages
-from .media.text import DocumentText, read_document, read_text
+from .media.text import MAX_TEXT_BYTES, DocumentText, read_document, read_text
 from .media.tokenizer import tokenize
 from .runtime import Encoder
 from .work import (
@@ -204,8 +204,10 @@ def passage_vectors(encoder: Encoder, work: FileWork) -> tuple[list[np.ndarray],
     result.passages = passages
     tokens = tokenize([p.text for p in passages])
     whole = result.vectors.get(TEXT)  # absent on a cluster's actor, which has only this file's passages
-    if len(passages) == 1 and whole is not None:
-        if bool((tokens[0] == registry.load(work.item.kind, TEXT, source)).all()):
+    # A short text was read whole for the file-level vector too (at most 4 bytes a character, within
+    # its head's limit): its tokens are the whole text's, compared here without reading the file again.
+    if len(passages) == 1 and whole is not None and len(doc.text) <= MAX_TEXT_BYTES // 4 - 1:
+        if bool((tokens[0] == tokenize([doc.text])[0]).all()):
             return [whole[0]], [(None, None)]
     vectors: list[np.ndarray] = []
     for start in range(0, len(passages), encoder.batch_size):
