@@ -55,6 +55,9 @@ class SearchOptions:
         for name in ("after", "before"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, moment(getattr(self, name), "--" + name))
+        if self.after is not None and self.before is not None and float(self.after) > float(self.before):
+            raise UsageError(f"--after ({_when(self.after)}) is later than --before ({_when(self.before)}):"
+                             " no file can be both; swap them")  # fmt: skip
         for name in ("min_duration", "max_duration"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int | float) or math.isnan(value)):
@@ -147,6 +150,11 @@ def moment(value: float | str, what: str) -> float:
 
 def _seconds(value: float | str | None) -> float | None:
     return None if value is None else float(value)  # already a number: __post_init__ converted it
+
+
+def _when(value: float | str) -> str:
+    """A moment of ``after``/``before`` as the local date and time it is (what a person gave)."""
+    return datetime.fromtimestamp(float(value)).isoformat(sep=" ", timespec="minutes")
 
 
 __all__ = ["RELEVANCE_LEVELS", "SORTS", "SearchOptions", "moment", "relevance_level", "relevance_threshold"]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .closing import Closing
-from .dates import sort_hits
+from .dates import search_depth, sort_hits
 from .errors import UsageError
 from .folding import fold_similar
 from .hits import Hit, assemble_hits
@@ -155,13 +155,14 @@ class Searcher(Closing):
 
 def candidate_depth(opts: SearchOptions) -> int:
     """How many of each index's best vectors a search with ``opts`` ranks: the page asked for and the
-    hits before it, with room for the hits that folding and several moments per file take up."""
+    hits before it, with room for the hits that folding and several moments per file take up (and, sorted
+    by date, :data:`~ibsearch.dates.DATE_DEPTH` at least)."""
     depth = opts.k + opts.offset
     if opts.fold:
         depth *= 2
     if opts.segments and opts.per_file > 1:
         depth *= opts.per_file
-    return depth
+    return search_depth(opts, depth)
 
 
 __all__ = ["Hit", "SearchOptions", "Searcher", "candidate_depth"]

@@ -40,12 +40,14 @@ def test_a_video_is_found_by_its_picture_and_by_its_sound(tmp_path, lib_args):
     assert any("without sound" in note for note in info["notes"])
 
 
-def write_video(path: Path, seconds: int, fps: int = 8) -> Path:
-    """A small h264 video whose picture changes every 5 s (red, green, blue...)."""
+def write_video(path: Path, seconds: int, fps: int = 8, metadata: dict[str, str] | None = None) -> Path:
+    """A small h264 video whose picture changes every 5 s (red, green, blue...), with the container
+    ``metadata`` given (``creation_time``: when it was taken)."""
     import av
 
     colours = [(220, 40, 40), (40, 200, 60), (40, 60, 220)]
     with av.open(str(path), "w") as out:
+        out.metadata.update(metadata or {})
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
         for i in range(seconds * fps):
