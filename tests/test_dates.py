@@ -141,6 +141,8 @@ def test_after_and_before_keep_the_files_taken_in_that_range(dated):
     assert sorted(names(files, hits)) == ["exif_local", "note", "video"]
     hits = run_json("query", *TEXT, "--before", utc("2016-06-01T00:00:00"), *lib_args)  # Unix seconds
     assert names(files, hits) == ["plain"]
+    hits = run_json("query", *TEXT, "--after", "2021-08-09", "--before", "2021-08-09", *lib_args)
+    assert names(files, hits) == ["exif_local"]  # a day: --before keeps the files of that day
 
 
 def test_sort_date_lists_the_newest_first_from_all_the_hits_above_the_threshold(dated):
