@@ -271,6 +271,12 @@ def test_imported_vectors_are_dated_by_their_metadata_else_the_shard_s_mtime_els
         assert np.mean(recall) >= 0.9, (post_filter, recall)
         froms = {h.path: h.metadata.get("taken_from") for h in undated}
         assert froms[paths[0]] == "exif" and froms[paths[n - 1]] == "file" and froms[paths[n]] is None
+    wrong = write_shard(tmp_path / "wrong.parquet", ["/elsewhere/wrong.jpg"], vectors[:1],
+                        metadata=[{"taken": "yesterday"}])  # fmt: skip
+    refused = run_json("import", wrong, *lib_args)
+    assert refused["added"] == 0 and "metadata 'taken' must be when it was taken in Unix seconds" in str(
+        refused
+    )
 
 
 def test_sort_date_keeps_the_hits_above_the_low_level_when_no_threshold_is_given():
@@ -287,3 +293,42 @@ def test_sort_date_keeps_the_hits_above_the_low_level_when_no_threshold_is_given
     every = [h.path for h in sort_hits(hits, SearchOptions(sort="date", min_relevance=0))]
     assert every == ["faint", "uncalibrated", "new", "old", "undated"]
     assert sort_hits(hits, SearchOptions()) == hits  # by relevance: as ranked
+
+
+def write_sound(path: Path, metadata: dict[str, str]) -> Path:
+    """A second of AAC in an MP4 container (``.m4a``) with the container ``metadata`` given."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        out.metadata.update(metadata)
+        stream = out.add_stream("aac", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            out.mux(packet)
+    return path
+
+
+def test_heic_webp_and_sound_give_their_date_and_a_blank_or_impossible_one_is_no_date(tmp_path, local_zone):
+    from ibsearch.encoder.media.pictures import register_plugins
+    from ibsearch.encoder.media.probe import probe
+    from ibsearch.modality import FileKind
+
+    register_plugins()  # Pillow writes HEIC too, with the pictures extra (installed by scripts/test.sh)
+    exif = Image.Exif()
+    exif[MAKE], exif[MODEL] = "Apple", "iPhone 12"
+    exif.get_ifd(EXIF_IFD).update({DATE_TAKEN: "2018:02:03 04:05:06", OFFSET_TAKEN: "-05:00"})
+    picture = Image.new("RGB", (64, 48), (200, 30, 30))
+    picture.save(tmp_path / "phone.heic", exif=exif.tobytes())
+    picture.save(tmp_path / "phone.webp", exif=exif.tobytes())
+    for name in ("phone.heic", "phone.webp"):
+        info = probe(str(tmp_path / name), FileKind.IMAGE)
+        assert (info["taken"], info["taken_from"], info["camera"]) == (utc("2018-02-03T09:05:06"), "exif",
+                                                                       "Apple iPhone 12"), name  # fmt: skip
+    sound = write_sound(tmp_path / "sound.m4a", {"creation_time": "2020-01-02T03:04:05Z"})
+    assert probe(str(sound), FileKind.AUDIO)["taken"] == utc("2020-01-02T03:04:05")
+    for blank in ("0000:00:00 00:00:00", "    :  :     :  :  ", "2019:13:45 10:00:00"):
+        path = write_photo("photo_640x480.jpg", tmp_path / "blank.jpg", {}, {DATE_TAKEN: blank})
+        os.utime(path, (utc("2017-07-07T00:00:00"), utc("2017-07-07T00:00:00")))
+        info = probe(str(path), FileKind.IMAGE)
+        assert (info["taken"], info["taken_from"]) == (utc("2017-07-07T00:00:00"), "file"), blank
