@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from .encoder.media.taken import stored_taken
 from .modality import INDEX_KEYS, TEXT, modality_of_key, segments_key
 
-#: The Unix seconds a date taken may be (the years 1 to 9999: what dates can be written as).
-TAKEN_RANGE = (-62_135_596_800, 253_402_300_799)
 MAX_DEPTH = 64  # metadata nesting: media info is flat; deeper is not media info (and could exhaust the stack)
 _NORM_SLACK = 1e-5  # vectors further than this from unit length are normalized (ranking is by cosine)
 _F32 = np.finfo(np.float32)
@@ -113,9 +112,8 @@ def metadata_problem(text: str) -> str | None:
         return f"metadata {text[:60]!r} is not a JSON object of finite numbers ({exc})"
     if not isinstance(value, dict):
         return f"metadata {text[:60]!r} is not a JSON object"
-    taken = value.get("taken")
-    if taken is not None and (isinstance(taken, bool) or not isinstance(taken, int | float) or not
-                              TAKEN_RANGE[0] <= taken <= TAKEN_RANGE[1]):  # fmt: skip
+    if value.get("taken") is not None and stored_taken(value) is None:
+        taken = value["taken"]
         return f"metadata 'taken' must be when it was taken in Unix seconds (years 1 to 9999), got {taken!r}"
     return None
 

@@ -327,8 +327,24 @@ def test_heic_webp_and_sound_give_their_date_and_a_blank_or_impossible_one_is_no
                                                                        "Apple iPhone 12"), name  # fmt: skip
     sound = write_sound(tmp_path / "sound.m4a", {"creation_time": "2020-01-02T03:04:05Z"})
     assert probe(str(sound), FileKind.AUDIO)["taken"] == utc("2020-01-02T03:04:05")
-    for blank in ("0000:00:00 00:00:00", "    :  :     :  :  ", "2019:13:45 10:00:00"):
+    for blank in ("0000:00:00 00:00:00", "    :  :     :  :  ", "2019:13:45 10:00:00", "0001:01:01 00:00:00"):
         path = write_photo("photo_640x480.jpg", tmp_path / "blank.jpg", {}, {DATE_TAKEN: blank})
         os.utime(path, (utc("2017-07-07T00:00:00"), utc("2017-07-07T00:00:00")))
         info = probe(str(path), FileKind.IMAGE)
         assert (info["taken"], info["taken_from"]) == (utc("2017-07-07T00:00:00"), "file"), blank
+
+
+def test_a_stored_date_that_is_not_one_is_no_date_in_the_table_and_the_json(lib_args, tmp_path):
+    """Media info imported before shards' dates were checked may hold any ``taken``: shown as no date, never
+    a traceback."""
+    paths, dated = ["/elsewhere/a.jpg", "/elsewhere/b.jpg"], [{"taken": 0.0, "taken_from": "exif"}] * 2
+    shard = write_shard(tmp_path / "old.parquet", paths, mixture(2, seed=33), metadata=dated)
+    assert run_json("import", shard, *lib_args)["added"] == 2
+    with sqlite3.connect(Path(lib_args[1]) / "ibsearch.db") as db:
+        db.execute("UPDATE files SET info = json_set(info, '$.taken', 1e300) WHERE path LIKE '%a.jpg'")
+        db.execute("UPDATE files SET info = json_set(info, '$.taken', 'yesterday') WHERE path LIKE '%b.jpg'")
+    db.close()
+    hits = run_json("query", *TEXT, *lib_args)
+    assert len(hits) == 2 and [h.get("taken") for h in hits] == [None, None], hits
+    code, out = run("query", *TEXT, *lib_args)
+    assert code == 0 and "a.jpg" in out and "taken" not in out and "Traceback" not in out, out

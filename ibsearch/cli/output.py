@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ..encoder.media.taken import stored_taken
 from ..files import display_path
 
 
@@ -75,9 +76,10 @@ def format_meta(meta: dict[str, Any]) -> str:
         parts.append(f"{meta['width']}x{meta['height']}")
     if meta.get("duration") is not None:
         parts.append(f"{float(meta['duration']):.1f}s")
-    if isinstance(meta.get("taken"), int | float):
+    taken = stored_taken(meta)
+    if taken is not None:
         # The local date and time; one read from the file's mtime is not when it was taken: said so.
-        when = datetime.fromtimestamp(meta["taken"]).strftime("%Y-%m-%d %H:%M")
+        when = datetime.fromtimestamp(taken).strftime("%Y-%m-%d %H:%M")
         parts.append(f"{'modified' if meta.get('taken_from') == 'file' else 'taken'} {when}")
     return " ".join(parts)
 

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The Unix seconds a date taken may be: the years 1 to 9999 (what a date can be written as), less a day
+#: or two at each end, where local time would cross them.
+TAKEN_RANGE = (-62_135_596_800.0 + 2 * 86_400, 253_402_300_799.0 - 2 * 86_400)
 #: The media-info keys this module writes.
 DATE_KEYS = ("taken", "taken_from", "camera")
 EXIF, CONTAINER, FILE = "exif", "quicktime", "file"  # where ``taken`` came from
@@ -77,6 +80,15 @@ def container_dates(metadata: Mapping[str, str]) -> dict[str, Any]:
     return {}
 
 
+def stored_taken(info: Mapping[str, Any]) -> float | None:
+    """The date taken of a stored media info, or None: none, or a value that is not Unix seconds of
+    :data:`TAKEN_RANGE` (media info imported before shards' dates were checked)."""
+    taken = info.get("taken")
+    if isinstance(taken, bool) or not isinstance(taken, int | float):
+        return None
+    return float(taken) if TAKEN_RANGE[0] <= taken <= TAKEN_RANGE[1] else None
+
+
 def file_date(mtime: float) -> dict[str, Any]:
     """The fallback: the file's modification time (Unix seconds)."""
     return {"taken": float(mtime), "taken_from": FILE}
@@ -93,9 +105,10 @@ def _exif_moment(raw: Any, offset: Any) -> float | None:
         if zone is not None:
             shift = timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3)))
             when = when.replace(tzinfo=timezone(-shift if zone.group(1) == "-" else shift))
-        return when.timestamp()  # naive: local time
+        seconds = when.timestamp()  # naive: local time
     except (ValueError, OverflowError, OSError):
         return None  # no such day or zone (month 13, "+25:00"), or past what this machine's clock can say
+    return seconds if TAKEN_RANGE[0] <= seconds <= TAKEN_RANGE[1] else None
 
 
 def _text(value: Any) -> str:
@@ -110,8 +123,10 @@ __all__ = [
     "DATE_KEYS",
     "EXIF",
     "FILE",
+    "TAKEN_RANGE",
     "container_dates",
     "exif_dates",
     "file_date",
     "picture_dates",
+    "stored_taken",
 ]
