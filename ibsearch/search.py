@@ -142,7 +142,7 @@ class Searcher(Closing):
             query, keys, replace(opts, k=candidate_depth(opts)), excluded, self.tuning
         )
         hits = assemble_hits(self.library.store, found, None, per_file=opts.segments)
-        hits = self.calibration.apply(terms, hits, opts)
+        hits = self.calibration.apply(query, hits, opts)
         hits = self.keywords.fuse(terms, opts, hits)
         hits = fold_similar(self.library, hits, opts)
         hits = sort_hits(hits, opts)
