@@ -56,13 +56,20 @@ class DuplicateGroup:
         """What removing all but the largest file would free."""
         return self.bytes - self.files[0].size
 
+    @property
+    def copies(self) -> bool:
+        """Whether the files are the same bytes, every one (an imported file of unknown content has no
+        hash to compare)."""
+        hashes = {f.content_hash for f in self.files}
+        return len(hashes) == 1 and "" not in hashes
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "modality": self.modality,
             "count": len(self.files),
             "bytes": self.bytes,
             "reclaimable": self.reclaimable,
-            "copies": len({f.content_hash for f in self.files}) == 1,  # the same bytes, every one
+            "copies": self.copies,
             "files": [{**path_fields(f.path), "size": f.size} for f in self.files],
         }
 

@@ -14,9 +14,12 @@ from conftest import DATA, run_json
 from PIL import Image, ImageEnhance
 from test_segments import RATE, write_wav
 from test_server_helpers import ingest, opener
+from test_transfer import DIM, write_shard
 
 from ibsearch.cli import cli
+from ibsearch.engine import Library
 from ibsearch.hits import Hit, moments
+from ibsearch.search import Searcher
 from ibsearch.server.config import ServerConfig
 from ibsearch.server.runner import Server
 
@@ -179,3 +182,42 @@ def test_per_file_needs_segments(lib_args, tmp_path):
     run_json("ingest", near_duplicates(tmp_path / "media"), *lib_args)
     out = CliRunner().invoke(cli, ["query", "--text", "a photo", "--per-file", "3", *lib_args])
     assert out.exit_code == 1 and "--segments" in out.output
+
+
+def imagebind_like(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` unit vectors with ImageBind's vision spread: about 0.4 mean cosine between unrelated ones
+    (a shared direction), clusters of similar ones around it."""
+    shared = np.random.default_rng(99).standard_normal(DIM).astype(np.float32)
+    centres = rng.standard_normal((32, DIM)).astype(np.float32)
+    x = shared * 1.3 + centres[rng.integers(32, size=n)] + rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def at_cosine(original: np.ndarray, cosine: float, rng: np.random.Generator) -> np.ndarray:
+    away = rng.standard_normal(original.shape).astype(np.float32)
+    away -= (away @ original) * original
+    return cosine * original + np.sqrt(1 - cosine**2) * away / np.linalg.norm(away)
+
+
+def test_the_threshold_means_the_same_at_imagebinds_spread(lib_args, tmp_path):
+    rng = np.random.default_rng(4)
+    vectors = imagebind_like(300, rng)
+    mean = vectors.mean(axis=0)
+    assert 0.3 < float(mean @ mean) < 0.5  # ImageBind's vision spread, as the module docstring says
+    original = vectors[0]
+    planted = {"reencode.jpg": 0.99, "burst.jpg": 0.975, "same-scene-later.jpg": 0.92}
+    extra = np.stack([at_cosine(original, c, rng) for c in planted.values()])
+    paths = [f"/elsewhere/{i:04d}.jpg" for i in range(300)] + [f"/elsewhere/{n}" for n in planted]
+    sizes = [1000 + i for i in range(len(paths))]
+    write_shard(tmp_path / "s.parquet", paths, np.concatenate([vectors, extra]), size=sizes)
+    run_json("import", tmp_path / "s.parquet", *lib_args)
+    with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
+        hits = Searcher(lib).query(vector=original, k=5)
+    assert hits[0].path == paths[0]
+    assert sorted(h.path for h in hits[0].similar) == ["/elsewhere/burst.jpg", "/elsewhere/reencode.jpg"]
+    assert "/elsewhere/same-scene-later.jpg" in [h.path for h in hits[1:]]
+    groups = run_json("duplicates", *lib_args)
+    assert [sorted(f["path"] for f in g["files"]) for g in groups] == [
+        ["/elsewhere/0000.jpg", "/elsewhere/burst.jpg", "/elsewhere/reencode.jpg"]
+    ]
+    assert groups[0]["bytes"] == sizes[0] + sizes[300] + sizes[301] and not groups[0]["copies"]
