@@ -67,6 +67,8 @@ class SearchOptions:
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 option = "--" + name.replace("_", "-")
                 raise UsageError(f"{option} must be a whole number, at least {least}, got {value!r}")
+        if self.per_file > 1 and not self.segments:
+            raise UsageError(f"--per-file {self.per_file} needs --segments (a whole file is one hit)")
 
     @classmethod
     def given(cls, targets: list[str] | None, values: Mapping[str, Any]) -> SearchOptions:

@@ -237,6 +237,8 @@ def query(targets: Sequence[str], as_json: bool, **params: Any) -> None:
             page = f", page {passage['page']}" if passage["page"] is not None else ""
             where = f" [characters {passage['char_start']}-{passage['char_end']}{page}]"
         meta = format_meta(hit.metadata)
+        similar = len(hit.to_dict().get("similar") or [])  # folded near-duplicates (a server's hit too)
+        where += f" (+{similar} similar)" if similar else ""
         say(f"{rank:4d}  {hit.score:7.4f}  {hit.modality:<8}  {hit.path}{where}  {meta}".rstrip())
         if passage is not None:
             say(f"{'':23}{shorten(' '.join(passage['text'].split()), 100)}")

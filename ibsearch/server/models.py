@@ -166,7 +166,9 @@ class Result(BaseModel):
     level: str | None = Field(None, description="The relevance level reached: high, medium, low (or None).")
     sources: list[str] = Field(default_factory=list, description="What found it: meaning, keywords or both.")
     similar: list[dict[str, Any]] = Field(
-        default_factory=list, description="Near-duplicates folded into this hit (path and score)."
+        default_factory=list,
+        description="Near-duplicates folded into this hit, best first: path, score, relevance, start/end of a"
+        " moment, and the item's id, thumbnail and media URLs (empty with fold false).",
     )
     taken: str | None = Field(None, description="When it was taken (else modified), ISO 8601.")
     modality: str = Field(description="The modality of the matching vector.")
