@@ -1,24 +1,225 @@
 """Keywords with meaning: text terms also find files by the words of their names, folders and texts
-(SQLite FTS5), fused with the vector results (README "Keywords and meaning")."""
+(SQLite FTS5, ``store.words``), fused with the vector results (README "Keywords and meaning").
+
+A text term is read for its words: ``"over the sea"`` (in double quotes) is a phrase that a file's
+words must hold in that order, ``-word`` leaves out every file whose name, folder or text holds the
+word, and the other words find the files that hold any of them (ranked by bm25, a name weighing most).
+What the text tower embeds is the text without the quotes and without the ``-word`` exclusions. A term
+of negative weight (``-0.5=people``) is meaning only: its words find and exclude nothing.
+
+The two rankings are fused by reciprocal rank fusion (RRF): each hit scores ``1 / (60 + rank)`` in
+each list it is in, so a file that both find rises above either alone. RRF ranked a small labelled set
+better than adding a normalized bm25 to the calibrated relevance (``scripts/bench_keywords.py``,
+BENCHMARKS.md): bm25 has no scale shared across queries, and ranks need none. A file found by its
+words alone gets a real score: the cosine of its best stored vector among the searched indexes with
+the query, made a relevance by the calibration stage, so it can be compared and cut like any other.
+"""
 
 from __future__ import annotations
 
-from .hits import Hit
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .errors import UsageError
+from .hits import KEYWORDS, MEANING, Hit, assemble_hits
 from .library import LibraryResources
+from .modality import TEXT
 from .options import SearchOptions
+from .relevance import Calibration
 from .terms import Term
+
+#: RRF's constant: how much a first place outweighs a tenth (the value of its inventors, Cormack et al.).
+RRF_K = 60
+
+# A quoted phrase, or a -word (a letter after the minus: "-0.5" and a lone "-" stay text).
+_PHRASE = re.compile(r'"([^"]*)"')
+_EXCLUDED = re.compile(r"(?<!\S)-([^\W\d_][^\s\"]*)")
+_WORD = re.compile(r"\w")
+
+
+@dataclass(frozen=True)
+class KeywordQuery:
+    """What the words of a query's text terms ask for: any of ``words``, every one of ``phrases``,
+    none of ``excluded``."""
+
+    words: tuple[str, ...] = ()
+    phrases: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+
+    def finding(self) -> str | None:
+        """The FTS5 expression of the files the query finds (None: it names no word to find)."""
+        phrases = [_quoted(p) for p in self.phrases]
+        words = [_quoted(w) for w in self.words]
+        if not phrases:
+            return " OR ".join(words) or None
+        # Every phrase must be there; the loose words only rank (bm25 counts every phrase of the
+        # expression, and "p AND (p OR w)" holds whenever p does).
+        required = " AND ".join(phrases)
+        return f"{required} AND ({' OR '.join([phrases[0], *words])})" if words else required
+
+    def exclusion(self) -> str | None:
+        """The FTS5 expression of the files to leave out (None: none)."""
+        return " OR ".join(_quoted(w) for w in self.excluded) or None
+
+    def expression(self) -> str | None:
+        """The files found and not left out, as one FTS5 expression."""
+        finding, exclusion = self.finding(), self.exclusion()
+        if finding is None or exclusion is None:
+            return finding
+        return f"({finding}) NOT ({exclusion})"
+
+    def __add__(self, other: KeywordQuery) -> KeywordQuery:
+        return KeywordQuery(
+            self.words + other.words, self.phrases + other.phrases, self.excluded + other.excluded
+        )
+
+
+def read_text(text: str) -> tuple[KeywordQuery, str]:
+    """The words a text term asks for, and the text its meaning is embedded from (quotes and
+    ``-word`` exclusions taken out; the text as given when it has neither)."""
+    phrases = tuple(p.strip() for p in _PHRASE.findall(text) if _WORD.search(p))
+    excluded = tuple(_EXCLUDED.findall(text))
+    rest = _EXCLUDED.sub(" ", _PHRASE.sub(" ", text))
+    words = tuple(w for w in rest.split() if _WORD.search(w))
+    query = KeywordQuery(words, phrases, excluded)
+    if not phrases and not excluded and '"' not in text:
+        return query, text
+    meaning = " ".join(_EXCLUDED.sub(" ", text).replace('"', " ").split())
+    if not meaning:
+        raise UsageError(
+            f"the text term {text!r} only leaves words out; add words to search for (or --no-keywords)"
+        )
+    return query, meaning
+
+
+def _quoted(words: str) -> str:
+    """``words`` as an FTS5 string: matched as the phrase of its tokens, never read as syntax."""
+    return '"' + words.replace('"', '""') + '"'
+
+
+def _is_text(term: Term) -> bool:
+    return term.kind == TEXT and isinstance(term.value, str)
+
+
+def meaning_terms(terms: list[Term], opts: SearchOptions) -> list[Term]:
+    """``terms`` as the towers embed them: text terms without their quotes and exclusions (with
+    ``opts.keywords``; without it, as given)."""
+    if not opts.keywords:
+        return terms
+    return [replace(t, value=read_text(t.value)[1]) if _is_text(t) else t for t in terms]
 
 
 class KeywordSearch:
-    """Keyword matches of a query, fused into its hits (skeleton: hits unchanged)."""
+    """Keyword matches of a query in ``library``, fused into its hits; a file found by keywords alone
+    gets its relevance from ``calibration``."""
 
-    def __init__(self, library: LibraryResources) -> None:
+    def __init__(self, library: LibraryResources, calibration: Calibration) -> None:
         self.library = library
+        self.calibration = calibration
 
-    def fuse(self, terms: list[Term], opts: SearchOptions, hits: list[Hit]) -> list[Hit]:
-        """``hits`` with the files whose words match the text terms fused in (``opts.keywords``), each
-        hit's ``sources`` saying what found it."""
-        return hits
+    def fuse(
+        self,
+        terms: list[Term],
+        opts: SearchOptions,
+        hits: list[Hit],
+        *,
+        query: np.ndarray,
+        keys: list[str],
+        excluded: set[int],
+        depth: int,
+    ) -> list[Hit]:
+        """``hits`` (best first) with the files whose words match the text terms fused in
+        (``opts.keywords``), each hit's ``sources`` saying what found it, and the files a ``-word``
+        excludes left out. ``query`` is the query vector, ``keys`` the index keys searched,
+        ``excluded`` vector ids never returned, ``depth`` how many keyword matches are ranked."""
+        if not opts.keywords:
+            return hits
+        asked = KeywordQuery()
+        for term in terms:
+            if _is_text(term) and term.weight > 0:
+                asked += read_text(term.value)[0]
+        store = self.library.store
+        exclusion = asked.exclusion()
+        if exclusion is not None:
+            gone = store.words.among(exclusion, {h.file_id for h in hits if h.file_id is not None})
+            hits = [h for h in hits if h.file_id not in gone]
+        expression = asked.expression()
+        if expression is None:
+            return hits
+        ranked = store.words.match(expression, depth)
+        alone = self._found_alone(terms, opts, [f for f in ranked if f not in {h.file_id for h in hits}],
+                                  query, keys, excluded)  # fmt: skip
+        return reciprocal_rank_fusion(hits, alone, ranked)
+
+    def _found_alone(
+        self,
+        terms: list[Term],
+        opts: SearchOptions,
+        file_ids: list[int],
+        query: np.ndarray,
+        keys: list[str],
+        excluded: set[int],
+    ) -> list[Hit]:
+        """Hits of the files found by keywords alone: each file's best vector among ``keys`` that
+        passes the search's filters, scored by its cosine with ``query``, its relevance calibrated."""
+        store = self.library.store
+        best: list[tuple[float, int]] = []
+        for file_id in file_ids:
+            ids, vectors = self._vectors(file_id, opts, keys, excluded)
+            if len(ids):
+                scores = vectors @ query
+                top = int(np.argmax(scores))
+                best.append((float(scores[top]), int(ids[top])))
+        best.sort(key=lambda item: -item[0])
+        found = assemble_hits(store, best, None, per_file=opts.segments)
+        return self.calibration.apply(terms, [replace(h, sources=(KEYWORDS,)) for h in found], opts)
+
+    def _vectors(
+        self, file_id: int, opts: SearchOptions, keys: list[str], excluded: set[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ids and vectors of ``file_id`` under ``keys`` that a search with ``opts`` may return."""
+        store = self.library.store
+        ids_parts, vector_parts = [], []
+        for ids, chunk_keys, vectors in store.vectors.chunks_of_file(file_id):
+            keep = np.isin(chunk_keys, keys) & ~np.isin(ids, list(excluded))
+            ids_parts.append(ids[keep])
+            vector_parts.append(vectors[keep])
+        if not ids_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids, vectors = np.concatenate(ids_parts), np.concatenate(vector_parts)
+        if opts.filtered and len(ids):
+            passing = [
+                store.vectors.select_ids(
+                    key, among=ids, under=opts.path_prefix, glob=opts.path_glob, ranges=opts.info_ranges()
+                )
+                for key in keys
+            ]
+            keep = np.isin(ids, np.concatenate(passing))
+            ids, vectors = ids[keep], vectors[keep]
+        return ids, vectors
 
 
-__all__ = ["KeywordSearch"]
+def reciprocal_rank_fusion(meaning: list[Hit], alone: list[Hit], ranked: list[int]) -> list[Hit]:
+    """``meaning`` (hits best first) and ``alone`` (hits of files only keywords found) in the order of
+    their summed ``1 / (RRF_K + rank)`` over the two rankings: the hits' own, and ``ranked`` (file ids,
+    best keyword match first). Each hit's ``sources`` says which rankings hold it."""
+    keyword_rank = {file_id: rank for rank, file_id in enumerate(ranked, start=1)}
+    scored: list[tuple[float, Hit]] = []
+    for rank, hit in enumerate(meaning, start=1):
+        place = keyword_rank.get(hit.file_id) if hit.file_id is not None else None
+        score = 1.0 / (RRF_K + rank)
+        if place is not None:
+            score += 1.0 / (RRF_K + place)
+            hit = replace(hit, sources=(MEANING, KEYWORDS))
+        scored.append((score, hit))
+    for hit in alone:
+        place = keyword_rank.get(hit.file_id) if hit.file_id is not None else None
+        if place is not None:
+            scored.append((1.0 / (RRF_K + place), hit))
+    scored.sort(key=lambda item: -item[0])  # stable: ties keep the meaning order first
+    return [hit for _, hit in scored]
+
+
+__all__ = ["RRF_K", "KeywordQuery", "KeywordSearch", "meaning_terms", "read_text", "reciprocal_rank_fusion"]
