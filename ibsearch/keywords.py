@@ -7,12 +7,14 @@ word, and the other words find the files that hold any of them (ranked by bm25, 
 What the text tower embeds is the text without the quotes and without the ``-word`` exclusions. A term
 of negative weight (``-0.5=people``) is meaning only: its words find and exclude nothing.
 
-The two rankings are fused by reciprocal rank fusion (RRF): each hit scores ``1 / (60 + rank)`` in
-each list it is in, so a file that both find rises above either alone. RRF ranked a small labelled set
-better than adding a normalized bm25 to the calibrated relevance (``scripts/bench_keywords.py``,
-BENCHMARKS.md): bm25 has no scale shared across queries, and ranks need none. A file found by its
-words alone gets a real score: the cosine of its best stored vector among the searched indexes with
-the query, made a relevance by the calibration stage, so it can be compared and cut like any other.
+The two rankings are fused by score: a hit's calibrated relevance (``relevance``, in [0, 1]) plus
+:data:`KEYWORD_WEIGHT` x its bm25 over the query's best, so a file that both find rises above either
+alone, and a weak match (a common word) adds little. On a small labelled set this ranked as well as
+reciprocal rank fusion (RRF) where meaning is good and clearly better where it is poor
+(``scripts/bench_keywords.py``, BENCHMARKS.md); RRF (``1 / (60 + rank)`` in each list) is what is left
+when hits have no relevance (no calibration). A file found by its words alone gets a real score: the
+cosine of its best stored vector among the searched indexes with the query, made a relevance by the
+calibration stage, so it can be compared and cut like any other.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ from .options import SearchOptions
 from .relevance import Calibration
 from .terms import Term
 
-#: RRF's constant: how much a first place outweighs a tenth (the value of its inventors, Cormack et al.).
+#: What the best keyword match adds to a relevance (in [0, 1]) in calibrated fusion: a file both find
+#: with the query's best words ranks above every file that meaning alone finds.
+KEYWORD_WEIGHT = 1.0
+#: RRF's constant (the fusion without relevances): how much a first place outweighs a tenth (the value
+#: of its inventors, Cormack et al.).
 RRF_K = 60
 
 # A quoted phrase, or a -word (a letter after the minus: "-0.5" and a lone "-" stay text).
@@ -149,9 +155,9 @@ class KeywordSearch:
         if expression is None:
             return hits
         ranked = store.words.match(expression, depth)
-        alone = self._found_alone(terms, opts, [f for f in ranked if f not in {h.file_id for h in hits}],
+        alone = self._found_alone(terms, opts, [f for f, _ in ranked if f not in {h.file_id for h in hits}],
                                   query, keys, excluded)  # fmt: skip
-        return reciprocal_rank_fusion(hits, alone, ranked)
+        return fuse_rankings(hits, alone, ranked)
 
     def _found_alone(
         self,
@@ -201,25 +207,46 @@ class KeywordSearch:
         return ids, vectors
 
 
-def reciprocal_rank_fusion(meaning: list[Hit], alone: list[Hit], ranked: list[int]) -> list[Hit]:
+def fuse_rankings(meaning: list[Hit], alone: list[Hit], ranked: list[tuple[int, float]]) -> list[Hit]:
     """``meaning`` (hits best first) and ``alone`` (hits of files only keywords found) in the order of
-    their summed ``1 / (RRF_K + rank)`` over the two rankings: the hits' own, and ``ranked`` (file ids,
-    best keyword match first). Each hit's ``sources`` says which rankings hold it."""
-    keyword_rank = {file_id: rank for rank, file_id in enumerate(ranked, start=1)}
+    their fused score, with ``ranked`` (``(file id, bm25 strength)``, best keyword match first): the
+    relevance plus :data:`KEYWORD_WEIGHT` x the strength over the query's best (calibrated fusion), or,
+    when a hit has no relevance (no calibration), ``1 / (RRF_K + rank)`` summed over the two rankings
+    (reciprocal rank fusion). Each hit's ``sources`` says which rankings hold it."""
+    calibrated = all(h.relevance is not None for h in [*meaning, *alone])
+    place = {file_id: rank for rank, (file_id, _) in enumerate(ranked, start=1)}
+    strength = dict(ranked)
+    best = max(strength.values(), default=0.0) or 1.0
+
+    def by_words(hit: Hit) -> float | None:
+        if hit.file_id not in place:
+            return None
+        if calibrated:
+            return KEYWORD_WEIGHT * strength[hit.file_id] / best
+        return 1.0 / (RRF_K + place[hit.file_id])
+
     scored: list[tuple[float, Hit]] = []
     for rank, hit in enumerate(meaning, start=1):
-        place = keyword_rank.get(hit.file_id) if hit.file_id is not None else None
-        score = 1.0 / (RRF_K + rank)
-        if place is not None:
-            score += 1.0 / (RRF_K + place)
+        score = float(hit.relevance or 0.0) if calibrated else 1.0 / (RRF_K + rank)
+        extra = by_words(hit)
+        if extra is not None:
+            score += extra
             hit = replace(hit, sources=(MEANING, KEYWORDS))
         scored.append((score, hit))
     for hit in alone:
-        place = keyword_rank.get(hit.file_id) if hit.file_id is not None else None
-        if place is not None:
-            scored.append((1.0 / (RRF_K + place), hit))
+        extra = by_words(hit)
+        if extra is not None:
+            scored.append(((float(hit.relevance or 0.0) if calibrated else 0.0) + extra, hit))
     scored.sort(key=lambda item: -item[0])  # stable: ties keep the meaning order first
     return [hit for _, hit in scored]
 
 
-__all__ = ["RRF_K", "KeywordQuery", "KeywordSearch", "meaning_terms", "read_text", "reciprocal_rank_fusion"]
+__all__ = [
+    "KEYWORD_WEIGHT",
+    "RRF_K",
+    "KeywordQuery",
+    "KeywordSearch",
+    "fuse_rankings",
+    "meaning_terms",
+    "read_text",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from conftest import DATA, run_json
 from test_transfer import DIM, write_shard
 
 from ibsearch.engine import Library
-from ibsearch.keywords import read_text
+from ibsearch.hits import Hit
+from ibsearch.keywords import fuse_rankings, read_text
 from ibsearch.search import Searcher
 from ibsearch.store.word_rows import document_text
 from ibsearch.terms import Term, parse_term
@@ -199,3 +201,24 @@ def test_a_document_s_text_is_each_character_of_its_passages_once():
     spans = [PassageSpan(0, 9, text[0:9]), PassageSpan(5, 16, text[5:16]), PassageSpan(18, 23, text[18:23])]
     assert document_text(spans) == "One. Two. Three.\n\nFour."
     assert document_text([]) == ""
+
+
+def test_fusion_adds_the_words_strength_to_a_relevance_and_falls_back_to_ranks_without_one():
+    meaning = [
+        Hit("a", 0.9, "vision", file_id=1),
+        Hit("b", 0.8, "vision", file_id=2),
+        Hit("c", 0.7, "vision", file_id=3),
+    ]
+    alone = [Hit("d", 0.1, "vision", file_id=4, sources=("keywords",))]
+    ranked = [(3, 4.0), (4, 2.0)]  # c holds the words best, d half as well
+    by_ranks = fuse_rankings(meaning, alone, ranked)  # no relevance: reciprocal rank fusion
+    assert [h.path for h in by_ranks] == ["c", "a", "b", "d"]
+    assert [h.sources for h in by_ranks] == [
+        ("meaning", "keywords"),
+        ("meaning",),
+        ("meaning",),
+        ("keywords",),
+    ]
+    relevant = [replace(h, relevance=r) for h, r in zip(meaning + alone, (0.9, 0.3, 0.7, 0.2), strict=True)]
+    by_relevance = fuse_rankings(relevant[:3], relevant[3:], ranked)  # 0.7 + 1, 0.9, 0.2 + 0.5, 0.3
+    assert [h.path for h in by_relevance] == ["c", "a", "d", "b"]

@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ..errors import UsageError
 from .connection import Owner, guard_methods
@@ -79,28 +80,29 @@ class WordRows:
         with self.owner.transaction():
             self._conn.execute("DELETE FROM words WHERE rowid = ?", (int(file_id),))
 
-    def match(self, expression: str, limit: int) -> list[int]:
-        """The ids of the files that ``expression`` (an FTS5 query) matches, best first (bm25, a name
-        weighing most), at most ``limit``."""
+    def match(self, expression: str, limit: int) -> list[tuple[int, float]]:
+        """``(file id, strength)`` of the files that ``expression`` (an FTS5 query) matches, best first,
+        at most ``limit``: the strength is bm25's (larger is better; a name weighs most)."""
         weights = ", ".join(str(w) for w in COLUMN_WEIGHTS)
-        return self._ids(
-            f"SELECT rowid FROM words WHERE words MATCH ? ORDER BY bm25(words, {weights}) LIMIT ?",
+        rows = self._rows(
+            f"SELECT rowid, -bm25(words, {weights}) AS strength FROM words WHERE words MATCH ?"
+            " ORDER BY strength DESC LIMIT ?",
             (expression, int(limit)),
         )
+        return [(int(r[0]), float(r[1])) for r in rows]
 
     def among(self, expression: str, file_ids: Iterable[int]) -> set[int]:
         """Those of ``file_ids`` whose words ``expression`` matches (a look-up each)."""
         wanted = json.dumps([int(i) for i in file_ids])
-        return set(
-            self._ids(
-                "SELECT rowid FROM words WHERE words MATCH ? AND rowid IN (SELECT value FROM json_each(?))",
-                (expression, wanted),
-            )
+        rows = self._rows(
+            "SELECT rowid FROM words WHERE words MATCH ? AND rowid IN (SELECT value FROM json_each(?))",
+            (expression, wanted),
         )
+        return {int(r[0]) for r in rows}
 
-    def _ids(self, sql: str, params: tuple[object, ...]) -> list[int]:
+    def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         try:
-            return [int(r[0]) for r in self._conn.execute(sql, params)]
+            return self._conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             if "fts5" not in str(exc):
                 raise
