@@ -171,40 +171,24 @@ class KeywordSearch:
         """Hits of the files found by keywords alone: each file's best vector among ``keys`` that
         passes the search's filters, scored by its cosine with ``query``, its relevance calibrated."""
         store = self.library.store
-        best: list[tuple[float, int]] = []
-        for file_id in file_ids:
-            ids, vectors = self._vectors(file_id, opts, keys, excluded)
-            if len(ids):
-                scores = vectors @ query
-                top = int(np.argmax(scores))
-                best.append((float(scores[top]), int(ids[top])))
-        best.sort(key=lambda item: -item[0])
-        found = assemble_hits(store, best, None, per_file=opts.segments)
-        return self.calibration.apply(terms, [replace(h, sources=(KEYWORDS,)) for h in found], opts)
-
-    def _vectors(
-        self, file_id: int, opts: SearchOptions, keys: list[str], excluded: set[int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The ids and vectors of ``file_id`` under ``keys`` that a search with ``opts`` may return."""
-        store = self.library.store
-        ids_parts, vector_parts = [], []
-        for ids, chunk_keys, vectors in store.vectors.chunks_of_file(file_id):
-            keep = np.isin(chunk_keys, keys) & ~np.isin(ids, list(excluded))
-            ids_parts.append(ids[keep])
-            vector_parts.append(vectors[keep])
-        if not ids_parts:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        ids, vectors = np.concatenate(ids_parts), np.concatenate(vector_parts)
-        if opts.filtered and len(ids):
+        ids, files, vectors = store.vectors.of_files(file_ids, keys)
+        keep = ~np.isin(ids, list(excluded))
+        if opts.filtered and keep.any():
+            ranges = opts.info_ranges()
             passing = [
                 store.vectors.select_ids(
-                    key, among=ids, under=opts.path_prefix, glob=opts.path_glob, ranges=opts.info_ranges()
+                    k, among=ids, under=opts.path_prefix, glob=opts.path_glob, ranges=ranges
                 )
-                for key in keys
+                for k in keys
             ]
-            keep = np.isin(ids, np.concatenate(passing))
-            ids, vectors = ids[keep], vectors[keep]
-        return ids, vectors
+            keep &= np.isin(ids, np.concatenate(passing))
+        ids, files, scores = ids[keep], files[keep], vectors[keep] @ query
+        best: dict[int, tuple[float, int]] = {}
+        for score, vector_id, file_id in zip(scores.tolist(), ids.tolist(), files.tolist(), strict=True):
+            if file_id not in best or score > best[file_id][0]:
+                best[file_id] = (score, vector_id)
+        found = assemble_hits(store, sorted(best.values(), reverse=True), None, per_file=opts.segments)
+        return self.calibration.apply(terms, [replace(h, sources=(KEYWORDS,)) for h in found], opts)
 
 
 def fuse_rankings(meaning: list[Hit], alone: list[Hit], ranked: list[tuple[int, float]]) -> list[Hit]:

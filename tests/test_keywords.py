@@ -191,7 +191,23 @@ def test_words_go_with_their_file_and_a_schema_3_library_gets_them_on_upgrade(li
     deep = query(lib_args, "--text", RARE)
     assert names(deep)[0] == "long.txt" and deep[0]["sources"] == ["meaning", "keywords"]
     assert names(query(lib_args, "--text", "lagoon", "--target", "image"))[0] == "grey_heron.jpg"
-    assert run_json("check", *lib_args)["ok"] is True
+    checked = run_json("check", *lib_args)
+    assert checked["ok"] is True and checked["repaired"] == []
+    # A words table out of step with the files is noticed by check, and written again.
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM words WHERE rowid = (SELECT id FROM files WHERE path LIKE '%long.txt')")
+    from click.testing import CliRunner
+
+    from ibsearch.cli import cli
+
+    untouched = CliRunner().invoke(cli, ["check", "--no-repair", *lib_args])
+    assert untouched.exit_code == 1 and "words: 1 file(s) without words" in untouched.output
+    mended = run_json("check", *lib_args)
+    assert mended["ok"] is True and mended["repaired"] == [
+        "words: 1 file(s) without words and 0 row(s) of no file: written again from the files and their"
+        " passages"
+    ]
+    assert names(query(lib_args, "--text", RARE))[0] == "long.txt"
 
 
 def test_a_document_s_text_is_each_character_of_its_passages_once():

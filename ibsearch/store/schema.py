@@ -103,7 +103,9 @@ def _to_version_3(conn: sqlite3.Connection) -> None:
 
 def _to_version_4(conn: sqlite3.Connection) -> None:
     """The ``words`` table, filled for every stored file: its name and folder, and the text its
-    passages read (a note stored without passages gets its text when an ingest reads it again)."""
+    passages read (a note stored without passages gets its text when an ingest reads it again). A
+    table left by a newer ibsearch that wrote this library before is written again from scratch."""
+    conn.execute("DROP TABLE IF EXISTS words")
     conn.execute(WORDS_TABLE)
     fill_words(conn)
 

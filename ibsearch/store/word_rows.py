@@ -117,6 +117,12 @@ class WordRows:
         ).fetchone()
         return int(row[0]), int(row[1])
 
+    def refill(self) -> None:
+        """Write every file's words again from its path and passages (a table out of step)."""
+        with self.owner.transaction():
+            self._conn.execute("DELETE FROM words")
+            fill_words(self._conn)
+
 
 def fill_words(conn: sqlite3.Connection) -> None:
     """Write the words of every stored file from its path and its passages (schema 4's upgrade)."""
