@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .errors import UsageError
-from .hits import KEYWORDS, MEANING, Hit, assemble_hits
+from .hits import KEYWORDS, MEANING, Hit, assemble_hits, moments_per_file
 from .library import LibraryResources
 from .modality import TEXT
 from .options import SearchOptions
@@ -155,13 +155,12 @@ class KeywordSearch:
         if expression is None:
             return hits
         ranked = store.words.match(expression, depth)
-        alone = self._found_alone(terms, opts, [f for f, _ in ranked if f not in {h.file_id for h in hits}],
-                                  query, keys, excluded)  # fmt: skip
+        found = {h.file_id for h in hits}
+        alone = self._found_alone(opts, [f for f, _ in ranked if f not in found], query, keys, excluded)
         return fuse_rankings(hits, alone, ranked)
 
     def _found_alone(
         self,
-        terms: list[Term],
         opts: SearchOptions,
         file_ids: list[int],
         query: np.ndarray,
@@ -187,8 +186,10 @@ class KeywordSearch:
         for score, vector_id, file_id in zip(scores.tolist(), ids.tolist(), files.tolist(), strict=True):
             if file_id not in best or score > best[file_id][0]:
                 best[file_id] = (score, vector_id)
-        found = assemble_hits(store, sorted(best.values(), reverse=True), None, per_file=opts.segments)
-        return self.calibration.apply(terms, [replace(h, sources=(KEYWORDS,)) for h in found], opts)
+        found = assemble_hits(
+            store, sorted(best.values(), reverse=True), None, per_file=moments_per_file(opts)
+        )
+        return self.calibration.apply(query, [replace(h, sources=(KEYWORDS,)) for h in found], opts)
 
 
 def fuse_rankings(meaning: list[Hit], alone: list[Hit], ranked: list[tuple[int, float]]) -> list[Hit]:

@@ -88,7 +88,7 @@ def test_a_word_deep_in_a_document_or_in_a_file_name_or_folder_finds_it_first(li
     # The words found it: by meaning alone (random weights) it is where its vector puts it.
     plain = query(lib_args, "--text", RARE, "--no-keywords")
     assert all(h["sources"] == ["meaning"] for h in plain)
-    assert [h["score"] for h in plain] == sorted((h["score"] for h in plain), reverse=True)
+    assert [h["relevance"] for h in plain] == sorted((h["relevance"] for h in plain), reverse=True)
 
 
 def test_a_file_both_find_ranks_first_and_each_hit_says_what_found_it(library, lib_args):
@@ -164,7 +164,10 @@ def test_a_file_found_by_its_words_alone_gets_the_cosine_of_its_stored_vector(tm
     alone = [h for h in hits if h["sources"] == ["keywords"]]
     assert len(alone) == 1 and alone[0]["path"] == "/imported/birds/kingfisher.jpg"
     assert alone[0]["score"] == pytest.approx(-1.0, abs=1e-4) and alone[0]["modality"] == "vision"
-    assert names(hits).index("kingfisher.jpg") == 1  # level with the best by meaning, after it
+    # Calibrated: the opposite of the query is as unrelated as can be; its name, the best (only) word
+    # match, adds 1, which no relevance by meaning alone reaches.
+    assert alone[0]["relevance"] == pytest.approx(0.0, abs=1e-6) and names(hits)[0] == "kingfisher.jpg"
+    assert all(0 < h["relevance"] < 1 for h in hits[1:])
     # Filters hold for it too: outside the path asked for, it is not found.
     under = query(lib_args, "--text", "kingfisher", "--target", "image", "--path-prefix", "/imported/pics")
     assert "kingfisher.jpg" not in names(under)
