@@ -29,7 +29,9 @@ import numpy as np
 
 from ibsearch.hits import Hit
 from ibsearch.keywords import KeywordQuery, fuse_rankings, read_text
+from ibsearch.relevance import RelevanceScale
 from ibsearch.store import Store
+from ibsearch.store.records import PassageSpan
 
 WORDS = (
     "beach sunset harbour lagoon kingfisher heron garden birthday wedding mountain snow river forest city"
@@ -74,8 +76,10 @@ def cost(n: int, repeats: int, limit: int) -> None:
             started = time.perf_counter()
             build(store, n)
             built = time.perf_counter() - started
-            # The files table's paths, for the LIKE scan (the words alone are what ranks).
             conn = store._conn  # noqa: SLF001 - a benchmark's scratch table, no part of the library
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            print(f"words of {n:,} file names: {os.path.getsize(path) / 1e6:.0f} MB of database")
+            # The files table's paths, for the LIKE scan (the words alone are what ranks).
             conn.execute("CREATE TABLE paths AS SELECT rowid AS id, folder || '/' || name AS path FROM words")
             size = os.path.getsize(path) + os.path.getsize(str(path) + "-wal")
             print(f"{n:,} file names written in {built:.1f} s; database with paths copy {size / 1e6:.0f} MB")
@@ -90,6 +94,29 @@ def cost(n: int, repeats: int, limit: int) -> None:
                 word = (asked.words or asked.phrases)[0]
                 like = timed(lambda w=word: conn.execute(SCAN, (f"%{w}%", limit)).fetchall(), repeats)
                 print(f"{text:32} {matches:>9,} {fts:>12.2f} {like:>12.2f} {like / fts:>6.1f}x")
+
+
+def text_size(documents: int, chars: int) -> None:
+    """What the words table costs beside a document's text: ``documents`` texts of ``chars`` characters
+    (words drawn with Zipf's law from a vocabulary of 20,000, as prose is) written as one passage each."""
+    rng = np.random.default_rng(3)
+    vocabulary = np.array([f"w{i}{WORDS[i % len(WORDS)]}" for i in range(20_000)])
+    with tempfile.TemporaryDirectory(prefix="bench_words_text_") as tmp:
+        path = Path(tmp) / "words.db"
+        total = 0
+        with Store(path) as store, store.transaction():
+            for i in range(documents):
+                ranks = np.minimum(rng.zipf(1.1, size=chars // 6), len(vocabulary)) - 1
+                text = " ".join(vocabulary[ranks].tolist())[:chars]
+                total += len(text.encode())
+                store.words.put(i + 1, f"/notes/note {i}.txt", [PassageSpan(0, len(text), text)])
+        with Store(path) as store:
+            store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # noqa: SLF001 - the scratch file's size
+        size = os.path.getsize(path)
+        print(
+            f"{documents:,} texts of {chars:,} characters: {total / 1e6:.1f} MB of text, words table"
+            f" {size / 1e6:.1f} MB ({size / total:.2f}x the text)"
+        )
 
 
 def timed(run: object, repeats: int) -> float:
@@ -157,13 +184,20 @@ def ranking(files_per_topic: int, noise: float, depth: int) -> None:
                 for h in hits + alone
             ]
             calibrated = [h.file_id or 0 for h in fuse_rankings(rel[: len(hits)], rel[len(hits) :], ranked)]
+            # The calibration stage's own scale (ibsearch.relevance), from the query's scores.
+            scale = RelevanceScale.of(scores)
+            real = [
+                replace(h, relevance=float(scale.relevance(np.array([h.score]))[0])) for h in hits + alone
+            ]
+            staged = [h.file_id or 0 for h in fuse_rankings(real[: len(hits)], real[len(hits) :], ranked)]
             for label, order in (("meaning alone", meaning), ("keywords alone", [f for f, _ in ranked]),
-                                 ("RRF (k=60)", rrf), ("calibrated fusion", calibrated)):  # fmt: skip
+                                 ("RRF (k=60)", rrf), ("calibrated fusion (percentile)", calibrated),
+                                 ("calibrated fusion (ibsearch)", staged)):  # fmt: skip
                 results.setdefault(label, []).append(ndcg_mrr(order, relevant))
     print(f"\n{len(WORDS)} queries, {len(file_names)} files ({files_per_topic} per topic), noise {noise:g}")
-    print(f"{'ranking':28} {'nDCG@10':>8} {'MRR':>6}")
+    print(f"{'ranking':32} {'nDCG@10':>8} {'MRR':>6}")
     for label, values in results.items():
-        print(f"{label:28} {np.mean([v[0] for v in values]):>8.3f} {np.mean([v[1] for v in values]):>6.3f}")
+        print(f"{label:32} {np.mean([v[0] for v in values]):>8.3f} {np.mean([v[1] for v in values]):>6.3f}")
 
 
 def main() -> None:
@@ -180,6 +214,7 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
     if not args.labelled:
         cost(args.files, args.repeats, args.limit)
+        text_size(2_000, 20_000)
     for noise in (1.0, 1.5, 2.0, 3.0):
         ranking(40, noise, 40)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
