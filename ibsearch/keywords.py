@@ -20,6 +20,7 @@ calibration stage, so it can be compared and cut like any other.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,6 +36,11 @@ from .terms import Term
 #: What the best keyword match adds to a relevance (in [0, 1]) in calibrated fusion: a file both find
 #: with the query's best words ranks above every file that meaning alone finds.
 KEYWORD_WEIGHT = 1.0
+#: The most files a word or phrase may be held by and still find and rank files: bm25 scores every
+#: holder, which for a word of a million file names ("jpg") takes seconds, and such a word says little
+#: about any one file (BENCHMARKS.md "Keywords at 1,000,000 file names"). Commoner ones are left to
+#: meaning; ``-word`` exclusions hold however common the word is.
+RANKED_AT_MOST = 1_000
 #: RRF's constant (the fusion without relevances): how much a first place outweighs a tenth (the value
 #: of its inventors, Cormack et al.).
 RRF_K = 60
@@ -75,6 +81,12 @@ class KeywordQuery:
         if finding is None or exclusion is None:
             return finding
         return f"({finding}) NOT ({exclusion})"
+
+    def keeping(self, rare: Callable[[str], bool]) -> KeywordQuery:
+        """The query with only the words and phrases whose FTS5 expression ``rare`` accepts (the
+        exclusions kept)."""
+        words = tuple(w for w in self.words if rare(_quoted(w)))
+        return KeywordQuery(words, tuple(p for p in self.phrases if rare(_quoted(p))), self.excluded)
 
     def __add__(self, other: KeywordQuery) -> KeywordQuery:
         return KeywordQuery(
@@ -121,9 +133,12 @@ class KeywordSearch:
     """Keyword matches of a query in ``library``, fused into its hits; a file found by keywords alone
     gets its relevance from ``calibration``."""
 
-    def __init__(self, library: LibraryResources, calibration: Calibration) -> None:
+    def __init__(
+        self, library: LibraryResources, calibration: Calibration, ranked_at_most: int = RANKED_AT_MOST
+    ) -> None:
         self.library = library
         self.calibration = calibration
+        self.ranked_at_most = ranked_at_most
 
     def fuse(
         self,
@@ -151,7 +166,8 @@ class KeywordSearch:
         if exclusion is not None:
             gone = store.words.among(exclusion, {h.file_id for h in hits if h.file_id is not None})
             hits = [h for h in hits if h.file_id not in gone]
-        expression = asked.expression()
+        most = self.ranked_at_most
+        expression = asked.keeping(lambda words: store.words.holders(words, most + 1) <= most).expression()
         if expression is None:
             return hits
         ranked = store.words.match(expression, depth)
@@ -228,6 +244,7 @@ def fuse_rankings(meaning: list[Hit], alone: list[Hit], ranked: list[tuple[int, 
 
 __all__ = [
     "KEYWORD_WEIGHT",
+    "RANKED_AT_MOST",
     "RRF_K",
     "KeywordQuery",
     "KeywordSearch",

@@ -241,3 +241,17 @@ def test_fusion_adds_the_words_strength_to_a_relevance_and_falls_back_to_ranks_w
     relevant = [replace(h, relevance=r) for h, r in zip(meaning + alone, (0.9, 0.3, 0.7, 0.2), strict=True)]
     by_relevance = fuse_rankings(relevant[:3], relevant[3:], ranked)  # 0.7 + 1, 0.9, 0.2 + 0.5, 0.3
     assert [h.path for h in by_relevance] == ["c", "a", "d", "b"]
+
+
+def test_a_word_held_by_too_many_files_to_rank_finds_and_raises_nothing(library, lib_args):
+    """Ranking every holder of a common word (bm25 over all of them) would cost a query seconds in a
+    big library: a word or phrase held by more than ``ranked_at_most`` files is left to meaning."""
+    with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib, Searcher(lib) as searcher:
+        both = {Path(h.path).name: h.sources for h in searcher.query(text="heron lagoon", k=20)}
+        assert "keywords" in both["heron.txt"] and "keywords" in both["grey_heron.jpg"]
+        searcher.keywords.ranked_at_most = 1  # "heron" is held by two files, "lagoon" by one
+        rare = {Path(h.path).name: h.sources for h in searcher.query(text="heron lagoon", k=20)}
+        assert rare["heron.txt"] == ("meaning",) and "keywords" in rare["grey_heron.jpg"]
+        assert all(h.sources == ("meaning",) for h in searcher.query(text="heron", k=20))
+        # An exclusion holds however many files hold the word.
+        assert "heron.txt" not in [Path(h.path).name for h in searcher.query(text="sea -heron", k=20)]

@@ -91,6 +91,15 @@ class WordRows:
         )
         return [(int(r[0]), float(r[1])) for r in rows]
 
+    def holders(self, expression: str, at_most: int) -> int:
+        """How many files ``expression`` matches, counted up to ``at_most`` (it stops there: a word
+        every file holds costs what a rare one does)."""
+        rows = self._rows(
+            "SELECT count(*) FROM (SELECT rowid FROM words WHERE words MATCH ? LIMIT ?)",
+            (expression, int(at_most)),
+        )
+        return int(rows[0][0])
+
     def among(self, expression: str, file_ids: Iterable[int]) -> set[int]:
         """Those of ``file_ids`` whose words ``expression`` matches (a look-up each)."""
         wanted = json.dumps([int(i) for i in file_ids])
