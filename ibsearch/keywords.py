@@ -3,7 +3,8 @@
 
 A text term is read for its words: ``"over the sea"`` (in double quotes) is a phrase that a file's
 words must hold in that order, ``-word`` leaves out every file whose name, folder or text holds the
-word, and the other words find the files that hold any of them (ranked by bm25, a name weighing most).
+word, and the other words find the files that hold any of them (ranked by bm25, a name weighing most);
+a word or phrase held by more than :data:`RANKED_AT_MOST` files is left to meaning.
 What the text tower embeds is the text without the quotes and without the ``-word`` exclusions. A term
 of negative weight (``-0.5=people``) is meaning only: its words find and exclude nothing.
 
