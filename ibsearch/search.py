@@ -26,7 +26,7 @@ from .errors import UsageError
 from .folding import Folding
 from .hits import Hit, assemble_hits, moments_per_file
 from .index.tuning import DEFAULT_TUNING, SearchTuning
-from .keywords import KeywordSearch
+from .keywords import KeywordSearch, meaning_terms
 from .library import LibraryResources
 from .options import SearchOptions
 from .query_vector import QueryEmbedder, TermCache
@@ -78,7 +78,7 @@ class Searcher(Closing):
         self.embedder = QueryEmbedder(self.library, cache)
         self.retrieval = Retrieval(self.library)
         self.calibration = Calibration(self.library)
-        self.keywords = KeywordSearch(self.library)
+        self.keywords = KeywordSearch(self.library, self.calibration)
         self.folding = Folding(self.library)
 
     def close(self) -> None:
@@ -137,14 +137,13 @@ class Searcher(Closing):
         if not terms:
             raise UsageError(no_input_message())
         keys = self.retrieval.keys(opts)
-        query = self.embed(terms)
+        query = self.embed(meaning_terms(terms, opts))
         excluded = self.retrieval.excluded(terms, opts)
-        found = self.retrieval.search(
-            query, keys, replace(opts, k=candidate_depth(opts)), excluded, self.tuning
-        )
+        depth = candidate_depth(opts)
+        found = self.retrieval.search(query, keys, replace(opts, k=depth), excluded, self.tuning)
         hits = assemble_hits(self.library.store, found, None, per_file=moments_per_file(opts))
         hits = self.calibration.apply(query, hits, opts)
-        hits = self.keywords.fuse(terms, opts, hits)
+        hits = self.keywords.fuse(terms, opts, hits, query=query, keys=keys, excluded=excluded, depth=depth)
         hits = self.folding.fold_similar(hits, opts)
         hits = sort_hits(hits, opts)
         return hits[opts.offset : opts.offset + opts.k]

@@ -21,6 +21,7 @@ from starlette.types import Scope
 from .. import maintenance
 from ..errors import MediaError, UsageError
 from ..files import display_path
+from ..keywords import meaning_terms
 from ..modality import TEXT
 from ..options import SearchOptions
 from ..store.records import FileRecord
@@ -178,7 +179,8 @@ async def answer(
 ) -> SearchResponse:
     """The hits of a search, its uploaded ``files`` (saved in ``uploads``) decoded first."""
     service = service_of(request)
-    texts = [term.value for term in terms if term.kind == TEXT and isinstance(term.value, str)]
+    # The texts as the tower embeds them (quotes and -word exclusions out), encoded with those waiting.
+    texts = [t.value for t in meaning_terms(terms, options) if t.kind == TEXT and isinstance(t.value, str)]
     started = time.perf_counter()
     if files and uploads:
         try:
