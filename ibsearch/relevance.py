@@ -41,6 +41,9 @@ TAIL_SHARE = 0.005
 EMPIRICAL_FROM = 64
 #: The least spread of scores assumed (a modality of one item, or of copies, has none).
 MIN_SPREAD = 0.01
+#: A score from here up is the query's own vector (``--like`` of a file, a copy of it): nothing can be
+#: more relevant, whatever a small modality's fit says, so its share above is nil.
+SAME_VECTOR = 0.9999
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: a fixed, well-spread order of the ids
 
 
@@ -74,19 +77,24 @@ class RelevanceScale:
         x = np.asarray(scores, dtype=np.float64)
         n = len(self.scores)
         if n < EMPIRICAL_FROM:
-            return _log_normal_above(x, self.mean, self.spread)
+            return _same_first(x, _log_normal_above(x, self.mean, self.spread))
         start = self.scores[n - self.in_tail]  # (in_tail - 0.5) / n of the sample lie above it
         body = np.log1p(-np.interp(x, self.scores, (np.arange(n) + 0.5) / n))
         # Beyond it, an exponential tail (a generalized Pareto of shape 0, fitted by its mean excess):
         # scores of unrelated items have heavier tails than a normal fitted to all of them (a library
         # is made of topics), and a bounded fit would give every true match the same relevance, 1.
         tail = math.log((self.in_tail - 0.5) / n) - (x - start) / self.excess
-        return np.where(x > start, tail, body)
+        return _same_first(x, np.where(x > start, tail, body))
 
     def relevance(self, scores: np.ndarray) -> np.ndarray:
         """The relevance of each of ``scores`` ``(m,)``: the share of the index's items expected to
         score below it, in [0, 1]."""
         return -np.expm1(self.log_share_above(scores))
+
+
+def _same_first(scores: np.ndarray, log_above: np.ndarray) -> np.ndarray:
+    """``log_above`` with the scores of the query's own vector (:data:`SAME_VECTOR`) at -inf."""
+    return np.where(scores >= SAME_VECTOR, -np.inf, log_above)
 
 
 def _log_normal_above(x: np.ndarray, mean: float, spread: float) -> np.ndarray:

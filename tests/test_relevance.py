@@ -18,6 +18,7 @@ from conftest import run_json
 
 from ibsearch.engine import Library
 from ibsearch.ingest.commit import PREPROCESS_VERSION
+from ibsearch.relevance import RelevanceScale
 from ibsearch.search import Searcher
 from ibsearch.shards import ShardRow, ShardWriter
 
@@ -157,3 +158,12 @@ def test_min_relevance_cuts_hits_and_levels_are_reported_on_the_command_line(sca
     assert 0 < len(high) < len(every) and {h["level"] for h in high} == {"high"}
     medium = [h for h in every if 0.95 <= h["relevance"] < 0.99]
     assert medium and {h["level"] for h in medium} == {"medium"}
+
+
+def test_the_query_s_own_vector_is_the_most_relevant_hit_even_in_a_modality_of_a_few_items():
+    # A few pictures, one of them the query itself (--like): the normal fitted to them spreads wide,
+    # while a few notes crowd together, so that a note far above them would otherwise outrank it.
+    pictures = RelevanceScale.of(np.array([0.2, 0.25, 0.3, 1.0]))
+    notes = RelevanceScale.of(np.array([0.10, 0.11, 0.12, 0.13]))
+    assert pictures.relevance(np.array([1.0]))[0] == 1.0
+    assert notes.log_share_above(np.array([0.6]))[0] > pictures.log_share_above(np.array([1.0]))[0]
