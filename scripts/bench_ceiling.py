@@ -45,6 +45,7 @@ def real_jpegs(work: Path, given: Path | None, n: int) -> list[Path]:
         for deb in download(JPEG_PACKAGES, work / "debs"):
             unpacked = work / "unpacked" / deb.name.split("_")[0]
             if not unpacked.exists():
+                unpacked.parent.mkdir(parents=True, exist_ok=True)  # dpkg -x makes the last folder only
                 subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)
         given = work / "unpacked"
     found = sorted(p for p in given.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg") and p.is_file())

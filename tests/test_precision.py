@@ -82,3 +82,20 @@ def test_an_int8_ingest_is_remembered_and_an_explicit_full_precision_ingest_repl
     # From then on the library is full precision: nothing left to encode, at auto or at fp32.
     assert run_json("ingest", media_dir, *lib_args)["encoded"] == 0
     assert run_json("ingest", media_dir, *lib_args, "--precision", "fp32")["encoded"] == 0
+
+
+def test_int8_vectors_imported_from_a_shard_keep_their_version_and_the_library_stays_int8(
+    media_dir: Path, lib_args: list[str], tmp_path: Path
+) -> None:
+    notes = media_dir / "notes"
+    run_json("ingest", notes, *lib_args, "--precision", "int8")
+    shard = tmp_path / "int8.parquet"
+    run_json("export", "--output", shard, *lib_args)
+    other = ["--library", tmp_path / "other", *lib_args[2:]]
+    assert run_json("import", shard, *other)["added"] == len(_versions(lib_args))
+    assert all(versions == {INT8_VERSION} for versions in _versions(other).values())
+
+    # The imported library knows its vectors are int8: a new note ingested at auto is computed at int8.
+    (notes / "new.txt").write_text("a new note about a red bicycle", encoding="utf-8")
+    assert run_json("ingest", notes, *other)["added"] == 1
+    assert _versions(other)[str(notes / "new.txt")] == {INT8_VERSION}

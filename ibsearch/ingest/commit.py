@@ -181,8 +181,7 @@ class Committer:
         file = FileEntry(
             job.path, st.st_size, st.st_mtime_ns, job.content_hash, job.modalities[0], job.info, job.verified
         )
-        if job.version == INT8_VERSION and not self.lib.store.settings.get(INT8_SETTING):
-            self.lib.store.settings.set(INT8_SETTING, True)
+        note_version(self.lib, job.version)
         result = self.lib.store.upsert_file(file, rows)
         for vid, row in zip(result.vector_ids, rows, strict=True):
             ids, vecs = added.setdefault(row.modality, ([], []))
@@ -198,6 +197,13 @@ def _columns(job: Job, key: str) -> tuple[np.ndarray, list[Span], list[PassageSp
     return vectors, job.spans[key], passages
 
 
+def note_version(lib: LibraryResources, version: str) -> None:
+    """Remember in ``lib`` that it holds int8 vectors when ``version`` is theirs (ingest, import, cluster
+    shards alike), so that later ingests at "auto" stay at int8 (see ``LibraryResources.run_precision``)."""
+    if version == INT8_VERSION and not lib.store.settings.get(INT8_SETTING):
+        lib.store.settings.set(INT8_SETTING, True)
+
+
 def vector_version(precision: str) -> str:
     """The version stored with vectors computed at ``precision`` (a resolved one: "int8", "fp32"...)."""
     return INT8_VERSION if precision == "int8" else PREPROCESS_VERSION
@@ -210,5 +216,6 @@ __all__ = [
     "Committer",
     "IngestSummary",
     "Job",
+    "note_version",
     "vector_version",
 ]
