@@ -95,9 +95,8 @@ def main() -> None:
     args.precisions = [p.strip() for p in (args.precisions or ",".join(default)).split(",") if p.strip()]
     if "fp32" not in args.precisions:
         args.precisions.append("fp32")
-    load_before = os.getloadavg()[0]
+    env, load_before = environment(), os.getloadavg()[0]
     rows = [row for m in args.towers.split(",") if m.strip() for row in tower_rows(m.strip(), args)]
-    env = environment()
     print("## Environment")
     for key, value in env.items():
         print(f"- {key}: {value}")
