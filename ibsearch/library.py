@@ -36,6 +36,7 @@ LOCK_NAME = "write.lock"
 DEFAULT_MODEL = "imagebind_huge"
 ENV_MODEL = "IBSEARCH_MODEL"
 MODEL_SPEC_SETTING = "model_spec"  # how the model was named: a registered name or a card's path
+INT8_SETTING = "int8_vectors"  # true while the library holds vectors an int8 ingest computed
 
 
 class LibraryResources(Closing):
@@ -174,7 +175,7 @@ class LibraryResources(Closing):
             self._encoder = Encoder(
                 self.card,
                 device=self.device,
-                precision=self.precision,
+                precision=self.run_precision(),
                 checkpoint=self.checkpoint,
                 batch_size=batch_size or 16,
                 progress=self.progress,
@@ -182,6 +183,17 @@ class LibraryResources(Closing):
         elif batch_size:
             self._encoder.batch_size = batch_size
         return self._encoder
+
+    def run_precision(self) -> str:
+        """The precision the model runs at: the one asked for, except that at "auto" a library whose
+        vectors an int8 ingest computed stays at int8 where the model runs on the CPU, so that a plain
+        ingest neither mixes precisions nor spends hours encoding every file again; asking for fp32,
+        bf16 or fp16 is how its vectors are brought to full precision (see ``ingest.plan``)."""
+        if self.precision != "auto" or not self.store.settings.get(INT8_SETTING):
+            return self.precision
+        from .devices import resolve_device
+
+        return "int8" if resolve_device(self.device) == "cpu" else "auto"
 
     def bind_model(self) -> None:
         """Record the model in the library on first write (and remember how it was named)."""

@@ -29,7 +29,7 @@ import numpy as np
 from .encoder.media.taken import file_date
 from .errors import UsageError
 from .files import hash_file, path_fields
-from .ingest.commit import PREPROCESS_VERSION, Committer, IngestSummary, Job
+from .ingest.commit import PREPROCESS_VERSION, Committer, IngestSummary, Job, note_version
 from .library import LibraryResources
 from .modality import INDEX_KEYS, MODALITIES, FileKind, modality_of_key, segments_key
 from .progress import Progress, start
@@ -73,6 +73,7 @@ class ImportCommitter(Committer):
         removed = super()._store(job, added)
         if isinstance(job, ImportJob) and job.preprocess_version != PREPROCESS_VERSION:
             self.lib.store.vectors.set_preprocess_version(job.path, job.preprocess_version)
+            note_version(self.lib, job.preprocess_version)
         return removed
 
 
@@ -206,6 +207,7 @@ def _store_parts(
     whole, info, row_version = _file_facts(list(sample.values()), version)
     committer.flush()  # the files before it are committed first, in their own transaction
     store, indexes, count = lib.store, lib.indexes, 0
+    note_version(lib, row_version)
     for key in {r.modality for r in sample.values()}:
         indexes.prepare(key)  # loaded before the commit, as the committer does
     with store.transaction():

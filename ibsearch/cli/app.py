@@ -31,7 +31,8 @@ _MODEL_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--precision", {"type": click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), "default": "auto",
                      "show_default": True,
                      "help": "Compute precision (auto: bf16 on GPUs and CPUs with bf16 units, else fp32; "
-                             "int8: CPUs only, approximate, several times faster for a short query)."}),
+                             "int8: CPUs only, approximate, faster; a library ingested at int8 stays at int8 "
+                             "under auto until an ingest at fp32/bf16/fp16 encodes it again)."}),
 ]  # fmt: skip
 
 

@@ -102,8 +102,8 @@ def _run(
     gpus = connect(cluster.address, cluster.local_cpus, cluster.extra_env)
     import torch
 
-    threads = torch.get_num_threads()
-    placement = Placement(lib.model_spec, lib.checkpoint, lib.device, lib.precision, batch_size, threads)
+    threads, precision = torch.get_num_threads(), lib.run_precision()
+    placement = Placement(lib.model_spec, lib.checkpoint, lib.device, precision, batch_size, threads)
     collector = Collector(works, batch_size, lambda path: remote_path(path, cluster.path_map))
     actors = cluster.actors or max(1, int(gpus))
     done = start(progress, "ingest on ray", FILES)

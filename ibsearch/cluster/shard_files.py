@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LibraryError, UsageError
-from ..ingest.commit import PREPROCESS_VERSION, Committer, Job
+from ..ingest.commit import Committer, Job, vector_version
 from ..library import LibraryResources
 from ..modality import INDEX_KEYS
 from ..shards import ShardReader, ShardRow, ShardWriter
@@ -47,7 +47,8 @@ def write_shard(lib: LibraryResources, jobs: list[Job]) -> Path | None:
     folder.mkdir(exist_ok=True)
     number = 1 + max((int(p.stem) for p in folder.glob("*.parquet") if p.stem.isdigit()), default=0)
     target = folder / f"{number:06d}.parquet"
-    with ShardWriter(target, model_id=lib.model_id, dim=lib.dim, preprocess_version=PREPROCESS_VERSION) as w:
+    version = vector_version(lib.run_precision())  # int8 workers' vectors are told apart, as ingest's
+    with ShardWriter(target, model_id=lib.model_id, dim=lib.dim, preprocess_version=version) as w:
         w.write(rows, np.stack(vectors))
     return target
 

@@ -12,12 +12,15 @@ from typing import Any
 import numpy as np
 
 from ..files import path_fields
-from ..library import LibraryResources
+from ..library import INT8_SETTING, LibraryResources
 from ..modality import INDEX_KEYS, TEXT, FileKind, segments_key
 from ..store import FileEntry, PassageSpan, VectorEntry, Verified
 
 #: Bumped whenever preprocessing changes what a vector means; vectors of an older version are not reused.
 PREPROCESS_VERSION = "ref-53680b0.1"
+#: The version of vectors computed with int8 weights (``--precision int8``): approximate, so told apart
+#: from full-precision ones; an ingest at fp32, bf16 or fp16 encodes their files again.
+INT8_VERSION = PREPROCESS_VERSION + "+int8"
 TEXT_SEGMENTS = segments_key(TEXT)  # a text's passages: their rows carry a character span, not seconds
 COMMIT_EVERY = 32  # files per database transaction
 COMMIT_SECONDS = 5.0  # ...or this often, whichever comes first
@@ -108,6 +111,7 @@ class Job:
     error: str | None = None
     transient: bool = False  # the error is not the file's content (I/O, permission, crash): retry next run
     verified: Verified = Verified.INGEST  # who vouches for content_hash (an import may vouch for less)
+    version: str = PREPROCESS_VERSION  # of its vectors: INT8_VERSION when int8 weights computed them
 
 
 class Committer:
@@ -169,7 +173,7 @@ class Committer:
         """Write one file with all its vectors; note the new ids per key; return the replaced ids."""
         keys = [k for k in INDEX_KEYS if k in job.vectors]
         rows = [
-            VectorEntry(vec, k, start, end, PREPROCESS_VERSION, passage)
+            VectorEntry(vec, k, start, end, job.version, passage)
             for k in keys
             for vec, (start, end), passage in zip(*_columns(job, k), strict=True)
         ]
@@ -177,6 +181,7 @@ class Committer:
         file = FileEntry(
             job.path, st.st_size, st.st_mtime_ns, job.content_hash, job.modalities[0], job.info, job.verified
         )
+        note_version(self.lib, job.version)
         result = self.lib.store.upsert_file(file, rows)
         for vid, row in zip(result.vector_ids, rows, strict=True):
             ids, vecs = added.setdefault(row.modality, ([], []))
@@ -192,4 +197,25 @@ def _columns(job: Job, key: str) -> tuple[np.ndarray, list[Span], list[PassageSp
     return vectors, job.spans[key], passages
 
 
-__all__ = ["COMMIT_EVERY", "PREPROCESS_VERSION", "Committer", "IngestSummary", "Job"]
+def note_version(lib: LibraryResources, version: str) -> None:
+    """Remember in ``lib`` that it holds int8 vectors when ``version`` is theirs (ingest, import, cluster
+    shards alike), so that later ingests at "auto" stay at int8 (see ``LibraryResources.run_precision``)."""
+    if version == INT8_VERSION and not lib.store.settings.get(INT8_SETTING):
+        lib.store.settings.set(INT8_SETTING, True)
+
+
+def vector_version(precision: str) -> str:
+    """The version stored with vectors computed at ``precision`` (a resolved one: "int8", "fp32"...)."""
+    return INT8_VERSION if precision == "int8" else PREPROCESS_VERSION
+
+
+__all__ = [
+    "COMMIT_EVERY",
+    "INT8_VERSION",
+    "PREPROCESS_VERSION",
+    "Committer",
+    "IngestSummary",
+    "Job",
+    "note_version",
+    "vector_version",
+]

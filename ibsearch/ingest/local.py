@@ -12,7 +12,7 @@ from ..errors import MediaError
 from ..library import LibraryResources
 from ..progress import FILES, Progress, TaskProgress, start
 from ..store import PassageSpan
-from .commit import Committer, IngestSummary, Job
+from .commit import Committer, IngestSummary, Job, vector_version
 from .run import Selection, changed_since_hashed, ingest_run, plan_run
 
 
@@ -94,6 +94,7 @@ def _encode(
                     changed.append(job)
                     continue
                 job.modalities, job.info = result.modalities, result.info
+                job.version = vector_version(encoder.precision)
                 job.vectors, job.spans = result.vectors, result.spans
                 job.passages = [PassageSpan(p.start, p.end, p.text, p.page) for p in result.passages]
             committer.add(job)

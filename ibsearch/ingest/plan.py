@@ -21,7 +21,7 @@ from ..encoder.media.taken import file_date
 from ..files import hash_file
 from ..modality import KIND_MODALITIES, TEXT, FileKind, modality_of_key
 from ..store import Store, Verified
-from .commit import PREPROCESS_VERSION, TEXT_SEGMENTS, IngestSummary, Job
+from .commit import INT8_VERSION, PREPROCESS_VERSION, TEXT_SEGMENTS, IngestSummary, Job
 from .walk import FoundFile
 
 AS_RULES = "ingest_as"  # setting: {folder or file: file kind} from ``ingest --as``
@@ -38,14 +38,25 @@ class Planner:
 
     ``roots`` are the absolute paths being ingested; ``as_kind`` (``thermal``, ``depth``, ``imu``...)
     makes the files under them that kind, a choice remembered for later runs. ``passages``: a note
-    stored without passages (before schema 3, or by a cluster ingest) is encoded again.
+    stored without passages (before schema 3, or by a cluster ingest) is encoded again. ``int8``:
+    the run computes at int8, so stored int8 vectors may be reused for a copy; else the files in
+    ``redo`` (those with int8 vectors) are encoded again, at the run's full precision.
     """
 
     def __init__(
-        self, store: Store, roots: list[str], as_kind: str | None = None, *, passages: bool = True
+        self,
+        store: Store,
+        roots: list[str],
+        as_kind: str | None = None,
+        *,
+        passages: bool = True,
+        int8: bool = False,
+        redo: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
         self.passages = passages
+        self.redo = redo
+        self.reusable = {PREPROCESS_VERSION, INT8_VERSION} if int8 else {PREPROCESS_VERSION}
         self.roots = roots
         self.known = {}
         for root in roots:
@@ -76,6 +87,8 @@ class Planner:
             rec = replace(rec, content_hash="")  # declared another modality with --as: encode again
         elif rec is not None and not rec.complete and self.passages:
             rec = replace(rec, content_hash="")  # a note stored before passages existed: encode again
+        elif rec is not None and path in self.redo:
+            rec = replace(rec, content_hash="")  # int8 vectors, and this run computes at full precision
         elif rec is not None and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
             if rec.verified == Verified.INGEST:
                 summary.unchanged += 1
@@ -156,8 +169,10 @@ class Planner:
         if found is None:
             return
         record, vectors = found
-        if any(v.preprocess_version != PREPROCESS_VERSION for v in vectors):
+        versions = {v.preprocess_version for v in vectors}
+        if len(versions) != 1 or not versions <= self.reusable:
             return
+        job.version = versions.pop()
         by_key: dict[str, list[np.ndarray]] = {}
         spans: dict[str, list[tuple[float | None, float | None]]] = {}
         for v in vectors:

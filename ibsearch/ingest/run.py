@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..files import hash_file
-from ..library import LibraryResources
-from .commit import Committer, IngestSummary, Job
+from ..library import INT8_SETTING, LibraryResources
+from .commit import INT8_VERSION, Committer, IngestSummary, Job
 from .plan import READERS_SETTING, READERS_VERSION, Planner
 from .walk import WalkOptions, walk
 
@@ -31,6 +31,8 @@ def ingest_run(
         committer = committer_type(lib, summary)
         yield summary, committer
         committer.flush()
+        if lib.store.settings.get(INT8_SETTING) and lib.run_precision() != "int8" and not _int8_files(lib):
+            lib.store.settings.set(INT8_SETTING, False)  # every int8 vector was replaced
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         lib.store.settings.set(LAST_INGEST, {"time": when, **summary.counts()})
 
@@ -61,7 +63,9 @@ def plan_run(
     whose results cannot hold passages: a cluster's shards) does not encode again a note without them."""
     roots = [os.path.abspath(os.fsdecode(p)) for p in paths]
     lib.bind_model()
-    planner = Planner(lib.store, roots, selection.as_kind, passages=passages)
+    int8 = lib.run_precision() == "int8"
+    redo = frozenset() if int8 or not lib.store.settings.get(INT8_SETTING) else _int8_files(lib)
+    planner = Planner(lib.store, roots, selection.as_kind, passages=passages, int8=int8, redo=redo)
     to_encode: list[Job] = []
     options = WalkOptions(
         hidden=selection.hidden, exclude=list(selection.exclude), follow_symlinks=selection.follow_symlinks
@@ -84,6 +88,11 @@ def plan_run(
     if planner.new_readers:  # failures recorded before now are tried again when next met
         lib.store.settings.set(READERS_SETTING, {"version": READERS_VERSION, "since": planner.readers_since})
     return to_encode
+
+
+def _int8_files(lib: LibraryResources) -> frozenset[str]:
+    """The files whose vectors an int8 ingest computed (a run at full precision encodes them again)."""
+    return frozenset(lib.store.vectors.paths_with_version(INT8_VERSION))
 
 
 def changed_since_hashed(job: Job) -> bool:

@@ -63,6 +63,16 @@ class VectorRows:
         """The vectors of the store's current model stored for the file ``file_id``, by id."""
         return self._stored_vectors("file_id = ? AND model_id = ?", (int(file_id), self.owner.model_id))
 
+    def paths_with_version(self, version: str) -> set[str]:
+        """The paths of the files that have a vector of preprocessing ``version`` (reads every vector
+        row: call it only when a setting says there are some)."""
+        rows = self._conn.execute(
+            "SELECT f.path_key FROM files f WHERE EXISTS (SELECT 1 FROM vectors v WHERE v.file_id = f.id"
+            " AND v.preprocess_version = ?)",
+            (version,),
+        )
+        return {key_to_path(r[0]) for r in rows}
+
     def chunks(self, modality: str, *, chunk_size: int = 16384) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(ids (n,) int64, vectors (n, dim) float32)`` chunks of ``modality`` in id order.
 
