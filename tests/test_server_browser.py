@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from test_server_helpers import (
-    CHROMIUM_FLAGS,
     MOMENT,
+    TIMEOUT,
     Served,
-    chromium_executable,
+    chromium_fixture,
     moment_clip,
     opener,
     served_fixture,
+    signed_in_page,
 )
 
 from ibsearch.engine import Library
@@ -29,36 +30,19 @@ from ibsearch.terms import inputs_on
 
 TOKEN = "browser-token-0123456789"
 PHOTO = DATA / "images" / "photo_640x480.jpg"
-TIMEOUT = 30_000  # ms for anything the page waits on
 # Where the results page's screenshot goes: a temporary folder, or (to refresh docs/serve.png) the path
 # in $IBSEARCH_SCREENSHOT.
 SCREENSHOT_ENV = "IBSEARCH_SCREENSHOT"
 
 
 served = served_fixture("browser", token=TOKEN, max_upload_mb=1)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    executable = chromium_executable()  # skips, or fails under CI, where there is none
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
+chromium = chromium_fixture()
 
 
 @pytest.fixture
 def page(chromium, served: Served):
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(served.server.sign_in_url)  # the link the server prints: the page signs itself in
-    expect(page.locator("#targets .chip")).not_to_have_count(0)
-    yield page
-    context.close()
-    assert errors == []
+    with signed_in_page(chromium, served) as page:
+        yield page
 
 
 def api_paths(served: Served, body: dict) -> list[str]:

@@ -63,6 +63,11 @@ class SearchSettings(BaseModel):
     )
     min_duration: float | None = Field(None, description="Only media at least this many seconds long.")
     max_duration: float | None = Field(None, description="Only media at most this many seconds long.")
+    uploads_of: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        None,
+        description="The search_id of an earlier search whose uploaded files are terms of this one "
+        "too (their vectors, kept by the server): to page through it without sending them again.",
+    )
 
 
 #: What one value of a JSON input field is, by how the input is given, and how it is described.
@@ -146,6 +151,9 @@ class Result(BaseModel):
 
 class SearchResponse(BaseModel):
     results: list[Result]
+    search_id: str | None = Field(
+        None, description="For a search with uploaded files: what uploads_of names them by, for a while."
+    )
 
 
 class Item(BaseModel):

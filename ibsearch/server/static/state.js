@@ -20,6 +20,9 @@ export const state = {
   present: [],        // modalities the library holds
   targets: new Set(), // modalities to search (empty: all present)
   ready: null,        // resolves once the library's info is known
+  hits: [],           // the hits shown, pages of them one after another
+  searchId: null,     // what the server keeps this search's uploads by (for the next page)
+  more: false,        // whether the last page was full (there may be more)
 };
 
 // The inputs given in a way the URL and a JSON request can carry (text, stored items), and the
@@ -85,8 +88,10 @@ export function fromParams(params) {
   if (filtered) $("filters").open = true;
 }
 
-// The search request: JSON, or a multipart form when files are part of the query.
-export function toRequest() {
+// The search request: JSON, or a multipart form when files are part of the query. A next page
+// (offset > 0) of a search with files names that search's uploads (kept by the server) instead of
+// sending them again, so that nothing is embedded twice.
+export function toRequest(offset = 0) {
   const text = $("q").value.trim();
   const terms = state.terms.filter((t) => t.weight !== 0);
   const fields = { target: [...state.targets] };
@@ -98,7 +103,12 @@ export function toRequest() {
     const value = read(field);
     if (value !== null) fields[field.api] = value;
   }
-  const files = terms.filter((t) => t.file);
+  if (offset) fields.offset = offset;
+  let files = terms.filter((t) => t.file);
+  if (files.length && offset && state.searchId) {
+    fields.uploads_of = state.searchId;
+    files = [];
+  }
   if (!files.length) return { headers: { "Content-Type": "application/json" }, body: JSON.stringify(fields) };
   const form = new FormData();
   for (const [name, value] of Object.entries(fields)) {
