@@ -88,7 +88,7 @@ class _IndexSearch:
         index, to the best candidates of a search without them, when k pass)."""
         if not opts.filtered:
             return self._top(query, opts.k, None, per_file=opts.segments, excluded=excluded)
-        ranges = opts.duration_range()
+        ranges = opts.info_ranges()
         filters: dict[str, Any] = {"under": opts.path_prefix, "glob": opts.path_glob, "ranges": ranges}
         if self.tuning.post_filter and self.index.approximate:
             found = self._post_filtered(query, opts, excluded, filters)

@@ -141,7 +141,7 @@ export function relevance(hit, rank) {
   const percent = typeof hit.relevance === "number" ? `${Math.round(hit.relevance * 100)}%` : "";
   const text = [level, percent].filter(Boolean).join(" · ") || `#${rank + 1}`;
   return el("span", { class: `score${hit.level ? ` level-${hit.level}` : ""}`, text,
-    title: `#${rank + 1}, similarity ${hit.score.toFixed(3)}` + (hit.sources ? `, found by ${hit.sources.join(" and ")}` : "") });
+    title: `#${rank + 1}, similarity ${hit.score.toFixed(3)}` + (hit.sources && hit.sources.length ? `, found by ${hit.sources.join(" and ")}` : "") });
 }
 
 function similar(hit) {

@@ -78,7 +78,7 @@ function details(hit, item) {
     ...row("Dimensions", meta.width && meta.height ? `${meta.width} × ${meta.height}` : ""),
     ...row("Duration", typeof meta.duration === "number" ? clock(meta.duration, meta.duration < 10) : ""),
     ...row("Size", typeof size === "number" ? bytes(size) : ""),
-    ...row("Taken", meta.taken ? new Date(meta.taken).toLocaleString() : ""),
+    ...row("Taken", meta.taken || hit.taken ? new Date(meta.taken || hit.taken).toLocaleString() : ""),
     ...row("Camera", meta.camera),
     ...row("Added", item ? new Date(item.added * 1000).toLocaleString() : ""),
     ...row("Path", hit.path));
