@@ -30,8 +30,8 @@ from ibsearch.terms import inputs_on
 
 TOKEN = "browser-token-0123456789"
 PHOTO = DATA / "images" / "photo_640x480.jpg"
-# Where the results page's screenshot goes: a temporary folder, or (to refresh docs/serve.png) the path
-# in $IBSEARCH_SCREENSHOT.
+# Where the results page's screenshot goes: a temporary folder, or the path in $IBSEARCH_SCREENSHOT (the
+# README's screenshots come from test_server_browser_viewer.py, with $IBSEARCH_SCREENSHOTS=docs).
 SCREENSHOT_ENV = "IBSEARCH_SCREENSHOT"
 
 

@@ -245,10 +245,10 @@ def waveform(
         draw.rectangle([(span[0], 0), (span[1], WAVE_HEIGHT)], fill=SPAN_BACKGROUND)
     middle, reach = WAVE_HEIGHT / 2, WAVE_HEIGHT / 2 - 6
     for column, level in enumerate(levels):
-        x = column * 2 + 1
-        inside = span is None or span[0] <= x <= span[1]
-        draw.line(
-            [(x, middle - level * reach - 1), (x, middle + level * reach + 1)],
+        x = column * 2  # two pixels wide, side by side: JPEG blurs lone one-pixel lines into the paper
+        inside = span is None or span[0] <= x + 1 <= span[1]
+        draw.rectangle(
+            [(x, middle - level * reach - 1), (x + 1, middle + level * reach + 1)],
             fill=ACCENT if inside else QUIET,
         )
     return picture

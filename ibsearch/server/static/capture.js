@@ -17,6 +17,16 @@ function refusal(what, error) {
   return `The ${what} could not be used: ${error ? error.message || error.name : "unknown error"}`;
 }
 
+// The stream of a device, or null (and the reason said) where the browser refuses it.
+async function device(what, constraints, say) {
+  try {
+    return await navigator.mediaDevices.getUserMedia(constraints);
+  } catch (error) {
+    say(refusal(what, error), true);
+    return null;
+  }
+}
+
 function stopAll(stream) {
   for (const track of stream.getTracks()) track.stop();
 }
@@ -24,13 +34,8 @@ function stopAll(stream) {
 // Records from the microphone; `done(file)` gets the recording, `say(text, isError)` tells progress.
 export async function record(button, { done, say }) {
   if (recording) { recording.stop(); return; }
-  let stream;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-  } catch (error) {
-    say(refusal("microphone", error), true);
-    return;
-  }
+  const stream = await device("microphone", { audio: true }, say);
+  if (!stream) return;
   const recorder = recording = new MediaRecorder(stream);
   const chunks = [];
   const label = button.textContent;
@@ -55,13 +60,8 @@ export async function record(button, { done, say }) {
 
 // Takes one photo with the camera; `done(file)` gets it as a JPEG.
 export async function photograph({ done, say }) {
-  let stream;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({ video: true });
-  } catch (error) {
-    say(refusal("camera", error), true);
-    return;
-  }
+  const stream = await device("camera", { video: true }, say);
+  if (!stream) return;
   say("Taking a photo…");
   try {
     const video = document.createElement("video");

@@ -2,7 +2,7 @@
 // and after it a key away. A native <dialog>: Esc closes it and focus stays inside while it is open.
 // Arrows move, and the URL (view=...) names the open hit, so a reload or a link opens it again.
 import * as api from "./api.js";
-import { $, clock, el, facts, hitKey, mediaUrl, noteText, relevance, spanText } from "./view.js";
+import { $, clock, el, hitKey, mediaUrl, noteText, relevance, spanText } from "./view.js";
 
 const viewer = { hits: [], index: -1, moreLike: null };
 
@@ -74,7 +74,7 @@ function details(hit, item) {
   return el("dl", { class: "meta" },
     ...row("Match", relevance(hit, viewer.index).textContent),
     ...row("Moment", hit.start !== null && hit.start !== undefined ? spanText(hit.start, hit.end) : ""),
-    ...row("Kind", hit.kind + (facts(hit) ? ` · ${facts(hit)}` : "")),
+    ...row("Kind", hit.kind === "video" && hit.modality ? `video (matched by ${hit.modality === "audio" ? "its sound" : "its picture"})` : hit.kind),
     ...row("Dimensions", meta.width && meta.height ? `${meta.width} × ${meta.height}` : ""),
     ...row("Duration", typeof meta.duration === "number" ? clock(meta.duration, meta.duration < 10) : ""),
     ...row("Size", typeof size === "number" ? bytes(size) : ""),
