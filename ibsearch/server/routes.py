@@ -266,8 +266,12 @@ async def thumbnail(
             f"start and end go together, and only for a sound or a video (item {item_id} is {kind})"
         )
     moment = Moment(start, end) if start is not None and end is not None else None
+    cache = {"Cache-Control": "private, max-age=3600"}
+    if moment and kind == "audio":
+        drawn = await run_in_threadpool(request.app.state.thumbnails.marked, record, moment)
+        return Response(drawn, media_type="image/jpeg", headers=cache)
     path = await run_in_threadpool(request.app.state.thumbnails.get, record, kind, moment)
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    return FileResponse(path, media_type="image/jpeg", headers=cache)
 
 
 TEXT_HEAD = 64 * 1024  # of a note, for its charset

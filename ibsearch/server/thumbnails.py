@@ -42,20 +42,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Moment:
-    """The matched stretch of a sound or a video, ``start`` to ``end`` seconds, in tenths (so that
-    the segments of one file give few pictures, and a picture is named by whole numbers)."""
+    """The matched stretch of a sound or a video, ``start`` to ``end`` seconds."""
 
     start: float
     end: float
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "start", round(self.start, 1))
-        object.__setattr__(self, "end", round(max(self.end, self.start), 1))
-
-    def key(self, kind: str) -> str:
-        """What names its picture: a video's frame is the start's alone; a waveform marks both."""
-        start, end = round(self.start * 10), round(self.end * 10)
-        return f"t{start}" if kind == "video" else f"s{start}e{end}"
+    def frame_second(self, duration: object) -> int:
+        """The whole second whose frame stands for it, within the video: what names its kept picture
+        (segments start on whole seconds; a client asking for every tenth must not fill the disk)."""
+        last = int(duration) if isinstance(duration, int | float) else int(self.start)
+        return max(0, min(int(round(self.start)), last))
 
 
 class Thumbnails:
@@ -77,23 +73,26 @@ class Thumbnails:
 
     def get(self, record: FileRecord, kind: str, moment: Moment | None = None) -> Path:
         """The picture of ``record`` (a file of ``kind``), made now if it was not made before; with a
-        ``moment``, a video's frame at its start or a sound's waveform with it marked.
+        ``moment`` of a video, its frame at the moment's start (to the second).
 
         Raises :class:`MediaError` when the file cannot be decoded.
         """
-        target = self.path(record, moment.key(kind) if moment else "")
+        second = moment.frame_second(record.info.get("duration")) if moment and kind == "video" else None
+        target = self.path(record, "" if second is None else f"t{second}")
         if target.is_file():
             return target
         if kind == "audio":
-            picture = waveform(self._peaks(record), moment.start if moment else None,
-                               moment.end if moment else None, record.info.get("duration"))  # fmt: skip
+            picture = waveform(self._peaks(record))
         else:
             with CheckedFile(record) as checked:
-                picture = _read(lambda: make_picture(checked.path, record, kind, moment), record)
-        buffer = io.BytesIO()
-        picture.convert("RGB").save(buffer, "JPEG", quality=82)
-        self._keep(record, target, buffer.getvalue())
+                picture = _read(lambda: make_picture(checked.path, record, kind, second), record)
+        self._keep(record, target, jpeg(picture))
         return target
+
+    def marked(self, record: FileRecord, moment: Moment) -> bytes:
+        """A sound's waveform with ``moment`` marked, as JPEG bytes: drawn from the kept peaks each
+        time (a millisecond), not kept, as a client may ask for any span."""
+        return jpeg(waveform(self._peaks(record), moment.start, moment.end, record.info.get("duration")))
 
     def _peaks(self, record: FileRecord) -> np.ndarray:
         """The waveform's peaks of a sound, read from its file once and then kept."""
@@ -145,16 +144,22 @@ def _read(make: Callable[[], T], record: FileRecord) -> T:
         raise MediaError(record.path, f"cannot be read ({exc.strerror or exc})") from None
 
 
-def make_picture(source: str, record: FileRecord, kind: str, moment: Moment | None = None) -> Image.Image:
+def jpeg(picture: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, "JPEG", quality=82)
+    return buffer.getvalue()
+
+
+def make_picture(source: str, record: FileRecord, kind: str, at: float | None = None) -> Image.Image:
     """A picture of ``record``'s file (read from ``source``, a path to the same file), at most
-    :data:`SIZE` pixels on its longer side; a video's frame at the start of ``moment`` if given."""
+    :data:`SIZE` pixels on its longer side; a video's frame ``at`` seconds in if given."""
     name = record.path
     if kind in ("image", "thermal") or (kind == "depth" and not _is_npy(source)):
         from ..encoder.media.images import load_image
 
         picture = load_image(source, name=name)
     elif kind == "video":
-        picture = video_frame(source, name, moment.start if moment else None)
+        picture = video_frame(source, name, at)
     elif kind == "audio":
         return waveform(sound_peaks(source, name, record.info))
     elif kind == "depth":
