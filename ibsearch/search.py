@@ -5,7 +5,7 @@
 - :func:`~ibsearch.hits.assemble_hits`: the ids back to files as :class:`Hit` results;
 - then the hits are ranked: :class:`~ibsearch.relevance.Calibration` (relevance on one scale for every
   modality), :class:`~ibsearch.keywords.KeywordSearch` (names and texts by their words, fused in),
-  :func:`~ibsearch.folding.fold_similar` (near-duplicates folded), :func:`~ibsearch.dates.sort_hits`
+  :class:`~ibsearch.folding.Folding` (near-duplicates folded), :func:`~ibsearch.dates.sort_hits`
   (by date, if asked), and the page of ``k`` from ``offset`` is returned.
 
 The query inputs (keywords of :meth:`Searcher.query`) are those of the one table
@@ -23,8 +23,8 @@ import numpy as np
 from .closing import Closing
 from .dates import sort_hits
 from .errors import UsageError
-from .folding import fold_similar
-from .hits import Hit, assemble_hits
+from .folding import Folding
+from .hits import Hit, assemble_hits, moments_per_file
 from .index.tuning import DEFAULT_TUNING, SearchTuning
 from .keywords import KeywordSearch
 from .library import LibraryResources
@@ -79,6 +79,7 @@ class Searcher(Closing):
         self.retrieval = Retrieval(self.library)
         self.calibration = Calibration(self.library)
         self.keywords = KeywordSearch(self.library)
+        self.folding = Folding(self.library)
 
     def close(self) -> None:
         if self._owned:
@@ -141,10 +142,10 @@ class Searcher(Closing):
         found = self.retrieval.search(
             query, keys, replace(opts, k=candidate_depth(opts)), excluded, self.tuning
         )
-        hits = assemble_hits(self.library.store, found, None, per_file=opts.segments)
-        hits = self.calibration.apply(terms, hits, opts)
+        hits = assemble_hits(self.library.store, found, None, per_file=moments_per_file(opts))
+        hits = self.calibration.apply(query, hits, opts)
         hits = self.keywords.fuse(terms, opts, hits)
-        hits = fold_similar(self.library, hits, opts)
+        hits = self.folding.fold_similar(hits, opts)
         hits = sort_hits(hits, opts)
         return hits[opts.offset : opts.offset + opts.k]
 
@@ -155,12 +156,11 @@ class Searcher(Closing):
 
 def candidate_depth(opts: SearchOptions) -> int:
     """How many of each index's best vectors a search with ``opts`` ranks: the page asked for and the
-    hits before it, with room for the hits that folding and several moments per file take up."""
+    hits before it, with room for the hits that folding takes up (with segments, retrieval counts the
+    moments that one file gives, adjacent ones merged, as assembly will)."""
     depth = opts.k + opts.offset
     if opts.fold:
         depth *= 2
-    if opts.segments and opts.per_file > 1:
-        depth *= opts.per_file
     return depth
 
 

@@ -228,14 +228,19 @@ def _multipart(fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]
 
 #: The fields ``Hit.to_dict`` always writes (the others only when set).
 ALWAYS = frozenset({"path", "score", "relevance", "level", "sources", "modality", "metadata"})
+#: The fields of a folded hit as ``Hit.folded_dict`` writes them.
+FOLDED_FIELDS = ("path", "path_bytes", "score", "relevance", "start", "end")
 
 
 def _hit_fields(result: Mapping[str, Any]) -> dict[str, Any]:
     """A result's fields as ``Hit.to_dict`` gives them: ``path_bytes``, ``start``, ``end``, ``passage``,
     ``taken`` and ``similar`` only when set."""
-    return {
+    fields = {
         name: result.get(name) for name in HIT_FIELDS if name in ALWAYS or result.get(name) not in (None, [])
     }
+    if "similar" in fields:  # the API adds each folded hit's id and URLs, which Hit.to_dict does not write
+        fields["similar"] = [{n: s[n] for n in FOLDED_FIELDS if n in s} for s in result["similar"]]
+    return fields
 
 
 __all__ = ["RemoteHit", "ServerBackend"]

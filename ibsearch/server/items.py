@@ -163,10 +163,15 @@ def item_model(record: FileRecord) -> Item:
 
 
 def result_model(record: FileRecord, hit: Hit) -> Result:
-    """The API's view of one hit (its fields as :meth:`Hit.to_dict`, plus the item's id, kind and URLs)."""
+    """The API's view of one hit (its fields as :meth:`Hit.to_dict`, plus the item's id, kind and URLs,
+    also of each near-duplicate folded into it: of its moment too, as folding keeps to one modality)."""
     kind = kind_of(record)
     data: dict[str, Any] = {"start": None, "end": None, **printable(hit.to_dict())}
     data.update(urls(record.id, kind, hit.start, hit.end))
+    if hit.similar:  # the folded near-duplicates, with what the page needs to show each
+        folded = zip(data["similar"], hit.similar, strict=True)
+        data["similar"] = [{**entry, "id": h.file_id, **urls(h.file_id or 0, kind, h.start, h.end)}
+                           for entry, h in folded]  # fmt: skip
     return Result(id=record.id, kind=kind, **data)
 
 

@@ -66,7 +66,9 @@ class SearchSettings(BaseModel):
     min_duration: float | None = Field(None, description="Only media at least this many seconds long.")
     max_duration: float | None = Field(None, description="Only media at most this many seconds long.")
     min_relevance: float | Literal["high", "medium", "low"] | None = Field(
-        None, description="Leave out hits below this relevance (a number from 0 to 1, or a level)."
+        None,
+        description="Leave out hits below this relevance: a number from 0 to 1 (0.99 lets about 1 in 100 "
+        "unrelated items of each modality through) or a level (high 0.99, medium 0.95, low 0.8).",
     )
     keywords: bool = Field(True, description="Text terms also find files by the words of names and texts.")
     fold: bool = Field(True, description="Near-duplicates of a better hit are folded into it (its similar).")
@@ -161,11 +163,17 @@ class Result(BaseModel):
     path: str = Field(description="The file's path (odd bytes of non-UTF-8 names written as \\xNN).")
     path_bytes: str | None = Field(None, description="The name's exact bytes in base64, if not UTF-8.")
     score: float = Field(description="Cosine similarity to the query (its scale differs between modalities).")
-    relevance: float | None = Field(None, description="The score on one scale for every modality (README).")
+    relevance: float | None = Field(
+        None,
+        description="The share of the library's items of this modality that score below this hit for the "
+        "query (0 to 1, the same scale for every modality; README 'Relevance').",
+    )
     level: str | None = Field(None, description="The relevance level reached: high, medium, low (or None).")
     sources: list[str] = Field(default_factory=list, description="What found it: meaning, keywords or both.")
     similar: list[dict[str, Any]] = Field(
-        default_factory=list, description="Near-duplicates folded into this hit (path and score)."
+        default_factory=list,
+        description="Near-duplicates folded into this hit, best first: path, score, relevance, start/end of a"
+        " moment, and the item's id, thumbnail and media URLs (empty with fold false).",
     )
     taken: str | None = Field(None, description="When it was taken (else modified), ISO 8601.")
     modality: str = Field(description="The modality of the matching vector.")
