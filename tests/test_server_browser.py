@@ -16,8 +16,8 @@ from test_server_helpers import (
     TIMEOUT,
     Served,
     chromium_fixture,
-    moment_clip,
     opener,
+    search_by_moment_clip,
     served_fixture,
     signed_in_page,
 )
@@ -169,15 +169,7 @@ def test_the_page_offers_an_upload_for_every_modality_the_api_takes(
 
 
 def test_an_audio_hit_with_a_segment_plays_from_its_start(page: Page, served: Served, tmp_path: Path):
-    page.click("#filters summary")
-    page.check("#segments")
-    page.locator("#targets .chip[data-modality=vision]").click()
-    page.locator("#targets .chip[data-modality=text]").click()
-    page.set_input_files("#file", str(moment_clip(tmp_path)))
-    expect(page.locator("#status")).to_contain_text("results in")
-    hit = page.locator("article.hit").first
-    assert hit.get_attribute("data-path") == str(served.media / "sounds" / "moment.wav")
-    expect(hit.locator(".span")).to_have_text("0:12–0:18")
+    hit = search_by_moment_clip(page, served, tmp_path)
     audio = hit.locator("audio")
     audio.scroll_into_view_if_needed()
     page.wait_for_function("a => a.readyState >= 1", arg=audio.element_handle())

@@ -17,11 +17,13 @@ import pytest
 from conftest import TEXTS
 from PIL import Image
 from playwright.sync_api import Page, Request, expect
+from test_more_modalities import write_video
 from test_server_helpers import (
     MOMENT,
     Served,
     chromium_fixture,
     moment_clip,
+    search_by_moment_clip,
     serve_library,
     signed_in_page,
 )
@@ -43,18 +45,8 @@ chromium = chromium_fixture()
 def write_long_video(path: Path) -> Path:
     """15 s of video whose colour changes after half a second and then every :data:`BLOCK` seconds
     (a white square moving on it)."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        for i in range(15 * FPS):
-            picture = np.zeros((64, 96, 3), np.uint8)
-            picture[:] = COLOURS[0] if i < FPS // 2 else COLOURS[1 + i // (BLOCK * FPS)]
-            picture[(i % 40) : (i % 40) + 10, 10:30] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    first = FPS // 2
+    return write_video(path, 15, FPS, lambda i: COLOURS[1 + i // (BLOCK * FPS)] if i >= first else COLOURS[0])
 
 
 def frame_at(path: Path, seconds: float) -> np.ndarray:
@@ -190,15 +182,7 @@ def test_a_video_segment_hit_shows_the_frame_of_its_matched_moment(page: Page, s
 def test_a_sound_segment_hit_has_its_span_marked_on_its_waveform_and_its_duration(
     page: Page, served: Served, tmp_path: Path
 ):
-    page.click("#filters summary")
-    page.check("#segments")
-    page.locator("#targets .chip[data-modality=vision]").click()
-    page.locator("#targets .chip[data-modality=text]").click()
-    page.set_input_files("#file", str(moment_clip(tmp_path)))
-    expect(page.locator("#status")).to_contain_text("results in")
-    hit = page.locator("article.hit").first
-    assert hit.get_attribute("data-path") == str(served.media / "sounds" / "moment.wav")
-    expect(hit.locator(".span")).to_have_text("0:12–0:18")
+    hit = search_by_moment_clip(page, served, tmp_path)
     expect(hit.locator(".facts")).to_contain_text("0:24")  # its length, before the player loads it
     wave = picture(served, hit.locator(".visual img").get_attribute("src"))
     accent = np.abs(wave - np.array([217, 96, 48])).sum(axis=2) < 60

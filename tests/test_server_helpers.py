@@ -125,6 +125,23 @@ def moment_clip(folder: Path) -> Path:
     return write_wav(folder / "clip.wav", moment_samples()[start:end])
 
 
+def search_by_moment_clip(page: Any, served: Served, folder: Path) -> Any:
+    """Searches the page's sounds for the moment's clip (a file written into ``folder``) by their
+    segments and returns the first card, checked to be moment.wav's segment 0:12-0:18."""
+    from playwright.sync_api import expect
+
+    page.click("#filters summary")
+    page.check("#segments")
+    page.locator("#targets .chip[data-modality=vision]").click()
+    page.locator("#targets .chip[data-modality=text]").click()
+    page.set_input_files("#file", str(moment_clip(folder)))
+    expect(page.locator("#status")).to_contain_text("results in")
+    hit = page.locator("article.hit").first
+    assert hit.get_attribute("data-path") == str(served.media / "sounds" / "moment.wav")
+    expect(hit.locator(".span")).to_have_text("0:12–0:18")
+    return hit
+
+
 def ingest(library: Path, card: str, *paths: Path) -> dict:
     with Library.open(library, model=card, device="cpu", create=True) as lib:
         return lib.ingest([str(p) for p in paths], workers=0).to_dict()
