@@ -144,9 +144,25 @@ export function relevance(hit, rank) {
     title: `#${rank + 1}, similarity ${hit.score.toFixed(3)}` + (hit.sources && hit.sources.length ? `, found by ${hit.sources.join(" and ")}` : "") });
 }
 
+// The near-duplicates folded into a hit: "and N similar", opened to their names (links to their
+// files, the full path in the tooltip) and their moments.
 function similar(hit) {
-  const count = Array.isArray(hit.similar) ? hit.similar.length : hit.similar;
-  return count ? el("span", { class: "similar", text: `and ${count} similar` }) : "";
+  const folded = Array.isArray(hit.similar) ? hit.similar : [];
+  const count = Array.isArray(hit.similar) ? folded.length : hit.similar;
+  if (!count) return "";
+  if (!folded.length) return el("span", { class: "similar", text: `and ${count} similar` });
+  return el("details", { class: "similar" }, el("summary", { text: `and ${count} similar` }),
+    el("ul", {}, ...folded.map((other) => el("li", {},
+      el("a", { href: other.media, target: "_blank", rel: "noopener", title: other.path, text: other.path.split("/").pop() }),
+      other.start !== null && other.start !== undefined ? ` ${spanText(other.start, other.end)}` : ""))));
+}
+
+// Another moment of a file already shown: a small picture of it (its frame, or its span on the
+// waveform) and its span, in that file's card; it opens in the viewer.
+function moment(hit, rank, { open } = {}) {
+  const span = spanText(hit.start, hit.end);
+  return el("button", { type: "button", class: "moment", title: `${relevance(hit, rank).textContent}: open ${span}`,
+    onclick: () => open && open(hit) }, el("img", { src: hit.thumbnail, alt: "", loading: "lazy" }), el("span", { text: span }));
 }
 
 // The address of the page with a hit open in the viewer (a link that can be opened elsewhere).
@@ -161,20 +177,27 @@ export function card(hit, rank, { moreLike, open } = {}) {
   const folder = hit.path.slice(0, slash + 1);
   const span = hit.start !== null && hit.start !== undefined ? el("span", { class: "span", text: spanText(hit.start, hit.end) }) : "";
   const show = (event) => { event.preventDefault(); if (open) open(hit); };
-  return el("article", { class: `hit kind-${hit.kind}`, "data-id": String(hit.id), "data-path": hit.path },
+  return el("article", { class: `hit kind-${hit.kind}`, "data-id": String(hit.id), "data-path": hit.path, "data-level": hit.level || "" },
     ...visual(hit, show),
     el("div", { class: "info" },
       el("div", { class: "line" }, relevance(hit, rank), span, el("span", { class: "facts", text: facts(hit) })),
       el("a", { class: "name open", href: viewHref(hit), title: `${hit.path} (open in the viewer)`,
         text: hit.path.slice(slash + 1), onclick: show }),
       el("div", { class: "path", title: hit.path, text: folder.length > 40 ? "…" + folder.slice(-39) : folder }),
+      el("div", { class: "moments", "aria-label": "Other moments of this file" }),
       el("div", { class: "line" }, similar(hit),
         el("button", { type: "button", class: "like", text: "More like this", onclick: () => moreLike && moreLike(hit) }))));
 }
 
-// The hits as cards: all anew, or (from) appended after those shown.
+// The hits as cards: all anew, or (from) appended after those shown. A later moment of a file
+// already shown joins that file's card (several moments of one file: one card).
 export function drawResults(results, handlers, from = 0) {
-  const cards = results.map((hit, index) => card(hit, from + index, handlers));
-  if (from) $("results").append(...cards);
-  else $("results").replaceChildren(...cards);
+  const grid = $("results");
+  if (!from) grid.replaceChildren();
+  results.forEach((hit, index) => {
+    const timed = hit.start !== null && hit.start !== undefined;
+    const home = timed ? grid.querySelector(`article.hit[data-id="${Number(hit.id)}"] .moments`) : null;
+    if (home) home.append(moment(hit, from + index, handlers));
+    else grid.append(card(hit, from + index, handlers));
+  });
 }
