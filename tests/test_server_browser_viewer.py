@@ -204,7 +204,10 @@ def test_more_results_brings_the_next_hits_without_repeating(page: Page, served:
     assert cards(page) == paths and len(set(paths)) == 6
     page.goto(f"{served.url}/?q=a+dog&k=1")
     expect(page.locator("#status")).to_contain_text(re.compile(r"^1 result in"))
-    assert re.fullmatch(r"#1", page.locator("article.hit .score").first.inner_text())
+    top = api_hits(served, {"text": ["a dog"], "k": 1})[0]
+    headline = page.locator("article.hit .score").first.inner_text()  # the calibrated relevance, read
+    level = f"{top['level']} match · " if top["level"] else ""
+    assert headline == f"{level}{round(top['relevance'] * 100)}%"
 
 
 def test_microphone_and_camera_searches_return_hits_and_page_without_uploading_again(page: Page):
@@ -244,6 +247,11 @@ def test_long_lines_of_a_note_wrap_and_relevance_reads_as_a_level(page: Page, se
         }"""
     )
     assert "high" in drawn and "and 2 similar" in drawn and "-0.036" not in drawn
+    ranked = page.evaluate(  # without a relevance (a server before it): the rank alone
+        """async () => (await import('/static/view.js'))
+            .relevance({ score: -0.036, relevance: null }, 4).textContent"""
+    )
+    assert ranked == "#5"
 
 
 def test_a_search_by_upload_pages_on_by_its_search_id_and_a_moment_is_asked_only_of_media(
