@@ -65,6 +65,8 @@ def test_a_hit_with_folded_near_duplicates_says_so_and_opens_to_their_paths(page
     expect(link).to_have_attribute("title", folded[0]["similar"][0]["path"])
     expect(link).to_have_attribute("href", folded[0]["similar"][0]["media"])
     assert page.locator("article.hit").count() == len(hits)
+    card.locator(".open").click()
+    expect(page.locator("#viewer .meta")).to_contain_text(folded[0]["similar"][0]["path"])  # its details too
 
 
 def test_several_moments_of_one_file_show_in_its_card_and_open_in_the_viewer(
@@ -109,19 +111,17 @@ def test_the_options_row_sends_relevance_order_and_dates_and_the_url_keeps_them(
     if least:
         page.select_option("#least", least)
     page.select_option("#order", "date")
-    page.fill("#after", "2020-01-31")
-    page.fill("#before", "2031-12-31")
-    page.fill("#q", "a photo")
-    with page.expect_request(lambda r: r.url.endswith("/api/search")) as request:
-        page.press("#q", "Enter")
-    sent = request.value.post_data_json
-    assert sent["sort"] == "date" and sent["after"] == "2020-01-31"
-    assert sent["before"] == "2031-12-31T23:59:59"  # the whole of the last day
-    assert sent.get("min_relevance") == (least or None)
-    shown(page)
+    sent = search(page, "a photo")
+    assert sent["sort"] == "date" and sent.get("min_relevance") == (least or None)
     levels = page.locator("article.hit").evaluate_all("cards => cards.map(c => c.dataset.level || null)")
     expected = api_hits(served, {k: v for k, v in sent.items() if v is not None})
     assert levels == [hit["level"] for hit in expected] and set(levels) <= LEVELS[least]
+    assert levels or least  # the library has hits at all: what a threshold leaves out is seen
+    # Dates taken: no file of this library has one until the dates work lands, so the request alone.
+    page.fill("#after", "2020-01-31")
+    page.fill("#before", "2031-12-31")
+    sent = search(page, "a photo")
+    assert sent["after"] == "2020-01-31" and sent["before"] == "2031-12-31T23:59:59"  # the whole last day
     assert "sort=date" in page.url and "after=2020-01-31" in page.url
     page.reload()
     shown(page)
@@ -129,3 +129,12 @@ def test_the_options_row_sends_relevance_order_and_dates_and_the_url_keeps_them(
     expect(page.locator("#order")).to_have_value("date")
     expect(page.locator("#least")).to_have_value(least)
     expect(page.locator("#before")).to_have_value("2031-12-31")
+
+
+def search(page: Page, text: str) -> dict:
+    """Searches for ``text`` with Enter and returns the JSON the page sent, once the answer is shown."""
+    page.fill("#q", text)
+    with page.expect_request(lambda r: r.url.endswith("/api/search")) as request:
+        page.press("#q", "Enter")
+    shown(page)
+    return request.value.post_data_json

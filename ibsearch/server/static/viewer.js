@@ -81,7 +81,8 @@ function details(hit, item) {
     ...row("Taken", meta.taken || hit.taken ? new Date(meta.taken || hit.taken).toLocaleString() : ""),
     ...row("Camera", meta.camera),
     ...row("Added", item ? new Date(item.added * 1000).toLocaleString() : ""),
-    ...row("Path", hit.path));
+    ...row("Path", hit.path),
+    ...row("Similar", Array.isArray(hit.similar) ? hit.similar.map((other) => other.path).join("\n") : ""));
 }
 
 function draw() {
