@@ -237,10 +237,11 @@ async def item(request: Request, item_id: ItemId) -> Item:
     return item_model(await record_of(request, item_id))
 
 
-def item_file_route(what: str, content: dict[int | str, dict[str, Any]]) -> Any:
-    """The declaration of ``/api/items/{item_id}/<what>``, answered with ``content``; HEAD gets the
-    same headers without the file (not in the schema: one operation per path and method there)."""
-    path, responses = f"/api/items/{{item_id}}/{what}", {**content, **errors(401, 404, 409, 422)}
+def item_file_route(what: str, content: dict[int | str, dict[str, Any]], *refused: int) -> Any:
+    """The declaration of ``/api/items/{item_id}/<what>``, answered with ``content`` (or one of the
+    ``refused`` error codes); HEAD gets the same headers without the file (not in the schema: one
+    operation per path and method there)."""
+    path, responses = f"/api/items/{{item_id}}/{what}", {**content, **errors(*refused, 401, 404, 409, 422)}
 
     def declare(endpoint: Any) -> Any:
         router.add_api_route(path, endpoint, methods=["HEAD"], response_class=Response,
@@ -253,7 +254,7 @@ def item_file_route(what: str, content: dict[int | str, dict[str, Any]]) -> Any:
 Seconds = Annotated[float | None, Query(ge=0, le=1e7, description="Seconds into a sound or a video.")]
 
 
-@item_file_route("thumbnail", JPEG)
+@item_file_route("thumbnail", JPEG, 400)  # 400: a moment (start, end) of a file without one
 async def thumbnail(
     request: Request, item_id: ItemId, start: Seconds = None, end: Seconds = None
 ) -> Response:
