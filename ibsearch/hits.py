@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .encoder.media.taken import stored_taken
 from .files import path_fields
 from .modality import modality_of_key
 from .options import SearchOptions, relevance_level
@@ -83,7 +84,7 @@ def assemble_hits(store: Store, found: list[tuple[float, int]], k: int | None, p
         modality = modality_of_key(row.modality)
         hits.append(
             Hit(row.path, score, modality, row.info, row.start, row.end, row.passage,
-                taken=row.info.get("taken"), file_id=row.file_id, vector_id=vid)
+                taken=stored_taken(row.info), file_id=row.file_id, vector_id=vid)
         )  # fmt: skip
     if per_file:
         hits = moments(hits, per_file)

@@ -121,8 +121,24 @@ def check(
         if found[key][1]:
             report.troubled.add(key)
             report.problems += found[key][1]
+    _check_words(lib, report, on_wait, repair)
     report.ok = not report.problems
     return report
+
+
+def _check_words(
+    lib: LibraryResources, report: CheckReport, on_wait: Callable[[], None] | None, repair: bool
+) -> None:
+    """The words table (keyword search) against the files: a file without words, or words of no file,
+    is written again from the files and their passages (a problem with ``repair=False``)."""
+    missing, stray = lib.store.words.unmatched()
+    if not missing and not stray:
+        return
+    what = f"words: {missing} file(s) without words and {stray} row(s) of no file"
+    if not repair:
+        report.problems.append(f"{what}; run 'ibsearch check' to write them again")
+    elif _as_writer(lib, report, on_wait, lib.store.words.refill):
+        report.repaired.append(f"{what}: written again from the files and their passages")
 
 
 def _as_writer(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import UsageError
@@ -54,7 +54,12 @@ class SearchOptions:
             object.__setattr__(self, "min_relevance", relevance_threshold(self.min_relevance))
         for name in ("after", "before"):
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, moment(getattr(self, name), "--" + name))
+                object.__setattr__(
+                    self, name, moment(getattr(self, name), "--" + name, day_end=name == "before")
+                )
+        if self.after is not None and self.before is not None and float(self.after) > float(self.before):
+            raise UsageError(f"--after ({_when(self.after)}) is later than --before ({_when(self.before)}):"
+                             " no file can be both; swap them")  # fmt: skip
         for name in ("min_duration", "max_duration"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int | float) or math.isnan(value)):
@@ -129,28 +134,38 @@ def relevance_level(relevance: float | None) -> str | None:
     return None
 
 
-def moment(value: float | str, what: str) -> float:
+def moment(value: float | str, what: str, *, day_end: bool = False) -> float:
     """A point in time as Unix seconds: a number, or an ISO 8601 date or date and time (local time when
-    it names no zone: '2024-06-01', '2024-06-01T18:30')."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+    it names no zone: '2024-06-01', '2024-06-01T18:30'). ``day_end``: a date alone means the end of that
+    day (``--before 2024-06-01`` keeps the files of that day), else its start."""
     if isinstance(value, str):
         text = value.strip()
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            pass
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            return when.timestamp()  # naive: local time, as a person means a date
+            try:
+                return _iso_moment(text, day_end)
+            except (ValueError, OverflowError, OSError):
+                pass  # not a date, or one past what this machine's clock can say
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
     raise UsageError(f"{what} must be a date such as 2024-06-01 (or 2024-06-01T18:30), got {value!r}")
+
+
+def _iso_moment(text: str, day_end: bool) -> float:
+    when = datetime.fromisoformat(text)
+    if day_end and len(text) <= len("2024-06-01"):  # a day, not a moment of it
+        return (when + timedelta(days=1)).timestamp() - 1e-6  # naive: local midnight, DST days too
+    return when.timestamp()  # naive: local time, as a person means a date
 
 
 def _seconds(value: float | str | None) -> float | None:
     return None if value is None else float(value)  # already a number: __post_init__ converted it
+
+
+def _when(value: float | str) -> str:
+    """A moment of ``after``/``before`` as the local date and time it is (what a person gave)."""
+    return datetime.fromtimestamp(float(value)).isoformat(sep=" ", timespec="minutes")
 
 
 __all__ = ["RELEVANCE_LEVELS", "SORTS", "SearchOptions", "moment", "relevance_level", "relevance_threshold"]

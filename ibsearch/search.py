@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from .closing import Closing
-from .dates import sort_hits
+from .dates import search_depth, sort_hits
 from .errors import UsageError
 from .folding import Folding
 from .hits import Hit, assemble_hits, moments_per_file
 from .index.tuning import DEFAULT_TUNING, SearchTuning
-from .keywords import KeywordSearch
+from .keywords import KeywordSearch, meaning_terms
 from .library import LibraryResources
 from .options import SearchOptions
 from .query_vector import QueryEmbedder, TermCache
@@ -78,7 +78,7 @@ class Searcher(Closing):
         self.embedder = QueryEmbedder(self.library, cache)
         self.retrieval = Retrieval(self.library)
         self.calibration = Calibration(self.library)
-        self.keywords = KeywordSearch(self.library)
+        self.keywords = KeywordSearch(self.library, self.calibration)
         self.folding = Folding(self.library)
 
     def close(self) -> None:
@@ -137,14 +137,13 @@ class Searcher(Closing):
         if not terms:
             raise UsageError(no_input_message())
         keys = self.retrieval.keys(opts)
-        query = self.embed(terms)
+        query = self.embed(meaning_terms(terms, opts))
         excluded = self.retrieval.excluded(terms, opts)
-        found = self.retrieval.search(
-            query, keys, replace(opts, k=candidate_depth(opts)), excluded, self.tuning
-        )
+        depth = candidate_depth(opts)
+        found = self.retrieval.search(query, keys, replace(opts, k=depth), excluded, self.tuning)
         hits = assemble_hits(self.library.store, found, None, per_file=moments_per_file(opts))
         hits = self.calibration.apply(query, hits, opts)
-        hits = self.keywords.fuse(terms, opts, hits)
+        hits = self.keywords.fuse(terms, opts, hits, query=query, keys=keys, excluded=excluded, depth=depth)
         hits = self.folding.fold_similar(hits, opts)
         hits = sort_hits(hits, opts)
         return hits[opts.offset : opts.offset + opts.k]
@@ -157,11 +156,12 @@ class Searcher(Closing):
 def candidate_depth(opts: SearchOptions) -> int:
     """How many of each index's best vectors a search with ``opts`` ranks: the page asked for and the
     hits before it, with room for the hits that folding takes up (with segments, retrieval counts the
-    moments that one file gives, adjacent ones merged, as assembly will)."""
+    moments that one file gives, adjacent ones merged, as assembly will; sorted by date,
+    :data:`~ibsearch.dates.DATE_DEPTH` at least)."""
     depth = opts.k + opts.offset
     if opts.fold:
         depth *= 2
-    return depth
+    return search_depth(opts, depth)
 
 
 __all__ = ["Hit", "SearchOptions", "Searcher", "candidate_depth"]

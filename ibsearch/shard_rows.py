@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .encoder.media.taken import stored_taken
 from .modality import INDEX_KEYS, TEXT, modality_of_key, segments_key
 
 MAX_DEPTH = 64  # metadata nesting: media info is flat; deeper is not media info (and could exhaust the stack)
@@ -111,6 +112,9 @@ def metadata_problem(text: str) -> str | None:
         return f"metadata {text[:60]!r} is not a JSON object of finite numbers ({exc})"
     if not isinstance(value, dict):
         return f"metadata {text[:60]!r} is not a JSON object"
+    if value.get("taken") is not None and stored_taken(value) is None:
+        taken = value["taken"]
+        return f"metadata 'taken' must be when it was taken in Unix seconds (years 1 to 9999), got {taken!r}"
     return None
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .encoder.media.taken import file_date
 from .errors import UsageError
 from .files import hash_file, path_fields
 from .ingest.commit import PREPROCESS_VERSION, Committer, IngestSummary, Job
@@ -166,10 +167,14 @@ def _job(lib: LibraryResources, group: FileRows, version: str) -> ImportJob | No
 
 def _file_facts(rows: list[ShardRow], version: str) -> tuple[tuple[str, ...], dict[str, Any], str]:
     """A file's whole-file modalities, media info and preprocessing, from its rows (or a sample of them
-    with a row of each index key, the first with metadata and one of each preprocessing)."""
+    with a row of each index key, the first with metadata and one of each preprocessing). Undated
+    metadata is dated by the shard's mtime of the file (else it stays undated: no date filter keeps it)."""
     keys = {r.modality for r in rows}
     whole = tuple(m for m in MODALITIES if m in keys) or (modality_of_key(next(iter(keys))),)
     info = next((r.metadata for r in rows if r.metadata is not None), {})
+    mtime_ns = next((r.mtime_ns for r in rows if r.mtime_ns), None)
+    if "taken" not in info and mtime_ns is not None:
+        info = {**info, **file_date(mtime_ns / 1e9)}
     versions = {r.preprocess_version for r in rows if r.preprocess_version}
     return whole, dict(info), versions.pop() if len(versions) == 1 else version
 

@@ -42,15 +42,21 @@ def test_a_video_is_found_by_its_picture_and_by_its_sound(tmp_path, lib_args):
 
 
 def write_video(
-    path: Path, seconds: int, fps: int = 8, colour: Callable[[int], tuple[int, int, int]] | None = None
+    path: Path,
+    seconds: int,
+    fps: int = 8,
+    metadata: dict[str, str] | None = None,
+    colour: Callable[[int], tuple[int, int, int]] | None = None,
 ) -> Path:
     """A small h264 video whose picture changes every 5 s (red, green, blue...), or has the colour
-    ``colour`` gives for each frame's number, with a white square moving on it."""
+    ``colour`` gives for each frame's number, with a white square moving on it, and the container
+    ``metadata`` given (``creation_time``: when it was taken)."""
     import av
 
     colours = [(220, 40, 40), (40, 200, 60), (40, 60, 220)]
     colour = colour or (lambda i: colours[(i // (5 * fps)) % 3])
     with av.open(str(path), "w") as out:
+        out.metadata.update(metadata or {})
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
         for i in range(seconds * fps):
@@ -171,6 +177,10 @@ def test_arithmetic_across_depth_thermal_imu_and_text(tmp_path, lib_args):
             target=["depth", "thermal", "imu"], k=20,
         )  # fmt: skip
     assert [h.to_dict() for h in python_hits] == hits
-    expected.sort(key=lambda t: -t[1])
-    assert [h["path"] for h in hits] == [p for p, _ in expected]
-    assert [h["score"] for h in hits] == pytest.approx([s for _, s in expected], abs=1e-4)
+    # Each hit's raw score is the weighted sum's cosine with its vector; hits of the three targets
+    # interleave by calibrated relevance (their raw scores live on different scales), best first.
+    scored = dict(expected)
+    assert sorted(h["path"] for h in hits) == sorted(scored)
+    assert [h["score"] for h in hits] == pytest.approx([scored[h["path"]] for h in hits], abs=1e-4)
+    relevances = [h["relevance"] for h in hits]
+    assert relevances == sorted(relevances, reverse=True)

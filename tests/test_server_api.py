@@ -89,6 +89,17 @@ def test_a_text_search_returns_what_the_searcher_returns(served: Served):
     )
 
 
+def test_the_api_says_which_hits_the_words_found_and_keywords_false_turns_them_off(served: Served):
+    answer = served.http.post("/api/search", json={"text": ['"grocery list" -dog'], "k": 8})
+    results = answer.json()["results"]
+    assert results[0]["path"].endswith("notes.md") and results[0]["sources"] == ["meaning", "keywords"]
+    assert all(r["sources"] == ["meaning"] for r in results[1:])
+    assert not any(r["path"].endswith("dog.txt") for r in results)  # -dog: its note left out
+    plain = served.http.post("/api/search", json={"text": ["grocery list"], "k": 8, "keywords": False})
+    expected = served.searcher_hits([Term("text", "grocery list")], SearchOptions(k=8, keywords=False))
+    assert hits_of(plain) == expected and {r["sources"][0] for r in plain.json()["results"]} == {"meaning"}
+
+
 def test_an_uploaded_image_finds_itself_first(served: Served):
     with open(PHOTO, "rb") as fh:
         answer = served.http.post(

@@ -45,8 +45,8 @@ chromium = chromium_fixture()
 def write_long_video(path: Path) -> Path:
     """15 s of video whose colour changes after half a second and then every :data:`BLOCK` seconds
     (a white square moving on it)."""
-    first = FPS // 2
-    return write_video(path, 15, FPS, lambda i: COLOURS[1 + i // (BLOCK * FPS)] if i >= first else COLOURS[0])
+    first, block = FPS // 2, BLOCK * FPS
+    return write_video(path, 15, FPS, colour=lambda i: COLOURS[1 + i // block] if i >= first else COLOURS[0])
 
 
 def frame_at(path: Path, seconds: float) -> np.ndarray:

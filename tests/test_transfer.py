@@ -71,7 +71,7 @@ def test_export_then_import_into_a_new_library_gives_the_same_hits(media_dir, li
         ["--text", "a dog barking"],
         ["--like", photo],
         ["--audio", sound, "--segments", "--target", "audio"],  # an imported note has no passages
-        ["--text", "milk", "--target", "text"],
+        ["--text", "milk", "--target", "text", "--no-keywords"],  # nor the text its words are found by
         ["--like", sound, "--path-prefix", media_dir / "sounds"],
     ]
     for terms in queries:
@@ -83,6 +83,8 @@ def test_export_then_import_into_a_new_library_gives_the_same_hits(media_dir, li
     notes = info["vectors"]["text"]
     assert again["added"] == 0 and again["updated"] == notes and again["unchanged"] == info["files"] - notes
     assert run_json("info", *other)["vectors"] == info["vectors"]
+    words = ["--text", "milk", "--target", "text"]  # and the text of its words, with the passages
+    assert query_hits(other, *words) == query_hits(lib_args, *words)
 
 
 def test_an_npy_export_holds_every_vector_beside_its_rows(media_dir, lib_args, tmp_path):

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import click
 
+from ..encoder.media.taken import stored_taken
 from ..files import display_path
 
 
@@ -74,6 +76,11 @@ def format_meta(meta: dict[str, Any]) -> str:
         parts.append(f"{meta['width']}x{meta['height']}")
     if meta.get("duration") is not None:
         parts.append(f"{float(meta['duration']):.1f}s")
+    taken = stored_taken(meta)
+    if taken is not None:
+        # The local date and time; one read from the file's mtime is not when it was taken: said so.
+        when = datetime.fromtimestamp(taken).strftime("%Y-%m-%d %H:%M")
+        parts.append(f"{'modified' if meta.get('taken_from') == 'file' else 'taken'} {when}")
     return " ".join(parts)
 
 

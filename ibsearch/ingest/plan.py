@@ -16,6 +16,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..encoder.media.detect import detect
+from ..encoder.media.probe import probe_dates
+from ..encoder.media.taken import file_date
 from ..files import hash_file
 from ..modality import KIND_MODALITIES, TEXT, FileKind, modality_of_key
 from ..store import Store, Verified
@@ -77,6 +79,8 @@ class Planner:
         elif rec is not None and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
             if rec.verified == Verified.INGEST:
                 summary.unchanged += 1
+                if not rec.dated:  # stored before dates were read: its metadata only, no model
+                    self._date(found, detect(path, st.st_size, forced=forced).kind)
                 return None
             # Imported and never read here: hashed once, so that serving it and reusing its vectors
             # rest on this machine's bytes, not on a shard's word.
@@ -109,10 +113,13 @@ class Planner:
             self.store.files.update_stat(
                 path, size=st.st_size, mtime_ns=st.st_mtime_ns
             )  # touched, not changed
+            self._date(found, detection.kind)  # a date that is its mtime moves with it
             summary.unchanged += 1
             return None
         job = Job(path, st, detection.kind, content_hash, existed=rec is not None)
         self._reuse(job)
+        if job.vectors:  # a copy: its twin's vectors and media facts, and a date of its own
+            job.info.update(probe_dates(path, detection.kind, st.st_mtime))
         return job
 
     def gone(self) -> list[str]:
@@ -127,6 +134,12 @@ class Planner:
         job = Job(found.path, found.st, None, "", found.path in self.known, error=reason)
         job.transient = transient
         return job
+
+    def _date(self, found: FoundFile, kind: FileKind | None) -> None:
+        """Read when a stored file was taken (its metadata, else its mtime) into its stored info."""
+        mtime = found.st.st_mtime
+        facts = file_date(mtime) if kind is None else probe_dates(found.path, kind, mtime)
+        self.store.files.merge_info(found.path, facts)
 
     def _forced_kind(self, path: str) -> FileKind | None:
         """The kind chosen with ``--as`` for ``path`` (the most specific remembered folder wins)."""

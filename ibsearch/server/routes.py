@@ -21,6 +21,7 @@ from starlette.types import Scope
 from .. import maintenance
 from ..errors import MediaError, UsageError
 from ..files import display_path
+from ..keywords import meaning_terms
 from ..modality import TEXT
 from ..store.records import FileRecord
 from ..terms import Term, inputs_on
@@ -189,7 +190,8 @@ async def answer(
     of an earlier search (``uploads_of``) reused."""
     service, kept = service_of(request), request.app.state.kept_uploads
     terms, options = request_terms(query), search_options(query)
-    texts = [term.value for term in terms if term.kind == TEXT and isinstance(term.value, str)]
+    # The texts as the tower embeds them (quotes and -word exclusions out), encoded with those waiting.
+    texts = [t.value for t in meaning_terms(terms, options) if t.kind == TEXT and isinstance(t.value, str)]
     vectors = kept.get(query.uploads_of) if query.uploads_of else []
     started = time.perf_counter()
     if files and uploads:

@@ -10,7 +10,8 @@ thread. It keeps the ``meta`` table (schema version, model) itself and has one p
 each holding the store and its connection: ``files`` (:class:`~ibsearch.store.file_rows.FileRows`),
 ``errors`` (:class:`~ibsearch.store.error_rows.ErrorRows`), ``vectors``
 (:class:`~ibsearch.store.vector_rows.VectorRows`: what the indexes are built from and searched by) and
-``settings`` (:class:`~ibsearch.store.setting_rows.SettingRows`).
+``settings`` (:class:`~ibsearch.store.setting_rows.SettingRows`) and ``words``
+(:class:`~ibsearch.store.word_rows.WordRows`: names, folders and texts by their words, FTS5).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .file_rows import FileRows
 from .records import FileEntry, FileRecord, PathLike, StoredVector, Upserted, VectorEntry, path_key
 from .setting_rows import SettingRows
 from .vector_rows import VectorRows
+from .word_rows import WordRows
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class Store(Closing):
         self.files = FileRows(self, self._conn)
         self.errors = ErrorRows(self, self._conn)
         self.settings = SettingRows(self, self._conn)
+        self.words = WordRows(self, self._conn)
         try:
             # NORMAL is durable against a killed process in WAL mode; only an OS crash or power loss
             # can lose the last commits, and those are re-ingested by the next run.
@@ -226,6 +229,7 @@ class Store(Closing):
             file_id, created = self.files.put(file)
             removed = [] if created else self.vectors.delete_of_file(file_id)
             new_ids = self.vectors.insert(file_id, vectors, blobs)
+            self.words.put(file_id, display_path(key), [v.passage for v in vectors if v.passage is not None])
             self.errors.clear([key])
         return Upserted(file_id, new_ids, removed, created=created)
 
@@ -237,6 +241,7 @@ class Store(Closing):
                 file_id = self.files.id_of(path)
                 if file_id is not None:
                     removed += self.vectors.delete_of_file(file_id)
+                    self.words.delete(file_id)
                     self.files.delete(file_id)
         return removed
 

@@ -12,7 +12,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import UsageError
@@ -93,10 +93,14 @@ class FileRows:
         # incomplete: a local ingest reads it again for its passages.
         rows = self._conn.execute(
             "SELECT path_key, size, mtime_ns, hash, modality, verified, modality != ? OR EXISTS (SELECT 1"
-            " FROM vectors v WHERE v.file_id = files.id AND v.modality = ?) FROM files WHERE " + clause,
+            " FROM vectors v WHERE v.file_id = files.id AND v.modality = ?),"
+            " json_extract(info, '$.taken') IS NOT NULL FROM files WHERE " + clause,
             [TEXT, segments_key(TEXT), *params],
         )
-        return {key_to_path(r[0]): FileStat(r[1], r[2], r[3], r[4], Verified(r[5]), bool(r[6])) for r in rows}
+        return {
+            key_to_path(r[0]): FileStat(r[1], r[2], r[3], r[4], Verified(r[5]), bool(r[6]), bool(r[7]))
+            for r in rows
+        }
 
     def paths_under(self, prefix: PathLike) -> list[str]:
         """The stored paths under ``prefix`` (see :meth:`under`), sorted by their bytes."""
@@ -182,6 +186,16 @@ class FileRows:
             cur = self._conn.execute(
                 "UPDATE files SET size = ?, mtime_ns = ?, verified = max(verified, ?) WHERE path_key = ?",
                 (size, mtime_ns, int(verified), path_key(path)),
+            )
+        return cur.rowcount > 0
+
+    def merge_info(self, path: PathLike, facts: Mapping[str, Any]) -> bool:
+        """Set ``facts`` (media-info keys and values) in the info of ``path``, the rest of it kept (its
+        date taken, read again without its vectors); False if ``path`` is not stored."""
+        with self.owner.transaction():
+            cur = self._conn.execute(
+                "UPDATE files SET info = json_patch(info, ?) WHERE path_key = ?",
+                (json.dumps(dict(facts), sort_keys=True), path_key(path)),
             )
         return cur.rowcount > 0
 

@@ -190,6 +190,7 @@ class FileStat:
     modality: str = ""  # the file's (first) modality, e.g. to notice a folder re-declared with --as
     verified: Verified = Verified.INGEST  # who vouches for content_hash
     complete: bool = True  # False: a note without passages (stored before they existed), to read again
+    dated: bool = True  # False: its info says not when it was taken (stored before dates were read)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 from ..errors import LibraryError
 from .records import load_info
+from .word_rows import WORDS_TABLE, fill_words
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The span and text of each text segment (a passage of a long text), by its vector: characters, not the
 # seconds that seg_start/seg_end hold for sound and pictures.
@@ -72,9 +73,11 @@ TABLES: tuple[str, ...] = (
     "CREATE INDEX errors_time ON errors(time)",
     # Remembered options (e.g. per-folder ingest settings), values are JSON.
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # Each file's name, folder and text by their words (FTS5; rowid = files.id): see store.word_rows.
+    WORDS_TABLE,
 )
 
-REQUIRED_TABLES = frozenset({"meta", "files", "vectors", "errors", "settings", "passages"})
+REQUIRED_TABLES = frozenset({"meta", "files", "vectors", "errors", "settings", "passages", "words"})
 
 
 #: MIGRATIONS[n] upgrades a version n - 1 database to version n.
@@ -98,7 +101,20 @@ def _to_version_3(conn: sqlite3.Connection) -> None:
     conn.execute(PASSAGES_TABLE)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_version_2, 3: _to_version_3}
+def _to_version_4(conn: sqlite3.Connection) -> None:
+    """The ``words`` table, filled for every stored file: its name and folder, and the text its
+    passages read (a note stored without passages gets its text when an ingest reads it again). A
+    table left by a newer ibsearch that wrote this library before is written again from scratch."""
+    conn.execute("DROP TABLE IF EXISTS words")
+    conn.execute(WORDS_TABLE)
+    fill_words(conn)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: _to_version_2,
+    3: _to_version_3,
+    4: _to_version_4,
+}
 
 
 def table_names(conn: sqlite3.Connection) -> set[str]:

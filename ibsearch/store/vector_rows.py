@@ -134,6 +134,20 @@ class VectorRows:
         found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         return found, decode_vectors([r[1] for r in rows], self.owner.dim or 0)
 
+    def of_files(
+        self, file_ids: Iterable[int], keys: Iterable[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids (n,) int64, file ids (n,) int64, vectors (n, dim) float32)`` of the vectors of
+        ``file_ids`` under the index ``keys``, in id order (by ``vectors_file``: a look-up per file)."""
+        rows = self._conn.execute(
+            "SELECT id, file_id, vector FROM vectors WHERE file_id IN (SELECT value FROM json_each(?))"
+            " AND modality IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (json.dumps([int(i) for i in file_ids]), json.dumps(list(keys))),
+        ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        files = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        return ids, files, decode_vectors([r[2] for r in rows], self.owner.dim or 0)
+
     def id_range(self, modality: str) -> tuple[int, int] | None:
         """The first and last vector id of ``modality`` (None: it has none), by two index seeks."""
         first = self._conn.execute(

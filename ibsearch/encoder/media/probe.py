@@ -1,31 +1,47 @@
-"""Cheap media facts for the library (sizes, durations), read from headers without decoding."""
+"""Cheap media facts for the library (sizes, durations, when it was taken), read from headers without
+decoding."""
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from ...modality import FileKind
+from .taken import DATE_KEYS, container_dates, file_date, picture_dates
 
 log = logging.getLogger(__name__)
 
 _PROBE_BYTES = str(64 * 1024)
 
 
-def probe(path: str, kind: FileKind) -> dict[str, Any]:
-    """Width/height of an image; duration, sample rate and channels of audio; also size and fps of video.
+def probe(path: str, kind: FileKind, mtime: float | None = None) -> dict[str, Any]:
+    """Width/height of an image; duration, sample rate and channels of audio; also size and fps of video;
+    and for every kind when it was taken (:mod:`.taken`: EXIF, container, else ``mtime``, by default the
+    file's modification time now).
 
     ``kind`` is the file's kind. Never raises: what cannot be read is left out (the decoder reports
     broken files properly).
     """
+    info: dict[str, Any] = {}
     try:
         if kind == FileKind.IMAGE:
-            return _probe_image(path)
-        if kind in (FileKind.AUDIO, FileKind.VIDEO):
-            return _probe_av(path, kind)
+            info = _probe_image(path)
+        elif kind in (FileKind.AUDIO, FileKind.VIDEO):
+            info = _probe_av(path, kind)
     except Exception as exc:  # noqa: BLE001 - a header we cannot read is not an error here
         log.debug("cannot probe %r: %s", path, exc)
-    return {}
+    if "taken" not in info:
+        try:
+            info.update(file_date(os.stat(path).st_mtime if mtime is None else mtime))
+        except OSError as exc:
+            log.debug("cannot stat %r: %s", path, exc)
+    return info
+
+
+def probe_dates(path: str, kind: FileKind, mtime: float | None = None) -> dict[str, Any]:
+    """Only what :func:`probe` says of when ``path`` was taken (``taken``, ``taken_from``, ``camera``)."""
+    return {key: value for key, value in probe(path, kind, mtime).items() if key in DATE_KEYS}
 
 
 def _probe_image(path: str) -> dict[str, Any]:
@@ -35,7 +51,7 @@ def _probe_image(path: str) -> dict[str, Any]:
 
     register_plugins()  # a HEIC photo's size is in its header too
     with Image.open(path) as img:
-        return {"width": int(img.width), "height": int(img.height)}
+        return {"width": int(img.width), "height": int(img.height), **picture_dates(img)}
 
 
 def _probe_av(path: str, kind: FileKind) -> dict[str, Any]:
@@ -53,6 +69,10 @@ def _probe_av(path: str, kind: FileKind) -> dict[str, Any]:
             if "duration" not in info and stream.duration is not None and stream.time_base:
                 info["duration"] = round(float(stream.duration * stream.time_base), 3)
         info["has_audio"] = bool(container.streams.audio)
+        for metadata in (container.metadata, *(s.metadata for s in container.streams)):
+            if dated := container_dates(metadata):  # the container's date, else a stream's
+                info.update(dated)
+                break
         # Cover art is a "video stream" of one attached picture: it does not make a file a video.
         moving = [
             s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic
