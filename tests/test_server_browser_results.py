@@ -14,7 +14,7 @@ from conftest import DATA
 from playwright.sync_api import Page, expect
 from test_folding import two_events
 from test_segments import write_wav
-from test_server_browser_viewer import api_hits
+from test_server_browser_viewer import api_hits, cards
 from test_server_helpers import Served, chromium_fixture, serve_library, signed_in_page
 
 from ibsearch.server.config import ServerConfig
@@ -117,11 +117,17 @@ def test_the_options_row_sends_relevance_order_and_dates_and_the_url_keeps_them(
     expected = api_hits(served, {k: v for k, v in sent.items() if v is not None})
     assert levels == [hit["level"] for hit in expected] and set(levels) <= LEVELS[least]
     assert levels or least  # the library has hits at all: what a threshold leaves out is seen
-    # Dates taken: no file of this library has one until the dates work lands, so the request alone.
+    # Dates taken (else modified: these files were written today): all of them in range, none later.
     page.fill("#after", "2020-01-31")
     page.fill("#before", "2031-12-31")
     sent = search(page, "a photo")
     assert sent["after"] == "2020-01-31" and sent["before"] == "2031-12-31T23:59:59"  # the whole last day
+    assert cards(page) == [hit["path"] for hit in api_hits(served, sent)] and (cards(page) or least)
+    page.fill("#after", "2031-01-01")
+    assert search(page, "a photo")["after"] == "2031-01-01"
+    expect(page.locator("#status")).to_contain_text("No results")
+    page.fill("#after", "2020-01-31")
+    search(page, "a photo")
     assert "sort=date" in page.url and "after=2020-01-31" in page.url
     page.reload()
     shown(page)
