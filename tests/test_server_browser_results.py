@@ -13,6 +13,7 @@ import pytest
 from conftest import DATA
 from playwright.sync_api import Page, expect
 from test_folding import two_events
+from test_more_modalities import write_video
 from test_segments import write_wav
 from test_server_browser_viewer import api_hits, cards
 from test_server_helpers import Served, chromium_fixture, serve_library, signed_in_page
@@ -20,6 +21,7 @@ from test_server_helpers import Served, chromium_fixture, serve_library, signed_
 from ibsearch.server.config import ServerConfig
 
 chromium = chromium_fixture()
+TAKEN = "2022-03-04T05:06:07Z"
 LEVELS = {"": {"high", "medium", "low", None}, "low": {"high", "medium", "low"}, "medium": {"high", "medium"}}
 
 
@@ -31,6 +33,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_card: str):
     write_wav(folder / "media" / "sounds" / "two.wav", two_events()[0])  # one chirp at 3-9 s, one at 24-30 s
     # A copy of a photo that build_media adds too: the same picture, so one folds into the other.
     shutil.copy(DATA / "images" / "photo_640x480.jpg", folder / "media" / "photos" / "twin.jpg")
+    (folder / "media" / "videos").mkdir()
+    write_video(folder / "media" / "videos" / "dated.mp4", 1, metadata={"creation_time": TAKEN})
     with serve_library(folder, tiny_card, ServerConfig(port=0, token="results-token-0123456789")) as s:
         yield s
 
@@ -144,3 +148,13 @@ def search(page: Page, text: str) -> dict:
         page.press("#q", "Enter")
     shown(page)
     return request.value.post_data_json
+
+
+def test_the_viewer_shows_when_a_video_was_taken(page: Page, served: Served):
+    video = served.media / "videos" / "dated.mp4"
+    hit = api_hits(served, {"text": ["a video"], "path_prefix": str(video)})[0]
+    assert hit["taken"].startswith("2022-03-04")
+    page.goto(f"{served.url}/?q=a+video&prefix={video}")
+    shown(page)
+    page.locator("article.hit .open").click()
+    expect(page.locator("#viewer .meta")).to_contain_text(re.compile(r"Taken.*2022"))

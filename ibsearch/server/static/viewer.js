@@ -63,6 +63,13 @@ function stage(hit) {
   return [el("img", { src: hit.thumbnail, alt: name })];
 }
 
+// When it was taken: the hit's ISO date, or the media info's Unix seconds (an item's).
+function taken(value) {
+  if (value === null || value === undefined || value === "") return "";
+  const date = new Date(typeof value === "number" ? value * 1000 : value);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleString();
+}
+
 function row(term, value) {
   return value ? [el("dt", { text: term }), el("dd", { text: String(value) })] : [];
 }
@@ -78,7 +85,7 @@ function details(hit, item) {
     ...row("Dimensions", meta.width && meta.height ? `${meta.width} × ${meta.height}` : ""),
     ...row("Duration", typeof meta.duration === "number" ? clock(meta.duration, meta.duration < 10) : ""),
     ...row("Size", typeof size === "number" ? bytes(size) : ""),
-    ...row("Taken", meta.taken || hit.taken ? new Date(meta.taken || hit.taken).toLocaleString() : ""),
+    ...row("Taken", taken(hit.taken ?? meta.taken)),
     ...row("Camera", meta.camera),
     ...row("Added", item ? new Date(item.added * 1000).toLocaleString() : ""),
     ...row("Path", hit.path),
