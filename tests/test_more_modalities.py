@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,19 +41,27 @@ def test_a_video_is_found_by_its_picture_and_by_its_sound(tmp_path, lib_args):
     assert any("without sound" in note for note in info["notes"])
 
 
-def write_video(path: Path, seconds: int, fps: int = 8, metadata: dict[str, str] | None = None) -> Path:
-    """A small h264 video whose picture changes every 5 s (red, green, blue...), with the container
+def write_video(
+    path: Path,
+    seconds: int,
+    fps: int = 8,
+    metadata: dict[str, str] | None = None,
+    colour: Callable[[int], tuple[int, int, int]] | None = None,
+) -> Path:
+    """A small h264 video whose picture changes every 5 s (red, green, blue...), or has the colour
+    ``colour`` gives for each frame's number, with a white square moving on it, and the container
     ``metadata`` given (``creation_time``: when it was taken)."""
     import av
 
     colours = [(220, 40, 40), (40, 200, 60), (40, 60, 220)]
+    colour = colour or (lambda i: colours[(i // (5 * fps)) % 3])
     with av.open(str(path), "w") as out:
         out.metadata.update(metadata or {})
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
         for i in range(seconds * fps):
             img = np.zeros((64, 96, 3), np.uint8)
-            img[:] = colours[(i // (5 * fps)) % 3]
+            img[:] = colour(i)
             img[(i % 40) : (i % 40) + 10, 10:30] = 255
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)

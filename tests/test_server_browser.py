@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from test_server_helpers import (
-    CHROMIUM_FLAGS,
     MOMENT,
+    TIMEOUT,
     Served,
-    chromium_executable,
-    moment_clip,
+    chromium_fixture,
     opener,
+    search_by_moment_clip,
     served_fixture,
+    signed_in_page,
 )
 
 from ibsearch.engine import Library
@@ -29,36 +30,19 @@ from ibsearch.terms import inputs_on
 
 TOKEN = "browser-token-0123456789"
 PHOTO = DATA / "images" / "photo_640x480.jpg"
-TIMEOUT = 30_000  # ms for anything the page waits on
-# Where the results page's screenshot goes: a temporary folder, or (to refresh docs/serve.png) the path
-# in $IBSEARCH_SCREENSHOT.
+# Where the results page's screenshot goes: a temporary folder, or the path in $IBSEARCH_SCREENSHOT (the
+# README's screenshots come from test_server_browser_viewer.py, with $IBSEARCH_SCREENSHOTS=docs).
 SCREENSHOT_ENV = "IBSEARCH_SCREENSHOT"
 
 
 served = served_fixture("browser", token=TOKEN, max_upload_mb=1)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    executable = chromium_executable()  # skips, or fails under CI, where there is none
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
+chromium = chromium_fixture()
 
 
 @pytest.fixture
 def page(chromium, served: Served):
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(served.server.sign_in_url)  # the link the server prints: the page signs itself in
-    expect(page.locator("#targets .chip")).not_to_have_count(0)
-    yield page
-    context.close()
-    assert errors == []
+    with signed_in_page(chromium, served) as page:
+        yield page
 
 
 def api_paths(served: Served, body: dict) -> list[str]:
@@ -69,6 +53,12 @@ def api_paths(served: Served, body: dict) -> list[str]:
 
 def shown(page: Page) -> list[str]:
     return page.locator("article.hit").evaluate_all("cards => cards.map(c => c.dataset.path)")
+
+
+def images(page: Page) -> list[str]:
+    """The image hits shown, best first (modalities interleave by calibrated relevance: with a few
+    notes and sounds, the best of another modality may come before an image's own copy)."""
+    return page.locator("article.kind-image").evaluate_all("cards => cards.map(c => c.dataset.path)")
 
 
 def search_for(page: Page, text: str) -> None:
@@ -100,7 +90,7 @@ def test_typing_a_query_shows_its_results_with_thumbnails(page: Page, served: Se
 def test_an_uploaded_image_shows_itself_first(page: Page, served: Served):
     page.set_input_files("#file", str(PHOTO))
     expect(page.locator("#status")).to_contain_text("results in")
-    assert shown(page)[0] == str(served.media / "photos" / PHOTO.name)
+    assert images(page)[0] == str(served.media / "photos" / PHOTO.name)
     expect(page.locator("#terms .term[data-kind=image]")).to_contain_text(PHOTO.name)
 
 
@@ -120,7 +110,7 @@ def test_a_dropped_image_shows_itself_first(page: Page, served: Served):
     page.dispatch_event("body", "drop", {"dataTransfer": dropped})
     expect(page.locator("#drop")).to_be_hidden()
     expect(page.locator("#status")).to_contain_text("results in")
-    assert shown(page)[0] == str(served.media / "photos" / picture.name)
+    assert images(page)[0] == str(served.media / "photos" / picture.name)
 
 
 def test_more_like_this_searches_with_the_hit_and_leaves_it_out(page: Page, served: Served):
@@ -185,15 +175,7 @@ def test_the_page_offers_an_upload_for_every_modality_the_api_takes(
 
 
 def test_an_audio_hit_with_a_segment_plays_from_its_start(page: Page, served: Served, tmp_path: Path):
-    page.click("#filters summary")
-    page.check("#segments")
-    page.locator("#targets .chip[data-modality=vision]").click()
-    page.locator("#targets .chip[data-modality=text]").click()
-    page.set_input_files("#file", str(moment_clip(tmp_path)))
-    expect(page.locator("#status")).to_contain_text("results in")
-    hit = page.locator("article.hit").first
-    assert hit.get_attribute("data-path") == str(served.media / "sounds" / "moment.wav")
-    expect(hit.locator(".span")).to_have_text("0:12–0:18")
+    hit = search_by_moment_clip(page, served, tmp_path)
     audio = hit.locator("audio")
     audio.scroll_into_view_if_needed()
     page.wait_for_function("a => a.readyState >= 1", arg=audio.element_handle())

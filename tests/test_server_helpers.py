@@ -41,7 +41,11 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--no-first-run",
+    # The page's microphone and camera buttons get Chromium's test tone and pattern, without asking.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
+TIMEOUT = 30_000  # ms for anything a page waits on
 
 
 def chromium_executable() -> str:
@@ -54,6 +58,40 @@ def chromium_executable() -> str:
             pytest.fail(f"{reason} (CI installs it, so there it must be found)")
         pytest.skip(reason)
     return found
+
+
+def chromium_fixture() -> Any:
+    """A module-scoped fixture: headless Chromium (``chromium = chromium_fixture()`` in a module)."""
+
+    @pytest.fixture(scope="module")
+    def chromium() -> Iterator[Any]:
+        from playwright.sync_api import sync_playwright
+
+        executable = chromium_executable()  # skips, or fails under CI, where there is none
+        with sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+            yield browser
+            browser.close()
+
+    return chromium
+
+
+@contextlib.contextmanager
+def signed_in_page(chromium: Any, served: Served, width: int = 1280, height: int = 900) -> Iterator[Any]:
+    """A page of ``served`` in a ``width`` x ``height`` window, signed in by the link the server
+    prints, the target chips drawn; no script error may happen while it is open."""
+    from playwright.sync_api import expect
+
+    context = chromium.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(served.server.sign_in_url)
+    expect(page.locator("#targets .chip")).not_to_have_count(0)
+    yield page
+    context.close()
+    assert errors == []
 
 
 def moment_samples() -> np.ndarray:
@@ -85,6 +123,23 @@ def moment_clip(folder: Path) -> Path:
     """The distinct stretch of moment.wav cut out as a file of its own (a query for its segment)."""
     start, end = (int(s * RATE) for s in MOMENT)
     return write_wav(folder / "clip.wav", moment_samples()[start:end])
+
+
+def search_by_moment_clip(page: Any, served: Served, folder: Path) -> Any:
+    """Searches the page's sounds for the moment's clip (a file written into ``folder``) by their
+    segments and returns the first card, checked to be moment.wav's segment 0:12-0:18."""
+    from playwright.sync_api import expect
+
+    page.click("#filters summary")
+    page.check("#segments")
+    page.locator("#targets .chip[data-modality=vision]").click()
+    page.locator("#targets .chip[data-modality=text]").click()
+    page.set_input_files("#file", str(moment_clip(folder)))
+    expect(page.locator("#status")).to_contain_text("results in")
+    hit = page.locator("article.hit").first
+    assert hit.get_attribute("data-path") == str(served.media / "sounds" / "moment.wav")
+    expect(hit.locator(".span")).to_have_text("0:12–0:18")
+    return hit
 
 
 def ingest(library: Path, card: str, *paths: Path) -> dict:

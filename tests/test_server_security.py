@@ -200,7 +200,7 @@ def test_the_page_s_scripts_are_modules_served_as_javascript_under_its_policy(se
     assert "script-src 'self'" in page.headers["content-security-policy"]
     app = served.http.get("/static/app.js").text
     imported = sorted(set(re.findall(r'from "\./([\w]+\.js)"', app)))
-    assert imported == ["api.js", "state.js", "view.js"]
+    assert imported == ["api.js", "capture.js", "state.js", "view.js", "viewer.js"]
     for name in ["app.js", *imported]:
         script = served.http.get(f"/static/{name}")
         assert script.status_code == 200, name

@@ -29,6 +29,7 @@ from .config import ServerConfig
 from .decoding import UploadDecoder
 from .items import FileChanged
 from .models import ERRORS, SignIn
+from .query import KeptUploads
 from .responses import JsonErrors, RangeFileResponse
 from .routes import router
 from .security import TOKEN_COOKIE, Guard, UploadTooLarge, token_matches
@@ -86,6 +87,7 @@ def create_app(service: LibraryService, config: ServerConfig, *, instance: str =
     app.state.config = config
     app.state.instance = instance
     app.state.decoder = UploadDecoder(config)
+    app.state.kept_uploads = KeptUploads()
     thumbnails = app.state.thumbnails = Thumbnails(service.library.root)
     # The pictures of items removed since the last run go, on the library's thread before any request.
     service.submit(lambda lib: thumbnails.prune(lib.store.files.ids_among))

@@ -46,6 +46,10 @@ SHOWN = ("image/", "audio/", "video/", "text/plain", "text/csv")
 ACTIVE = ("image/svg", "text/html", "application/xhtml")
 
 
+#: The kinds whose segments are moments in time, with a picture of their own.
+MOMENT_KINDS = ("audio", "video")
+
+
 class FileChanged(IbsearchError):
     """An item's file on disk is no longer what was ingested (answered with 409)."""
 
@@ -132,8 +136,15 @@ class ItemFileResponse(RangeFileResponse):
             self.checked.close()
 
 
-def urls(item_id: int) -> dict[str, str]:
-    return {"thumbnail": f"{API}/{item_id}/thumbnail", "media": f"{API}/{item_id}/media"}
+def urls(
+    item_id: int, kind: str = "", start: float | None = None, end: float | None = None
+) -> dict[str, str]:
+    """The URLs of an item's picture and file; a segment of a sound or a video (``start`` to
+    ``end`` seconds) gets the picture of its moment (its frame, its span marked on the waveform)."""
+    thumbnail = f"{API}/{item_id}/thumbnail"
+    if start is not None and kind in MOMENT_KINDS:
+        thumbnail += f"?start={start:g}&end={start if end is None else end:g}"
+    return {"thumbnail": thumbnail, "media": f"{API}/{item_id}/media"}
 
 
 def item_model(record: FileRecord) -> Item:
@@ -153,18 +164,22 @@ def item_model(record: FileRecord) -> Item:
 
 def result_model(record: FileRecord, hit: Hit) -> Result:
     """The API's view of one hit (its fields as :meth:`Hit.to_dict`, plus the item's id, kind and URLs,
-    also of each near-duplicate folded into it)."""
-    data: dict[str, Any] = {"start": None, "end": None, **printable(hit.to_dict()), **urls(record.id)}
+    also of each near-duplicate folded into it: of its moment too, as folding keeps to one modality)."""
+    kind = kind_of(record)
+    data: dict[str, Any] = {"start": None, "end": None, **printable(hit.to_dict())}
+    data.update(urls(record.id, kind, hit.start, hit.end))
     if hit.similar:  # the folded near-duplicates, with what the page needs to show each
         folded = zip(data["similar"], hit.similar, strict=True)
-        data["similar"] = [{**entry, "id": h.file_id, **urls(h.file_id or 0)} for entry, h in folded]
-    return Result(id=record.id, kind=kind_of(record), **data)
+        data["similar"] = [{**entry, "id": h.file_id, **urls(h.file_id or 0, kind, h.start, h.end)}
+                           for entry, h in folded]  # fmt: skip
+    return Result(id=record.id, kind=kind, **data)
 
 
 __all__ = [
     "CheckedFile",
     "FileChanged",
     "ItemFileResponse",
+    "MOMENT_KINDS",
     "content_type",
     "item_model",
     "kind_of",

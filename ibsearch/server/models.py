@@ -87,6 +87,11 @@ class SearchSettings(BaseModel):
     offset: int = Field(
         0, ge=0, le=MAX_OFFSET, description="Skip this many hits (the next page: offset + k)."
     )
+    uploads_of: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        None,
+        description="The search_id of an earlier search whose uploaded files are terms of this one "
+        "too (their vectors, kept by the server): to page through it without sending them again.",
+    )
 
 
 #: What one value of a JSON input field is, by how the input is given, and how it is described.
@@ -183,6 +188,9 @@ class Result(BaseModel):
 
 class SearchResponse(BaseModel):
     results: list[Result]
+    search_id: str | None = Field(
+        None, description="For a search with uploaded files: what uploads_of names them by, for a while."
+    )
 
 
 class Item(BaseModel):

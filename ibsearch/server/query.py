@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
 
@@ -86,6 +88,34 @@ def search_options(request: SearchSettings) -> SearchOptions:
     )
 
 
+class KeptUploads:
+    """The query vectors of the uploaded files of recent searches, by a search id the answer gives,
+    so that the next page of a search by a photo or a recording neither sends nor embeds it again.
+    Only the last ``size`` searches are kept (an id is random: it names nothing on disk)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._kept: OrderedDict[str, list[Term]] = OrderedDict()
+
+    def keep(self, terms: list[Term]) -> str:
+        """A new search id for the vector ``terms`` of a search's uploads."""
+        search_id = secrets.token_urlsafe(12)
+        self._kept[search_id] = terms
+        while len(self._kept) > self.size:
+            self._kept.popitem(last=False)
+        return search_id
+
+    def get(self, search_id: str) -> list[Term]:
+        """The upload terms kept for ``search_id``; :class:`UsageError` when they are no longer kept."""
+        if search_id not in self._kept:
+            raise UsageError(
+                f"uploads_of: the uploads of search {search_id!r} are no longer kept by this server "
+                f"(it keeps those of the last {self.size} searches): search with the files again"
+            )
+        self._kept.move_to_end(search_id)
+        return self._kept[search_id]
+
+
 class Uploads(Closing):
     """Uploaded query files in a private temporary folder, deleted (with the folder) on :meth:`close`."""
 
@@ -137,4 +167,4 @@ async def form_terms(form: SearchSettings, uploads: Uploads, max_files: int) -> 
     return terms
 
 
-__all__ = ["Uploads", "form_terms", "like_term", "request_terms", "search_options"]
+__all__ = ["KeptUploads", "Uploads", "form_terms", "like_term", "request_terms", "search_options"]

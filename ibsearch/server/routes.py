@@ -23,10 +23,17 @@ from ..errors import MediaError, UsageError
 from ..files import display_path
 from ..keywords import meaning_terms
 from ..modality import TEXT
-from ..options import SearchOptions
 from ..store.records import FileRecord
 from ..terms import Term, inputs_on
-from .items import CheckedFile, ItemFileResponse, content_type, item_model, kind_of, result_model
+from .items import (
+    MOMENT_KINDS,
+    CheckedFile,
+    ItemFileResponse,
+    content_type,
+    item_model,
+    kind_of,
+    result_model,
+)
 from .models import (
     ERRORS,
     MAX_ID,
@@ -38,12 +45,14 @@ from .models import (
     SearchForm,
     SearchRequest,
     SearchResponse,
+    SearchSettings,
     api_inputs,
     printable,
 )
 from .query import Uploads, form_terms, request_terms, search_options
 from .record import INSTANCE_HEADER
 from .service import LibraryService
+from .thumbnails import Moment
 
 router = APIRouter()
 
@@ -142,7 +151,7 @@ async def search_json(
     query: SearchRequest,  # type: ignore[valid-type]
 ) -> SearchResponse:
     """Search with text and item ids (``like``); see ``SearchRequest``."""
-    return await answer(request, response, request_terms(query), search_options(query))
+    return await answer(request, response, query)
 
 
 async def search(
@@ -154,11 +163,12 @@ async def search(
 
     Send JSON, or ``multipart/form-data`` with the same fields plus files in the upload fields of
     ``SearchForm`` (each weighted by ``<field>_weight``; ``/api/inputs`` lists them). The answer's
-    ``Server-Timing`` header says how long encoding the query and searching took.
+    ``Server-Timing`` header says how long encoding the query and searching took; its ``search_id``
+    names the uploads' vectors for the next page (``uploads_of``).
     """
     with Uploads() as uploads:
         files = await form_terms(form, uploads, request.app.state.config.max_upload_files)
-        return await answer(request, response, request_terms(form), search_options(form), files, uploads)
+        return await answer(request, response, form, files, uploads)
 
 
 router.add_api_route("/api/search", search_json, methods=["POST"], route_class_override=BodyRoute, **SEARCH)
@@ -172,28 +182,33 @@ router.add_api_route("/api/search", search, methods=["POST"], route_class_overri
 async def answer(
     request: Request,
     response: Response,
-    terms: list[Term],
-    options: SearchOptions,
+    query: SearchSettings,
     files: list[Term] | None = None,
     uploads: Uploads | None = None,
 ) -> SearchResponse:
-    """The hits of a search, its uploaded ``files`` (saved in ``uploads``) decoded first."""
-    service = service_of(request)
+    """The hits of a search, its uploaded ``files`` (saved in ``uploads``) decoded first, and those
+    of an earlier search (``uploads_of``) reused."""
+    service, kept = service_of(request), request.app.state.kept_uploads
+    terms, options = request_terms(query), search_options(query)
     # The texts as the tower embeds them (quotes and -word exclusions out), encoded with those waiting.
     texts = [t.value for t in meaning_terms(terms, options) if t.kind == TEXT and isinstance(t.value, str)]
+    vectors = kept.get(query.uploads_of) if query.uploads_of else []
     started = time.perf_counter()
     if files and uploads:
         try:
-            terms += await request.app.state.decoder.vectors(files, uploads, service)
+            vectors = vectors + await request.app.state.decoder.vectors(files, uploads, service)
         except MediaError as exc:
             raise uploads.explain(exc) from None
     uploaded = time.perf_counter() - started
-    found = await service.run(lambda _: service.search(terms, options), texts)
+    found = await service.run(lambda _: service.search(terms + vectors, options), texts)
     encode = found.encode_seconds + uploaded
     response.headers["Server-Timing"] = (
         f"encode;dur={encode * 1000:.1f}, search;dur={found.search_seconds * 1000:.1f}"
     )
-    return SearchResponse(results=[result_model(record, hit) for record, hit in found.hits])
+    search_id = kept.keep(vectors) if files else query.uploads_of
+    return SearchResponse(
+        results=[result_model(record, hit) for record, hit in found.hits], search_id=search_id
+    )
 
 
 @router.get("/api/inputs", response_model=list[QueryInputInfo], responses=errors(401), tags=["search"])
@@ -224,10 +239,11 @@ async def item(request: Request, item_id: ItemId) -> Item:
     return item_model(await record_of(request, item_id))
 
 
-def item_file_route(what: str, content: dict[int | str, dict[str, Any]]) -> Any:
-    """The declaration of ``/api/items/{item_id}/<what>``, answered with ``content``; HEAD gets the
-    same headers without the file (not in the schema: one operation per path and method there)."""
-    path, responses = f"/api/items/{{item_id}}/{what}", {**content, **errors(401, 404, 409, 422)}
+def item_file_route(what: str, content: dict[int | str, dict[str, Any]], *refused: int) -> Any:
+    """The declaration of ``/api/items/{item_id}/<what>``, answered with ``content`` (or one of the
+    ``refused`` error codes); HEAD gets the same headers without the file (not in the schema: one
+    operation per path and method there)."""
+    path, responses = f"/api/items/{{item_id}}/{what}", {**content, **errors(*refused, 401, 404, 409, 422)}
 
     def declare(endpoint: Any) -> Any:
         router.add_api_route(path, endpoint, methods=["HEAD"], response_class=Response,
@@ -237,12 +253,28 @@ def item_file_route(what: str, content: dict[int | str, dict[str, Any]]) -> Any:
     return declare
 
 
-@item_file_route("thumbnail", JPEG)
-async def thumbnail(request: Request, item_id: ItemId) -> Response:
-    """A small JPEG picture of the item: the image, a video's frame, a sound's waveform, a card."""
+Seconds = Annotated[float | None, Query(ge=0, le=1e7, description="Seconds into a sound or a video.")]
+
+
+@item_file_route("thumbnail", JPEG, 400)  # 400: a moment (start, end) of a file without one
+async def thumbnail(
+    request: Request, item_id: ItemId, start: Seconds = None, end: Seconds = None
+) -> Response:
+    """A small JPEG picture of the item: the image, a video's frame, a sound's waveform, a card; with
+    ``start`` (and ``end``), a video's frame at ``start`` or the waveform with that span marked."""
     record = await record_of(request, item_id)
-    path = await run_in_threadpool(request.app.state.thumbnails.get, record, kind_of(record))
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    kind = kind_of(record)
+    if (start is None) != (end is None) or (start is not None and kind not in MOMENT_KINDS):
+        raise UsageError(
+            f"start and end go together, and only for a sound or a video (item {item_id} is {kind})"
+        )
+    moment = Moment(start, end) if start is not None and end is not None else None
+    cache = {"Cache-Control": "private, max-age=3600"}
+    if moment and kind == "audio":
+        drawn = await run_in_threadpool(request.app.state.thumbnails.marked, record, moment)
+        return Response(drawn, media_type="image/jpeg", headers=cache)
+    path = await run_in_threadpool(request.app.state.thumbnails.get, record, kind, moment)
+    return FileResponse(path, media_type="image/jpeg", headers=cache)
 
 
 TEXT_HEAD = 64 * 1024  # of a note, for its charset

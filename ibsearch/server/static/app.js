@@ -3,8 +3,10 @@
 // offline. Its ES modules: state.js (the query), api.js (the calls), view.js (what is shown), and
 // this one, which wires them to the page.
 import * as api from "./api.js";
+import { photograph, record } from "./capture.js";
 import { FIELDS, fromParams, hasQuery, inputGiven, state, toParams, toRequest, uploads } from "./state.js";
 import { $, ORDER, drawChoices, drawResults, drawTargets, drawTerms, explain, say } from "./view.js";
+import * as viewer from "./viewer.js";
 
 const TYPED = { image: ["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff", "avif"],
   audio: ["wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "aiff"], video: ["mp4", "mov", "m4v", "mkv", "webm", "avi"] };
@@ -56,24 +58,36 @@ function addFiles(files) {
   if (added) search();
 }
 
-async function search({ push = true } = {}) {
+const plural = (count) => `${count} result${count === 1 ? "" : "s"}`;
+const handlers = { moreLike: (hit) => moreLike(hit), open: (hit) => viewer.open(state.hits, state.hits.indexOf(hit)) };
+
+// A search, or (more) its next page: the hits after those shown, appended.
+async function search({ push = true, more = false } = {}) {
   if (!hasQuery()) { say("Type something, or drop a file, to search."); return; }
-  const url = `${location.pathname}?${toParams()}`;
-  if (push && url !== location.pathname + location.search) history.pushState(null, "", url);
-  say("Searching…");
+  if (!more) {
+    viewer.close();
+    const url = `${location.pathname}?${toParams()}`;
+    if (push && url !== location.pathname + location.search) history.pushState(null, "", url);
+  }
+  say(more ? "Looking for more…" : "Searching…");
   try {
     await state.ready;
     const started = performance.now();
-    const answer = await api.search(toRequest());
+    const from = more ? state.hits.length : 0;
+    const answer = await api.search(toRequest(from));
     if (!answer) return;  // a newer search cancelled this one
     const { body, response } = answer;
-    drawResults(body.results, moreLike);
+    state.hits = (more ? state.hits : []).concat(body.results);
+    state.searchId = body.search_id || (more ? state.searchId : null);
+    state.more = body.results.length >= Number($("k").value || 24);
+    drawResults(body.results, handlers, from);
+    $("more").hidden = !state.more;
     const timing = response.headers.get("Server-Timing") || "";
     const took = Math.round(performance.now() - started);
-    say(body.results.length ? `${body.results.length} results in ${took} ms` + (timing ? ` (${timing.replace(/;dur=/g, " ")} ms)` : "")
+    say(state.hits.length ? `${plural(state.hits.length)} in ${took} ms` + (timing ? ` (${timing.replace(/;dur=/g, " ")} ms)` : "")
       : "No results. Try other words, fewer filters, or more of the kinds above.");
   } catch (error) {
-    $("results").replaceChildren();
+    if (!more) { $("results").replaceChildren(); state.hits = []; $("more").hidden = true; }
     say(explain(error), true);
   }
 }
@@ -147,6 +161,14 @@ function wire() {
     addFiles(event.dataTransfer.files);
   });
   window.addEventListener("popstate", () => { restore(new URLSearchParams(location.search)); search({ push: false }); });
+  $("more").addEventListener("click", () => search({ more: true }));
+  const captured = (media) => (file) => {
+    addTerm({ kind: uploads().find((input) => input.media === media).name, value: file, label: file.name, file });
+    search();
+  };
+  $("mic").addEventListener("click", () => record($("mic"), { done: captured("audio"), say }));
+  $("camera").addEventListener("click", () => photograph({ done: captured("image"), say }));
+  viewer.wireViewer(moreLike);
 }
 
 async function start() {
@@ -161,8 +183,15 @@ async function start() {
   restore(new URLSearchParams(location.search));
   state.ready = loadInfo().catch((error) => say(explain(error), true));
   await state.ready;
-  if (hasQuery()) search({ push: false });
-  else $("q").focus();
+  const view = new URLSearchParams(location.search).get("view");
+  if (hasQuery()) {
+    await search({ push: false });
+    if (view) viewer.restore(state.hits, view);
+  } else if (view) {
+    viewer.restore([], view);
+  } else {
+    $("q").focus();
+  }
 }
 
 start();

@@ -5,13 +5,21 @@
 const $ = (id) => document.getElementById(id);
 
 // One row per setting: the element that holds it, its name in the URL and in the API request, and
-// its value when left empty (null: not sent).
+// its value when left empty (null: not sent); what the API is sent after the value (suffix), and
+// the flag without which it is not sent (needs).
 export const FIELDS = [
   { id: "prefix", param: "prefix", api: "path_prefix", type: "text", empty: null },
   { id: "min", param: "min", api: "min_duration", type: "number", empty: null },
   { id: "max", param: "max", api: "max_duration", type: "number", empty: null },
   { id: "segments", param: "segments", api: "segments", type: "flag", empty: false },
   { id: "k", param: "k", api: "k", type: "number", empty: 24 },
+  { id: "least", param: "relevance", api: "min_relevance", type: "text", empty: null },
+  { id: "order", param: "sort", api: "sort", type: "text", empty: "relevance" },
+  { id: "after", param: "after", api: "after", type: "text", empty: null },
+  // A day "to" means the whole of it (the API's bare date is its first second).
+  { id: "before", param: "before", api: "before", type: "text", empty: null, suffix: "T23:59:59" },
+  // More than one moment of a file only means something with moments (the API refuses it without).
+  { id: "moments", param: "moments", api: "per_file", type: "number", empty: null, needs: "segments" },
 ];
 
 export const state = {
@@ -20,6 +28,9 @@ export const state = {
   present: [],        // modalities the library holds
   targets: new Set(), // modalities to search (empty: all present)
   ready: null,        // resolves once the library's info is known
+  hits: [],           // the hits shown, pages of them one after another
+  searchId: null,     // what the server keeps this search's uploads by (for the next page)
+  more: false,        // whether the last page was full (there may be more)
 };
 
 // The inputs given in a way the URL and a JSON request can carry (text, stored items), and the
@@ -31,6 +42,7 @@ export const inputGiven = (given) => state.inputs.find((input) => input.given ==
 function read(field) {
   const node = $(field.id);
   if (field.type === "flag") return node.checked;
+  if (field.needs && !$(field.needs).checked) return field.empty;
   const raw = node.value.trim();
   if (raw === "") return field.empty;
   if (field.type !== "number") return raw;
@@ -75,18 +87,21 @@ export function fromParams(params) {
     }
   }
   state.targets = new Set(params.getAll("target"));
-  let filtered = false;
   for (const field of FIELDS) {
     const value = params.get(field.param);
     if (field.type === "flag") $(field.id).checked = value === "1";
     else $(field.id).value = value || (field.empty === null ? "" : String(field.empty));
-    if (field.empty === null || field.type === "flag") filtered ||= Boolean(value);
+    // A filter or an option set by the link is shown set (the number of results is no filter).
+    if (value && (field.empty === null || field.type !== "number") && value !== String(field.empty)) {
+      $(field.id).closest("details").open = true;
+    }
   }
-  if (filtered) $("filters").open = true;
 }
 
-// The search request: JSON, or a multipart form when files are part of the query.
-export function toRequest() {
+// The search request: JSON, or a multipart form when files are part of the query. A next page
+// (offset > 0) of a search with files names that search's uploads (kept by the server) instead of
+// sending them again, so that nothing is embedded twice.
+export function toRequest(offset = 0) {
   const text = $("q").value.trim();
   const terms = state.terms.filter((t) => t.weight !== 0);
   const fields = { target: [...state.targets] };
@@ -96,9 +111,14 @@ export function toRequest() {
   }
   for (const field of FIELDS) {
     const value = read(field);
-    if (value !== null) fields[field.api] = value;
+    if (value !== null) fields[field.api] = field.suffix ? `${value}${field.suffix}` : value;
   }
-  const files = terms.filter((t) => t.file);
+  if (offset) fields.offset = offset;
+  let files = terms.filter((t) => t.file);
+  if (files.length && offset && state.searchId) {
+    fields.uploads_of = state.searchId;
+    files = [];
+  }
   if (!files.length) return { headers: { "Content-Type": "application/json" }, body: JSON.stringify(fields) };
   const form = new FormData();
   for (const [name, value] of Object.entries(fields)) {
