@@ -8,11 +8,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# The tests need no GPU: take torch from PyTorch's CPU index (PyPI's Linux wheels are CUDA builds of
-# several GB). Where that index cannot be reached, pip falls back to the other indexes it knows.
+# The tests need no GPU: torch as the README installs it, from PyTorch's CPU index where it answers
+# (its +cpu build wins; PyPI's Linux wheels are CUDA builds of several GB), else from PyPI.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/python -m pip install -q -c constraints.txt torch --index-url https://download.pytorch.org/whl/cpu \
-    || .venv/bin/python -m pip install -q -c constraints.txt torch
+  .venv/bin/python -m pip install -q -c constraints.txt torch --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 # The ray extra: the cluster-ingest tests run a real local Ray runtime; documents: PDFs; pictures: HEIC,
 # JPEG XL, SVG, RAW.
