@@ -14,8 +14,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q -c constraints.txt torch --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 # The ray extra: the cluster-ingest tests run a real local Ray runtime; documents: PDFs; pictures: HEIC,
-# JPEG XL, SVG, RAW.
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,ray,documents,pictures]'
+# JPEG XL, SVG, RAW; mcp: ibsearch mcp, driven by the SDK's client.
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,ray,documents,pictures,mcp]'
 .venv/bin/ruff check ibsearch tests scripts
 # The formatter too: the `# fmt: skip` markers are the only places laid out by hand.
 .venv/bin/ruff format --check ibsearch tests scripts
