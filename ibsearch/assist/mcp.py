@@ -98,8 +98,9 @@ def _search_description() -> str:
         "Find the files nearest in meaning to a query: any mix of inputs (" + names + "), each "
         "embedded, weighted and summed. Options: targets (modalities to search: vision, audio, "
         "text...), k, path filters, durations, segments (the best timestamped stretch or passage of "
-        "each file). Returns hits best first, each with its path, item id, score, modality, media "
-        "facts and, for a segment, its start and end or its passage."
+        "each file), min_relevance, after/before dates, sort, offset (the next page). Returns hits "
+        "best first, each with its path, item id, score, relevance, modality, media facts and, for a "
+        "segment, its start and end or its passage."
     )
 
 
