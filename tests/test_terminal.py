@@ -185,6 +185,12 @@ def test_library_warnings_are_counted_once_per_kind_under_v(tmp_path, tiny_card)
         "should be converted to RGBA images"
     ]
     assert loud.stdout.splitlines()[0].startswith("added 3,")  # the summary comes after the warnings
+    # Decoded in worker processes (a machine with cores to spare), the warnings are counted all the same.
+    pooled = subprocess.run(
+        ingest_args(folder, tmp_path / "c", tiny_card, "-v", "--workers", "2"), capture_output=True, text=True
+    )
+    assert pooled.returncode == 0, pooled.stderr
+    assert [line for line in pooled.stderr.splitlines() if "Palette" in line] == said, pooled.stderr
 
 
 def test_an_ingest_in_a_terminal_names_the_file_estimates_the_time_left_and_leaves_only_the_summary(
