@@ -205,11 +205,11 @@ def test_an_ingest_in_a_terminal_names_the_file_estimates_the_time_left_and_leav
     write_palette_png(folder / "palette_1.png")
     (folder / "data.xyz").write_bytes(b"not media")
     shutil.copy(DATA / "bad" / "truncated.jpg", folder / "broken.jpg")
-    # A first ingest elsewhere hashes the checkpoint: the next one finds its hash remembered.
-    first = subprocess.run(
-        ingest_args(folder / "short_00.wav", tmp_path / "other", tiny_card), capture_output=True
-    )
-    assert first.returncode == 0, first.stderr
+    # A first ingest elsewhere hashes the checkpoint (its line is gone once hashed, none is left stuck
+    # at 0.00B): the next one finds its hash remembered.
+    code, first, _ = run_in_terminal(ingest_args(folder / "short_00.wav", tmp_path / "other", tiny_card))
+    assert code == 0 and first.text()[0].startswith("added 1,"), first.text()
+    assert not [line for line in first.text() if re.search(r"sha256|\d%|B/s|left", line)], first.text()
 
     started = time.monotonic()
     # Model calls of 4 inputs: the display moves every few seconds, even on a busy machine.
