@@ -198,9 +198,9 @@ def test_an_ingest_in_a_terminal_names_the_file_estimates_the_time_left_and_leav
 ):
     folder = tmp_path / "media"
     folder.mkdir()
+    write_wav(folder / "long.wav", 150.0)  # ~50 windows of 6 s: most of the work, one file of 13
     for i in range(10):
         shutil.copy(DATA / "audio" / "mix_16000_mono_s16_5p3s.wav", folder / f"short_{i:02d}.wav")
-    write_wav(folder / "long.wav", 150.0)  # ~50 windows of 6 s: most of the work, one file of 13
     write_palette_png(folder / "palette_0.png")
     write_palette_png(folder / "palette_1.png")
     (folder / "data.xyz").write_bytes(b"not media")
