@@ -93,9 +93,10 @@ def plan_segments(kind: FileKind, info: dict[str, Any]) -> tuple[tuple[str, ...]
     return modalities, plan
 
 
-#: Bytes of a text per passage, to guess a text's passages before it is read (75 tokens of prose),
-#: and the most passages one file is guessed to have (a PDF's bytes are mostly not its text).
-_PASSAGE_BYTES = 400
+#: Bytes of a text per passage, to guess a text's passages before it is read (a 1 MB note of prose
+#: gave one per 281 characters, passages overlapping; BENCHMARKS.md "Passages of long text"), and
+#: the most passages one file is guessed to have (a PDF's bytes are mostly not its text).
+_PASSAGE_BYTES = 300
 _MOST_PASSAGES = 5000
 
 
