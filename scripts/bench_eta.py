@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
 """How right an ingest's "time left" is: one real ingest of a folder with one long recording among
-short ones, its progress reports recorded, and at each report the time left estimated two ways, next
-to the time that really remained:
+short ones, its progress reports recorded, and at each report the time left estimated two ways at the
+average rate so far, next to the time that really remained:
 
-- by work (ours): the model's inputs, planned per file from its probe (a 6 s window of sound each),
-  at the rate of the last seconds, as the status line estimates it;
-- by files (the code before): files under way out of all files at the average rate, as the old bar.
+- by work (ours): the model's inputs, planned per file from its probe (a 6 s window of sound each);
+- by files (the code before): files under way out of all files, as the old bar counted.
 
 Usage:  .venv/bin/python scripts/bench_eta.py [--short 10] [--long-seconds 300] [--model CARD]
 Without --model a random-weight imagebind_tiny is written to the temporary folder (the estimate's
@@ -22,7 +21,6 @@ import statistics
 import tempfile
 import time
 import wave
-from collections import deque
 from pathlib import Path
 
 SHORT = Path(__file__).resolve().parent.parent / "tests" / "data" / "audio" / "mix_16000_mono_s16_5p3s.wav"
@@ -74,31 +72,23 @@ def record_ingest(folder: Path, library: Path, card: str) -> list[tuple[float, i
 def errors(seen: list[tuple[float, int, int, str | None]], files: int) -> dict[str, list[float]]:
     """|log2(estimate / real time left)| per report that gives one, by work and by files, while 5 s
     or more remain (the last model call's length is noise then)."""
-    from ibsearch.cli.screen import RATE_SECONDS, REDRAW_SECONDS
+    from ibsearch.cli.screen import REDRAW_SECONDS
 
     began, end = seen[0][0], seen[-1][0]
     under_way: set[str] = set()
     out: dict[str, list[float]] = {"work": [], "files": []}
-    # As the status line takes its rate (ibsearch.cli.screen): over the reports of the last RATE_SECONDS.
-    history: deque[tuple[float, int]] = deque()
     drawn = -math.inf
     for at, done, total, current in seen:
-        history.append((at, done))
-        while len(history) > 2 and at - history[1][0] >= RATE_SECONDS:
-            history.popleft()
         if current is not None:
             under_way.add(current)
         real, spent = end - at, at - began
         if real < 5.0 or spent < 1.0 or at - drawn < REDRAW_SECONDS:  # judged as often as it is drawn
             continue
         drawn = at
-        then, done_then = history[0]
-        estimates = {"work": (total - done, at - then, done - done_then)}
-        # The bar before: files under way since it began, at the average rate (tqdm's own estimate).
-        estimates["files"] = (files - len(under_way), spent, len(under_way))
-        for name, (to_do, took, did) in estimates.items():
-            if did > 0:  # nothing done yet: no rate, no estimate shown
-                out[name].append(abs(math.log2(max(to_do * took / did, 0.01) / real)))
+        for name, part, whole in (("work", done, total), ("files", len(under_way), files)):
+            if part:  # nothing done yet: no rate, no estimate shown
+                left = (whole - part) * spent / part
+                out[name].append(abs(math.log2(max(left, 0.01) / real)))
     return out
 
 

@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ibsearch.cli.screen import RATE_SECONDS
-
 DATA = Path(__file__).parent / "data"
 COLUMNS = 110
 _CSI = re.compile(r"\x1b\[([?0-9;]*)([@-~])")
@@ -200,7 +198,7 @@ def test_an_ingest_in_a_terminal_names_the_file_estimates_the_time_left_and_leav
 ):
     folder = tmp_path / "media"
     folder.mkdir()
-    write_wav(folder / "long.wav", 240.0)  # ~80 windows of 6 s: most of the work, one file of 13
+    write_wav(folder / "long.wav", 150.0)  # ~50 windows of 6 s: most of the work, one file of 13
     for i in range(10):
         shutil.copy(DATA / "audio" / "mix_16000_mono_s16_5p3s.wav", folder / f"short_{i:02d}.wav")
     write_palette_png(folder / "palette_0.png")
@@ -235,16 +233,11 @@ def test_an_ingest_in_a_terminal_names_the_file_estimates_the_time_left_and_leav
     shown = [f for f in frames if f.status.startswith("ingest")]
     assert any("short_" in f.status for f in shown) and any("long.wav" in f.status for f in shown), shown
     end = max(f.at for f in shown)  # the last moment the line was up: the work was done then
-    # Judged once the long file has been under way for the span the rate is taken over (a count of
-    # files said "<00:01" there, with most of the work still to do; before, the rate is the short files'
-    # and the model's loading), while at least 5 s remain (the last model call's length is noise then).
+    estimates = [(seconds(m), end - f.at, f.status) for f in shown if (m := _ETA.search(f.status))]
+    # Judged from once the long file is under way (a count of files said "<00:01" there, with most of
+    # the work still to do), while at least 5 s remain (the last model call's length is noise then).
     # Other jobs on a shared machine swing its speed within a minute: a fifth may be off.
-    long_began = min(f.at for f in shown if "long.wav" in f.status)
-    judged = [
-        (seconds(m), end - f.at, f.status)
-        for f in shown
-        if (m := _ETA.search(f.status)) and end - f.at >= 5.0 and f.at - long_began >= RATE_SECONDS
-    ]
-    assert len(judged) >= 5, ([f.status for f in shown], end - started)
+    judged = [(eta, real, line) for eta, real, line in estimates if real >= 5.0 and "long.wav" in line]
+    assert len(judged) >= 5, (estimates, end - started)
     off = [(eta, round(real, 1)) for eta, real, _ in judged if not real / 2 <= eta <= real * 2]
     assert len(off) <= len(judged) // 5, (off, [(eta, round(real, 1)) for eta, real, _ in judged])

@@ -4,7 +4,7 @@ cleared when the work ends, and the warnings of the libraries it uses counted in
 One line, not a bar per task: a task (a download, hashing a checkpoint, an ingest) is drawn only once
 it reports progress, and its line is cleared as soon as it is done, so nothing is left behind (a
 checkpoint whose hash was remembered never shows a bar at all). The time left is estimated from the
-work the task counts (bytes, or an ingest's model inputs) at its rate over the last seconds, and
+work the task counts (bytes, or an ingest's model inputs) at the average rate since it began, and
 counts down every second between reports (a batch of a long recording's windows takes a while).
 """
 
@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import warnings
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,9 +28,6 @@ from ..progress import BYTES, TaskProgress
 REDRAW_SECONDS = 0.1
 #: Seconds of progress before the time left is estimated.
 SETTLE_SECONDS = 1.0
-#: Seconds of recent progress the rate is taken over: a few model calls, and short enough to follow a
-#: change of work (short files, then a long recording's windows) or of the machine's load.
-RATE_SECONDS = 15.0
 ERASE_LINE = "\r\x1b[K"
 
 
@@ -41,9 +38,7 @@ class _Task:
     done: int = 0
     total: int | None = None
     current: str | None = None
-    began: float = 0.0  # time.monotonic() of its first report
-    # (when, done) of its reports since the last one at least RATE_SECONDS old: where its rate starts
-    history: deque[tuple[float, int]] = field(default_factory=deque)
+    began: float = 0.0  # time.monotonic() of its first report: where its rate starts
     estimate: tuple[float, float] | None = None  # (when, seconds left then), from its last report
 
     def line(self, now: float, width: int) -> str:
@@ -67,13 +62,9 @@ class _Task:
         return text[:width]
 
     def reported(self, now: float) -> None:
-        """Estimate the time left at the rate of the last RATE_SECONDS (once there is a rate)."""
-        self.history.append((now, self.done))
-        while len(self.history) > 2 and now - self.history[1][0] >= RATE_SECONDS:
-            self.history.popleft()
-        then, done_then = self.history[0]
-        if self.total and self.done > done_then and now - self.began >= SETTLE_SECONDS:
-            self.estimate = (now, (self.total - self.done) * (now - then) / (self.done - done_then))
+        """Estimate the time left at the average rate so far (once there is a rate to speak of)."""
+        if self.total and self.done > 0 and now - self.began >= SETTLE_SECONDS:
+            self.estimate = (now, (self.total - self.done) * (now - self.began) / self.done)
 
     def seconds_left(self, now: float) -> float | None:
         if self.estimate is None:
