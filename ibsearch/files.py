@@ -36,7 +36,9 @@ def new_hash(algorithm: str) -> Any:
     return hashlib.new(algorithm)
 
 
-def hash_into(digest: Any, path: str | os.PathLike[str], progress: TaskProgress | None = None) -> int:
+def hash_into(
+    digest: Any, path: str | os.PathLike[str], progress: Callable[[int, int | None], None] | None = None
+) -> int:
     """Feed the bytes of ``path`` into a hashlib object; returns the number of bytes read."""
     done = 0
     with open(os.fspath(path), "rb") as fh:

@@ -8,15 +8,14 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# The tests need no GPU: take torch from PyTorch's CPU index (PyPI's Linux wheels are CUDA builds of
-# several GB). Where that index cannot be reached, pip falls back to the other indexes it knows.
+# The tests need no GPU: torch as the README installs it, from PyTorch's CPU index where it answers
+# (its +cpu build wins; PyPI's Linux wheels are CUDA builds of several GB), else from PyPI.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/python -m pip install -q -c constraints.txt torch --index-url https://download.pytorch.org/whl/cpu \
-    || .venv/bin/python -m pip install -q -c constraints.txt torch
+  .venv/bin/python -m pip install -q -c constraints.txt torch --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 # The ray extra: the cluster-ingest tests run a real local Ray runtime; documents: PDFs; pictures: HEIC,
-# JPEG XL, SVG, RAW.
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,ray,documents,pictures]'
+# JPEG XL, SVG, RAW; mcp: ibsearch mcp, driven by the SDK's client.
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,ray,documents,pictures,mcp]'
 .venv/bin/ruff check ibsearch tests scripts
 # The formatter too: the `# fmt: skip` markers are the only places laid out by hand.
 .venv/bin/ruff format --check ibsearch tests scripts

@@ -76,7 +76,7 @@ def test_1_a_file_replaced_between_walk_and_decode_is_stored_with_the_hash_of_wh
     def replace_once_walked(task: str, unit: str):
         # Called when encoding starts: every file has been walked and hashed, none decoded yet.
         target.write_bytes(OTHER.read_bytes())
-        return lambda done, total: None
+        return lambda done, total, current=None: None
 
     with Library.open(lib_args[1], model=lib_args[3], device="cpu", create=True) as lib:
         summary = lib.ingest([str(folder)], workers=0, progress=replace_once_walked)

@@ -36,9 +36,10 @@ _MODEL_OPTIONS: list[tuple[str, dict[str, Any]]] = [
 ]  # fmt: skip
 
 
-def command(json_help: str, *, paths: bool = False, model: bool = False) -> Any:
-    """Declare a command that opens a library: its shared options, ``--json`` (``json_help``), with
-    ``paths`` a required PATHS... argument, and with ``model`` the options of running the model."""
+def command(json_help: str | None, *, paths: bool = False, model: bool = False) -> Any:
+    """Declare a command that opens a library: its shared options, ``--json`` (``json_help``; None:
+    a command that prints no result has none), with ``paths`` a required PATHS... argument, and with
+    ``model`` the options of running the model."""
 
     def declare(fn: Any) -> Any:
         command = cli.command()(fn)
@@ -49,7 +50,8 @@ def command(json_help: str, *, paths: bool = False, model: bool = False) -> Any:
         if paths:
             shared.insert(0, click.Argument(["paths"], nargs=-1, required=True, type=click.Path()))
         command.params[:0] = shared
-        command.params.append(click.Option(["--json", "as_json"], is_flag=True, help=json_help))
+        if json_help is not None:
+            command.params.append(click.Option(["--json", "as_json"], is_flag=True, help=json_help))
         return command
 
     return declare

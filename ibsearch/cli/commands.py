@@ -17,6 +17,7 @@ from ..encoder.model.config import config_names
 from ..terms import inputs_on, parse_term
 from .app import cli, command, open_library, with_library
 from .output import echo_json, emit, format_meta, last_ingest_line, mmss, report_ingest, say
+from .screen import warnings_counted
 
 
 @command("Print the summary as one JSON object.", paths=True, model=True)
@@ -76,7 +77,11 @@ from .output import echo_json, emit, format_meta, last_ingest_line, mmss, report
     help="With --ray: the workers see files under LOCAL at REMOTE (repeatable).",
 )
 @click.option(
-    "-v", "--verbose", is_flag=True, help="List every skipped file with why (with --json: skipped_files)."
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="List every skipped file with why (with --json: skipped_files), and the warnings of the libraries "
+    "ibsearch uses, once per kind with a count (without -v they are not shown).",
 )
 def ingest(
     paths: Sequence[str],
@@ -107,27 +112,20 @@ def ingest(
       ibsearch ingest /shared/photos --ray head:6379 --path-map /shared=/mnt/shared
     """
     lib = open_library(common, create=True)
-    if ray_address is not None:
-        with lib:
+    # Libraries' warnings (Pillow's, one per palette picture) would scroll past the progress line.
+    with warnings_counted(shown=verbose), lib:
+        if ray_address is not None:
             summary = lib.ingest_on_ray(
                 list(paths), address=ray_address or None, path_map=path_maps, hidden=hidden,
                 exclude=list(exclude), follow_symlinks=follow_symlinks, batch_size=batch_size,
                 progress=lib.progress, as_kind=as_kind,
             )  # fmt: skip
-        report_ingest(summary.to_dict(verbose), as_json)
-        return
-    with lib:
-        summary = lib.ingest(
-            list(paths),
-            hidden=hidden,
-            exclude=list(exclude),
-            follow_symlinks=follow_symlinks,
-            workers=workers,
-            timeout=timeout,
-            batch_size=batch_size,
-            progress=lib.progress,
-            as_kind=as_kind,
-        )
+        else:
+            summary = lib.ingest(
+                list(paths), hidden=hidden, exclude=list(exclude), follow_symlinks=follow_symlinks,
+                workers=workers, timeout=timeout, batch_size=batch_size, progress=lib.progress,
+                as_kind=as_kind,
+            )  # fmt: skip
     report_ingest(summary.to_dict(verbose), as_json)
 
 

@@ -6,7 +6,6 @@ Every string goes out as valid UTF-8, whatever bytes a file name holds (see ``fi
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -15,30 +14,17 @@ import click
 
 from ..encoder.media.taken import stored_taken
 from ..files import display_path
+from .screen import status_line
 
 
 def progress_bars() -> Any:
-    """A :data:`ibsearch.progress.Progress` that draws one tqdm bar per task on stderr (None off a TTY)."""
-    if not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    def start(task: str, unit: str) -> Any:
-        in_bytes = unit == "B"
-        bar = tqdm(desc=task, unit=unit, unit_scale=in_bytes, unit_divisor=1024 if in_bytes else 1000,
-                   file=sys.stderr, dynamic_ncols=True, leave=True)  # fmt: skip
-
-        def update(done: int, total: int | None) -> None:
-            if total is not None and bar.total != total:
-                bar.total = total
-                bar.refresh()
-            bar.update(done - bar.n)
-            if total is not None and done >= total:
-                bar.close()
-
-        return update
-
-    return start
+    """A :data:`ibsearch.progress.Progress` that keeps one status line on stderr (None off a TTY),
+    erased when the command ends, before an error is printed (see :mod:`.screen`)."""
+    line = status_line()
+    context = click.get_current_context(silent=True)
+    if line is not None and context is not None:
+        context.call_on_close(line.close)
+    return line
 
 
 def _printable(data: Any) -> Any:
@@ -93,7 +79,7 @@ def by_extension(counts: dict[str, int], shown: int = 5) -> str:
 
 def report_ingest(data: dict[str, Any], as_json: bool) -> None:
     """The summary: JSON, or in words with the failed (and, with -v, skipped) files on stderr and,
-    last, one line of the skipped files counted by extension."""
+    last, what was skipped and what failed, counted by extension."""
     if as_json:
         echo_json(data)  # with the files named in PATHS that were not indexed in not_indexed
         return
@@ -105,8 +91,6 @@ def report_ingest(data: dict[str, Any], as_json: bool) -> None:
     )
     for bad in data["failed"]:
         say(f"  failed: {bad['path']}: {bad['reason']}", err=True)
-    if data["failed"]:
-        click.echo(f"  failed by extension: {by_extension(data['failed_by_extension'])}")
     for passed in data.get("skipped_files", []):
         say(f"  skipped: {passed['path']}: {passed['reason']}", err=True)
     if data["known_bad"]:
@@ -115,6 +99,8 @@ def report_ingest(data: dict[str, Any], as_json: bool) -> None:
         )
     if data["skipped"]:
         click.echo(f"skipped {data['skipped']}: {by_extension(data['skipped_by_extension'])}")
+    if data["failed"]:
+        click.echo(f"failed {len(data['failed'])}: {by_extension(data['failed_by_extension'])}")
 
 
 def last_ingest_line(last: dict[str, Any]) -> str:

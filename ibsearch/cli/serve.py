@@ -1,7 +1,8 @@
-"""``ibsearch serve``: the HTTP API and the search page over a library (see ``ibsearch.server``).
+"""``ibsearch serve``: the HTTP API and the search page over a library (see ``ibsearch.server``), and
+``ibsearch mcp``: its tools for assistants (see ``ibsearch.assist``).
 
-The server's modules (FastAPI, uvicorn, torch through the model) are imported only when the
-command runs, so that ``import ibsearch.cli`` stays cheap.
+The server's modules (FastAPI, uvicorn, the ``mcp`` SDK, torch through the model) are imported only
+when a command runs, so that ``import ibsearch.cli`` stays cheap.
 """
 
 from __future__ import annotations
@@ -89,3 +90,24 @@ def serve(
             say("Press Ctrl-C to stop.")
 
         server.serve(announce)
+
+
+@command(None, model=True)
+def mcp(**common: Any) -> None:
+    """Answer an assistant's Model Context Protocol requests on standard input and output.
+
+    Tools: search (text, files or indexed files, with the query options), item (one file's details,
+    segments and passages) and info (the library). Needs pip install 'ibsearch[mcp]'. An assistant
+    starts it itself, e.g. with the command: ibsearch mcp --library ~/my-library
+
+    \b
+    Example (an MCP client's configuration):
+      {"mcpServers": {"ibsearch": {"command": "ibsearch", "args": ["mcp"]}}}
+    """
+    try:
+        from ..assist import serve_stdio
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "mcp":
+            raise
+        raise click.ClickException("ibsearch mcp needs the mcp SDK: pip install 'ibsearch[mcp]'") from None
+    serve_stdio(lambda: open_library(common))

@@ -81,8 +81,9 @@ def embed_files(
     ``index`` is the item's position in ``items``. ``workers``: decoding processes (None: see
     :func:`default_workers`; 0: in this process). ``timeout``: seconds a worker may spend decoding
     one file (None: no limit; none can be enforced in this process). ``on_decoded(index)`` is called
-    each time an item has been decoded for one tower, before it is encoded (a sign of life for
-    progress displays). A bad file comes back as a :class:`MediaError`; it never stops the others.
+    each time an item has been decoded for one tower, before it is encoded, and before each streaming
+    pass over it (a sign of life for progress displays, which name the file under way). A bad file
+    comes back as a :class:`MediaError`; it never stops the others.
     Whatever the workers, the same items give the same bits (see :mod:`.work`).
     """
     works = prepare(items)
@@ -93,6 +94,8 @@ def embed_files(
     for work in works:
         for modality in work.streamed:
             if work.error is None:
+                if decoding.on_decoded is not None:
+                    decoding.on_decoded(work.index)  # its streaming pass begins: it is under way again
                 encode_segments(encoder, work, modality)
         yield from finished([work])
 

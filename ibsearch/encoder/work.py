@@ -19,6 +19,7 @@ from ..errors import MediaError
 from ..modality import AUDIO, KIND_MODALITIES, MODALITIES, TEXT, VISION, FileKind, segments_key
 from .media import audio_segments, registry
 from .media.probe import probe
+from .media.video import segment_spans
 
 if TYPE_CHECKING:
     from .media.passages import Passage
@@ -90,6 +91,27 @@ def plan_segments(kind: FileKind, info: dict[str, Any]) -> tuple[tuple[str, ...]
         # The file-level picture vector already streams (only the frames it needs are decoded).
         plan[VISION] = Segments.WHOLE if short else Segments.STREAM
     return modalities, plan
+
+
+#: Bytes of a text per passage, to guess a text's passages before it is read (a 1 MB note of prose
+#: gave one per 281 characters, passages overlapping; BENCHMARKS.md "Passages of long text"), and
+#: the most passages one file is guessed to have (a PDF's bytes are mostly not its text).
+_PASSAGE_BYTES = 300
+_MOST_PASSAGES = 5000
+
+
+def planned_inputs(kind: FileKind, info: dict[str, Any], size: int = 0) -> int:
+    """About how many inputs the model will encode for a file of ``kind`` with the media facts
+    ``info`` (its probe) and ``size`` bytes: one per file-level modality, one per 6 s window of
+    sound or video, and a text's passages guessed from its size (it is read only when encoded).
+    Progress displays count work in these, so that an hour of audio weighs what it costs."""
+    modalities, plan = plan_segments(kind, info)
+    windows = len(segment_spans(float(info.get("duration") or 0.0)))
+    count = len(modalities)
+    for modality, how in plan.items():
+        if how is not Segments.WHOLE:
+            count += min(max(1, size // _PASSAGE_BYTES), _MOST_PASSAGES) if modality == TEXT else windows
+    return count
 
 
 @dataclass
@@ -212,6 +234,7 @@ __all__ = [
     "finished",
     "plan_batches",
     "plan_segments",
+    "planned_inputs",
     "prepare",
     "take_batch",
     "take_segments",

@@ -6,11 +6,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..encoder.media import DECODE_TIMEOUT
 from ..errors import MediaError
 from ..library import LibraryResources
-from ..progress import FILES, Progress, TaskProgress, start
+from ..progress import INPUTS, Progress, TaskProgress, start
 from ..store import PassageSpan
 from .commit import Committer, IngestSummary, Job, vector_version
 from .run import Selection, changed_since_hashed, ingest_run, plan_run
@@ -35,10 +36,10 @@ def ingest(
     themselves are always followed. ``workers``: decoding processes (None: automatic, 0: in this
     process); ``timeout``: seconds a worker may decode one file (a hung decoder fails that file, and
     it is retried on the next run). ``batch_size``: items per model call. ``progress`` hears about
-    the files encoded (task ``"ingest"``). ``as_kind`` (``thermal``, ``depth``, ``imu``...): index
-    the files under ``paths`` as that kind; the choice is remembered for these folders in later
-    runs. Bad files are recorded and listed in ``failed``; they never raise. Holds the library's
-    write lock.
+    the work of encoding (task ``"ingest"``, counted in the model's inputs, with the file under
+    way). ``as_kind`` (``thermal``, ``depth``, ``imu``...): index the files under ``paths`` as that
+    kind; the choice is remembered for these folders in later runs. Bad files are recorded and
+    listed in ``failed``; they never raise. Holds the library's write lock.
     """
     with ingest_run(lib) as (summary, committer):
         selection = Selection(hidden, tuple(exclude), follow_symlinks, as_kind)
@@ -73,19 +74,24 @@ def _encode(
     if not jobs:
         return
     from ..encoder.embed import MediaItem, embed_files  # the model is loaded only when needed
+    from ..encoder.media.probe import probe
+    from ..encoder.work import planned_inputs
 
-    tally = _Tally(start(how.progress, "ingest", FILES), len(jobs))
+    tally = _Tally(start(how.progress, "ingest", INPUTS))
     for _ in range(CHANGED_RETRIES + 1):
         changed: list[Job] = []
         items = []
         for job in jobs:
             assert job.kind is not None  # detected by the planner
-            items.append(MediaItem(job.path, job.kind))
-        encoder = lib.encoder(how.batch_size)
-        decoded = functools.partial(tally.advance_to, jobs)
+            # Probed here, not by embed_files, to weigh each file's work before any is encoded.
+            items.append(MediaItem(job.path, job.kind, probe(job.path, job.kind)))
+            tally.plan(job.path, planned_inputs(job.kind, items[-1].info or {}, job.st.st_size))
+        encoder = tally.counting(lib.encoder(how.batch_size))
+        decoded = functools.partial(tally.under_way, jobs)
         done = embed_files(encoder, items, workers=how.workers, timeout=how.timeout, on_decoded=decoded)
         for index, result in done:
             job = jobs[index]
+            tally.finished(job.path, 0 if isinstance(result, MediaError) else result.encoded)
             if isinstance(result, MediaError):
                 job.error, job.transient = result.reason, result.transient
             else:
@@ -98,7 +104,6 @@ def _encode(
                 job.vectors, job.spans = result.vectors, result.spans
                 job.passages = [PassageSpan(p.start, p.end, p.text, p.page) for p in result.passages]
             committer.add(job)
-            tally.advance(job.path)
         jobs = changed
         if not jobs:
             return
@@ -108,23 +113,61 @@ def _encode(
 
 
 class _Tally:
-    """Files under way for the progress display: a file counts once it is decoded, so the display
-    moves with every file rather than with every model batch."""
+    """The work of encoding, for the progress display: the model's inputs, planned per file from its
+    media facts (:func:`~ibsearch.encoder.work.planned_inputs`) and counted as the model encodes
+    them, so that the time left follows the work (a long recording's windows), not the number of
+    files. A finished file's plan is replaced by what it took; the file under way is named."""
 
-    def __init__(self, report: TaskProgress | None, total: int) -> None:
-        self.report, self.total = report, total
-        self.seen: set[str] = set()
+    def __init__(self, report: TaskProgress | None) -> None:
+        self.report = report
+        self.planned: dict[str, int] = {}
+        self.total = self.done = 0
+        self.current: str | None = None
 
-    def advance_to(self, jobs: list[Job], index: int) -> None:
-        """``jobs[index]`` is under way (what ``embed_files`` says of a decoded item)."""
-        self.advance(jobs[index].path)
+    def plan(self, path: str, inputs: int) -> None:
+        self.total += inputs - self.planned.get(path, 0)
+        self.planned[path] = inputs
 
-    def advance(self, path: str) -> None:
-        """The file ``path`` is under way or done."""
-        if path not in self.seen:
-            self.seen.add(path)
-            if self.report is not None:
-                self.report(len(self.seen), self.total)
+    def counting(self, encoder: Any) -> Any:
+        """``encoder``, counting here what it encodes (itself when nobody listens)."""
+        return encoder if self.report is None else _Counting(encoder, self)
+
+    def under_way(self, jobs: list[Job], index: int) -> None:
+        """``jobs[index]`` is being worked on (what ``embed_files`` says of an item it decoded)."""
+        self.current = jobs[index].path
+        self._say()
+
+    def encoded(self, inputs: int) -> None:
+        self.done += inputs
+        self._say()
+
+    def finished(self, path: str, inputs: int) -> None:
+        """The file ``path`` is done: it took ``inputs`` (0 when it failed)."""
+        self.total += inputs - self.planned.pop(path, inputs)
+        self._say()
+
+    def _say(self) -> None:
+        if self.report is not None:
+            # A failed file's inputs were counted as done and not as planned: done never passes total.
+            finished = not self.planned
+            done = self.total if finished else min(self.done, self.total)
+            self.report(done, self.total, current=None if finished else self.current)
+
+
+class _Counting:
+    """An encoder that tells the tally how many inputs each of its calls encoded, so that the display
+    moves through a long recording's windows too; everything else is the encoder's own."""
+
+    def __init__(self, encoder: Any, tally: _Tally) -> None:
+        self._encoder, self._tally = encoder, tally
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+    def encode(self, modality: str, batch: Any) -> Any:
+        out = self._encoder.encode(modality, batch)
+        self._tally.encoded(len(out))
+        return out
 
 
 __all__ = ["ingest"]

@@ -14,8 +14,10 @@ import logging
 import math
 import multiprocessing
 import os
+import pickle
 import signal
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -47,16 +49,35 @@ def _item_name(item: Any) -> str:
         return f"<{type(item).__name__}>"
 
 
-def _work(loader: Loader, modality: str, item: Any, index: int | None = None) -> tuple[bool, Any]:
-    """Run in a worker: ``(True, ndarray)`` or ``(False, (path, reason, transient))``.
+#: What a warning raised in a worker carries to the parent: message, category, file, line.
+_Said = tuple[str, type[Warning], str, int]
+#: ``(True, ndarray, said)`` or ``(False, (path, reason, transient), said)``.
+_Outcome = tuple[bool, Any, list[_Said]]
+# Warnings raised again from workers, per location: Python's "default" action shows each once.
+_REWARNED: dict[Any, Any] = {}
+
+
+def _work(loader: Loader, modality: str, item: Any, index: int | None = None) -> _Outcome:
+    """Run in a worker: ``(True, ndarray, said)`` or ``(False, (path, reason, transient), said)``.
 
     Arrays and plain tuples cross the process boundary; tensors and exceptions are rebuilt in
-    the parent (pickled tensors would travel through shared-memory handles). Under a time limit
-    the worker first says ``(index, pid)`` on its start queue, so that the parent times how long
-    the item runs, not how long it waited in the executor's queue.
+    the parent (pickled tensors would travel through shared-memory handles). So are the warnings
+    the item raised (``said``): in a worker they would go straight to the terminal, past the
+    caller's filters (the command line counts them). ``index`` is given only in a worker. Under a
+    time limit the worker first says ``(index, pid)`` on its start queue, so that the parent times
+    how long the item runs, not how long it waited in the executor's queue.
     """
-    if index is not None and _started is not None:
+    if index is None:
+        return (*_load(loader, modality, item), [])
+    if _started is not None:
         _started.put((index, os.getpid()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # each one reaches the parent, whose filters decide
+        ok, payload = _load(loader, modality, item)
+    return ok, payload, [(str(w.message), _picklable(w.category), w.filename, w.lineno) for w in caught]
+
+
+def _load(loader: Loader, modality: str, item: Any) -> tuple[bool, Any]:
     try:
         return True, loader(modality, item).numpy()
     except MediaError as exc:
@@ -68,8 +89,19 @@ def _work(loader: Loader, modality: str, item: Any, index: int | None = None) ->
         return False, (_item_name(item), reason, isinstance(exc, OSError))
 
 
-def _result(outcome: tuple[bool, Any]) -> torch.Tensor | MediaError:
-    ok, payload = outcome
+def _picklable(category: type[Warning]) -> type[Warning]:
+    """``category``, or UserWarning for a class the parent could not unpickle (one defined in a function)."""
+    try:
+        pickle.dumps(category)
+    except Exception:
+        return UserWarning
+    return category
+
+
+def _result(outcome: _Outcome) -> torch.Tensor | MediaError:
+    ok, payload, said = outcome
+    for message, category, filename, lineno in said:
+        warnings.warn_explicit(message, category, filename, lineno, registry=_REWARNED)
     if ok:
         return torch.from_numpy(payload)
     path, reason, transient = payload
@@ -183,7 +215,7 @@ class _PoolRun:
         self.suspects: deque[tuple[int, Any]] = deque()
         # Items that were in flight beside one that timed out: not at fault, so run again normally.
         self.retry: deque[tuple[int, Any]] = deque()
-        self.pending: dict[Future[tuple[bool, Any]], tuple[int, Any, bool]] = {}
+        self.pending: dict[Future[_Outcome], tuple[int, Any, bool]] = {}
         self._start_pool()
 
     def _start_pool(self) -> None:
@@ -201,7 +233,7 @@ class _PoolRun:
             max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.clock,)
         )
 
-    def _restart(self, why: str, in_flight: dict[Future[tuple[bool, Any]], tuple[int, Any, bool]]) -> None:
+    def _restart(self, why: str, in_flight: dict[Future[_Outcome], tuple[int, Any, bool]]) -> None:
         """Kill the pool (``in_flight``: its items that may still run) and start a fresh one."""
         log.warning("%s; restarting the worker pool", why)
         self._discard(in_flight)
@@ -209,7 +241,7 @@ class _PoolRun:
             self.clock.close()
         self._start_pool()
 
-    def _discard(self, in_flight: dict[Future[tuple[bool, Any]], tuple[int, Any, bool]]) -> None:
+    def _discard(self, in_flight: dict[Future[_Outcome], tuple[int, Any, bool]]) -> None:
         running = (index for future, (index, _, _) in in_flight.items() if not future.done())
         _discard(self.pool, [self.started[index][1] for index in running if index in self.started])
 
