@@ -1,8 +1,9 @@
 """The front door: a :class:`Library` with its commands as methods, for users of the Python API.
 
 ``Library.open(path).ingest([...])``, ``.searcher()``, ``.remove``, ``.reindex``, ``.check``,
-``.info``, ``.import_vectors``, ``.export_vectors``. Each method is one call into the module that
-does the work (:mod:`.ingest`, :mod:`.search`, :mod:`.maintenance`, :mod:`.transfer`), which take
+``.info``, ``.duplicates``, ``.import_vectors``, ``.export_vectors``. Each method is one call into the
+module that does the work (:mod:`.ingest`, :mod:`.search`, :mod:`.maintenance`, :mod:`.transfer`,
+:mod:`.duplicates`), which take
 the plain :class:`ibsearch.library.LibraryResources`; nothing in the package imports this module but the
 command line and ``ibsearch`` itself.
 """
@@ -13,7 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import export, library, maintenance, transfer
+from .duplicates import DuplicateGroup, find_duplicates
 from .export import ExportSummary
+from .folding import FOLD_THRESHOLD
 from .ingest import IngestSummary, ingest
 from .library import DB_NAME, ENV_LIBRARY, ENV_MODEL, default_library
 from .maintenance import CheckReport
@@ -81,6 +84,14 @@ class Library(library.LibraryResources):
     def check(self, on_wait: Callable[[], None] | None = None, *, repair: bool = True) -> CheckReport:
         """Check (and repair) the indexes against the database; see :func:`ibsearch.maintenance.check`."""
         return maintenance.check(self, on_wait, repair=repair)
+
+    def duplicates(
+        self, threshold: float | None = None, targets: Sequence[str] | None = None
+    ) -> list[DuplicateGroup]:
+        """The groups of near-identical files, largest first (``threshold``: a likeness from 0 to 1,
+        default :data:`~ibsearch.folding.FOLD_THRESHOLD`); see :func:`ibsearch.duplicates.find_duplicates`."""
+        chosen = FOLD_THRESHOLD if threshold is None else threshold
+        return find_duplicates(self, chosen, targets, progress=self.progress)
 
     def info(self, errors: int | None = 10) -> dict[str, Any]:
         """What the library holds; see :func:`ibsearch.maintenance.info`."""

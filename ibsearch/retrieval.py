@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
+from .hits import assemble_hits, moments_per_file
 from .index.tuning import SearchTuning
 from .library import LibraryResources
 from .modality import INDEX_KEYS, MODALITIES, canonical, segments_key
@@ -87,8 +88,8 @@ class _IndexSearch:
         """The best matches in the index, filters applied inside the search (or, on an approximate
         index, to the best candidates of a search without them, when k pass)."""
         if not opts.filtered:
-            return self._top(query, opts.k, None, per_file=opts.segments, excluded=excluded)
-        ranges = opts.duration_range()
+            return self._top(query, opts.k, None, per_file=moments_per_file(opts), excluded=excluded)
+        ranges = opts.info_ranges()
         filters: dict[str, Any] = {"under": opts.path_prefix, "glob": opts.path_glob, "ranges": ranges}
         if self.tuning.post_filter and self.index.approximate:
             found = self._post_filtered(query, opts, excluded, filters)
@@ -97,7 +98,7 @@ class _IndexSearch:
         allowed = self.library.store.vectors.select_ids(self.key, **filters)
         if not len(allowed):
             return []
-        return self._top(query, opts.k, allowed, per_file=opts.segments, excluded=excluded)
+        return self._top(query, opts.k, allowed, per_file=moments_per_file(opts), excluded=excluded)
 
     def _post_filtered(
         self, query: np.ndarray, opts: SearchOptions, excluded: set[int], filters: dict[str, Any]
@@ -109,15 +110,14 @@ class _IndexSearch:
         if want > self.tuning.post_filter_most:
             return None  # a long list of hits: one unfiltered search that deep would cost more
         nprobe = self.index.nprobe * self.tuning.post_filter_nprobe
-        found = self._top(query, want, None, per_file=opts.segments, excluded=excluded, nprobe=nprobe)
+        found = self._top(
+            query, want, None, per_file=moments_per_file(opts), excluded=excluded, nprobe=nprobe
+        )
         store = self.library.store
         among = np.array([i for _, i in found])
         passing = set(store.vectors.select_ids(self.key, among=among, **filters).tolist())
         kept = [(s, i) for s, i in found if i in passing]
-        if opts.segments:
-            enough = len({row.file_id for row in store.vectors.rows(list(passing)).values()}) >= opts.k
-        else:
-            enough = len(kept) >= opts.k
+        enough = len(assemble_hits(store, kept, None, moments_per_file(opts))) >= opts.k
         return kept if enough else None
 
     def _top(
@@ -125,12 +125,13 @@ class _IndexSearch:
         query: np.ndarray,
         k: int,
         allowed: np.ndarray | None,
-        per_file: bool,
+        per_file: int,
         excluded: set[int],
         nprobe: int | None = None,
     ) -> Found:
-        """Top hits of the index, ``excluded`` ids left out; with ``per_file``, enough hits to give
-        ``k`` distinct files."""
+        """Top hits of the index, ``excluded`` ids left out; with ``per_file`` (segments), enough hits
+        to give ``k`` moments, up to ``per_file`` of each file, adjacent ones merged
+        (:func:`~ibsearch.hits.moments`)."""
         want = k + len(excluded)
         while True:
             scores, ids = self.index.search(
@@ -140,8 +141,7 @@ class _IndexSearch:
             found = [(s, i) for s, i in held if i not in excluded]
             if not per_file or len(held) < want:
                 return found
-            files = {row.file_id for row in self.library.store.vectors.rows([i for _, i in found]).values()}
-            if len(files) >= k:
+            if len(assemble_hits(self.library.store, found, None, per_file)) >= k:
                 return found
             want *= 4
 

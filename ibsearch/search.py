@@ -1,8 +1,12 @@
-"""Any-to-any search: :class:`Searcher` composes the three parts of a query's way back to hits.
+"""Any-to-any search: :class:`Searcher` composes the parts of a query's way back to hits.
 
 - :class:`~ibsearch.query_vector.QueryEmbedder`: the terms to one query vector (a cache plugs in);
 - :class:`~ibsearch.retrieval.Retrieval`: which indexes, filters and the best vector ids of each;
-- :func:`~ibsearch.hits.assemble_hits`: the ids back to files as :class:`Hit` results.
+- :func:`~ibsearch.hits.assemble_hits`: the ids back to files as :class:`Hit` results;
+- then the hits are ranked: :class:`~ibsearch.relevance.Calibration` (relevance on one scale for every
+  modality), :class:`~ibsearch.keywords.KeywordSearch` (names and texts by their words, fused in),
+  :class:`~ibsearch.folding.Folding` (near-duplicates folded), :func:`~ibsearch.dates.sort_hits`
+  (by date, if asked), and the page of ``k`` from ``offset`` is returned.
 
 The query inputs (keywords of :meth:`Searcher.query`) are those of the one table
 :data:`ibsearch.terms.QUERY_INPUTS`.
@@ -11,17 +15,22 @@ The query inputs (keywords of :meth:`Searcher.query`) are those of the one table
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .closing import Closing
+from .dates import sort_hits
 from .errors import UsageError
-from .hits import Hit, assemble_hits
+from .folding import Folding
+from .hits import Hit, assemble_hits, moments_per_file
 from .index.tuning import DEFAULT_TUNING, SearchTuning
+from .keywords import KeywordSearch
 from .library import LibraryResources
 from .options import SearchOptions
 from .query_vector import QueryEmbedder, TermCache
+from .relevance import Calibration
 from .retrieval import Retrieval
 from .terms import Term, no_input_message, python_keywords, python_terms
 
@@ -68,6 +77,9 @@ class Searcher(Closing):
         self.tuning = tuning
         self.embedder = QueryEmbedder(self.library, cache)
         self.retrieval = Retrieval(self.library)
+        self.calibration = Calibration(self.library)
+        self.keywords = KeywordSearch(self.library)
+        self.folding = Folding(self.library)
 
     def close(self) -> None:
         if self._owned:
@@ -96,6 +108,14 @@ class Searcher(Closing):
         max_duration: float | None = None,
         segments: bool = False,
         include_like: bool = False,
+        min_relevance: float | str | None = None,
+        keywords: bool = True,
+        fold: bool = True,
+        per_file: int = 1,
+        after: float | str | None = None,
+        before: float | str | None = None,
+        sort: str = "relevance",
+        offset: int = 0,
     ) -> list[Hit]:
         """Search with any mix of inputs; each keyword takes one input, a list, or ``weighted(x, w)``.
 
@@ -119,12 +139,29 @@ class Searcher(Closing):
         keys = self.retrieval.keys(opts)
         query = self.embed(terms)
         excluded = self.retrieval.excluded(terms, opts)
-        found = self.retrieval.search(query, keys, opts, excluded, self.tuning)
-        return assemble_hits(self.library.store, found, opts.k, per_file=opts.segments)
+        found = self.retrieval.search(
+            query, keys, replace(opts, k=candidate_depth(opts)), excluded, self.tuning
+        )
+        hits = assemble_hits(self.library.store, found, None, per_file=moments_per_file(opts))
+        hits = self.calibration.apply(query, hits, opts)
+        hits = self.keywords.fuse(terms, opts, hits)
+        hits = self.folding.fold_similar(hits, opts)
+        hits = sort_hits(hits, opts)
+        return hits[opts.offset : opts.offset + opts.k]
 
     def embed(self, terms: list[Term]) -> np.ndarray:
         """The combined, L2-normalized query vector ``(dim,)`` float32 of ``terms``."""
         return self.embedder.embed(terms)
 
 
-__all__ = ["Hit", "SearchOptions", "Searcher"]
+def candidate_depth(opts: SearchOptions) -> int:
+    """How many of each index's best vectors a search with ``opts`` ranks: the page asked for and the
+    hits before it, with room for the hits that folding takes up (with segments, retrieval counts the
+    moments that one file gives, adjacent ones merged, as assembly will)."""
+    depth = opts.k + opts.offset
+    if opts.fold:
+        depth *= 2
+    return depth
+
+
+__all__ = ["Hit", "SearchOptions", "Searcher", "candidate_depth"]

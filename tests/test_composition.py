@@ -20,8 +20,8 @@ PACKAGE = Path(__file__).parent.parent / "ibsearch"
 OWN = {"self", "cls"}
 #: Settings of other modules that ibsearch changes on purpose, once, when it is imported (and why).
 SET_AT_IMPORT = {
-    # BLAS from a couple of queries on (index/faiss_index.py: BLAS_THRESHOLD), never changed by a search
-    ("index/faiss_index.py", "faiss.cvar.distance_compute_blas_threshold"),
+    # BLAS from a couple of queries on (index/exact.py: BLAS_THRESHOLD), never changed by a search
+    ("index/exact.py", "faiss.cvar.distance_compute_blas_threshold"),
 }
 #: FAISS calls that change a process-wide setting.
 FAISS_SETTERS = ("omp_set_num_threads", "set_index_parameter", "set_index_parameters")

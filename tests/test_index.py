@@ -13,12 +13,14 @@ from ibsearch.errors import LibraryError, UsageError
 from ibsearch.index import (
     BLAS_THRESHOLD,
     FaissIndex,
+    SearchTuning,
     StaleIndexError,
     TorchExactIndex,
     faiss_index,
     sidecar_path,
     torch_index,
 )
+from ibsearch.index import exact as exact_search
 from ibsearch.store import FileEntry, Store, vector_entries
 
 DIM = 32
@@ -61,6 +63,21 @@ def assert_same_hits(got, expected):
     np.testing.assert_allclose(gs, es, atol=1e-5)
 
 
+def assert_same_ranking(got, expected):
+    """The same hits in the same order, but for neighbours whose scores differ by rounding only (BLAS
+    and FAISS's own loop sum in different orders: a ranking of thousands meets such near-ties)."""
+    (gs, gi), (es, ei) = got, expected
+    assert gi.shape == ei.shape
+    np.testing.assert_allclose(gs, es, atol=1e-5)
+    for row_got, row_expected in zip(gi, ei, strict=True):
+        assert sorted(row_got) == sorted(row_expected)
+    apart = np.ones(gs.shape, dtype=bool)
+    near = np.abs(np.diff(es, axis=1)) < 1e-5
+    apart[:, 1:] &= ~near
+    apart[:, :-1] &= ~near
+    np.testing.assert_array_equal(gi[apart], ei[apart])
+
+
 def test_importing_the_index_package_sets_a_low_blas_threshold():
     assert faiss.cvar.distance_compute_blas_threshold == BLAS_THRESHOLD <= 32
 
@@ -83,6 +100,32 @@ def test_filters_give_exactly_the_brute_force_filtered_top_k(data, exact, n_quer
     got = exact.search(queries[:n_queries], 10, allowed_ids=allowed)
     assert_same_hits(got, brute_force(ids, vectors, queries[:n_queries], 10, allowed))
     assert np.isin(got[1], allowed).all()
+
+
+@pytest.mark.parametrize("n_queries", [1, 5, 64, 65])  # 65: past EXACT_PRODUCT_MOST, FAISS's BLAS path
+@pytest.mark.parametrize("mmap", [False, True])
+def test_the_blas_product_path_equals_faiss_exact_search_mapped_or_not_filtered_or_not(
+    tmp_path, data, exact, n_queries, mmap, monkeypatch
+):
+    ids, vectors, _ = data
+    path = tmp_path / "vision.faiss"
+    exact.save(path)
+    index = FaissIndex.load(path, mmap=mmap)
+    # FAISS's file puts the vectors at an odd offset: mapped, they are scored by threads, not numpy's BLAS
+    assert index.vectors_view()[1].flags.aligned is not mmap
+    queries = unit(n_queries, seed=9)
+    faiss_only = SearchTuning(exact_product_most=0)  # FAISS's own flat search, whatever the batch
+    allowed = ids[np.random.default_rng(4).random(len(ids)) < 0.4]
+    for filt in (None, allowed, allowed[:3], ids[:0]):
+        for k in (1, 10, 5000):
+            got = index.search(queries, k, allowed_ids=filt)
+            assert_same_ranking(got, index.search(queries, k, allowed_ids=filt, tuning=faiss_only))
+            assert_same_ranking(got, brute_force(ids, vectors, queries, k, filt))
+    # its blocks of rows meet at the right places: a tiny block budget, many blocks
+    monkeypatch.setattr(exact_search, "_BLOCK_BYTES", 4 * n_queries * 700)
+    monkeypatch.setattr(exact_search, "_SLICE_ROWS", 33)
+    assert_same_hits(index.search(queries, 10), brute_force(ids, vectors, queries, 10))
+    assert_same_hits(index.search(queries, 10, allowed), brute_force(ids, vectors, queries, 10, allowed))
 
 
 def test_a_sparse_filter_over_huge_ids_uses_a_hash_selector_and_stays_exact():

@@ -90,9 +90,8 @@ def test_the_environment_names_the_default_library_and_model(tmp_path: Path, tin
     }
     assert summary["added"] == 1 and (library / "ibsearch.db").is_file()
     hits = run_json("query", "--image", photos / "a.jpg", "--device", "cpu")
-    assert set(hits[0]) == {"path", "score", "modality", "metadata"} and hits[0]["path"] == str(
-        photos / "a.jpg"
-    )
+    shown = {"path", "score", "relevance", "level", "sources", "modality", "metadata"}
+    assert set(hits[0]) == shown and hits[0]["path"] == str(photos / "a.jpg")
     info = run_json("info")
     assert info["library"] == str(library) and info["files"] == 1
     assert set(run_json("check")) == {"ok", "problems", "repaired", "counts"}

@@ -139,6 +139,31 @@ def input_options(fn: Any) -> Any:
     return fn
 
 
+def ranking_options(fn: Any) -> Any:
+    """How hits are ranked and which come back: relevance, keywords, folding, moments, dates, paging."""
+    options = [
+        click.option("--min-relevance", default=None, metavar="LEVEL",
+                     help="Leave out hits below this relevance: high (0.99: about 1 in 100 unrelated items "
+                          "of each modality pass), medium (0.95), low (0.8) or a number from 0 to 1."),
+        click.option("--no-keywords", "keywords", is_flag=True, flag_value=False, default=True,
+                     help="Text finds by meaning only (not also by the words of names and texts)."),
+        click.option("--no-fold", "fold", is_flag=True, flag_value=False, default=True,
+                     help="List near-duplicates of a better hit too (folded into it by default)."),
+        click.option("--per-file", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="With --segments: up to this many moments of one file."),
+        click.option("--after", default=None, metavar="DATE",
+                     help="Only files taken (else modified) on or after DATE: 2024-06-01, 2024-06-01T18:30."),
+        click.option("--before", default=None, metavar="DATE",
+                     help="Only files taken (else modified) on or before DATE."),
+        click.option("--sort", type=click.Choice(["relevance", "date"]), default="relevance",
+                     show_default=True, help="Order of the hits (date: newest first, above the threshold)."),
+        click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many hits (paging)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @command("Print the hits as a JSON list.", model=True)
 @input_options
 @click.option(
@@ -169,6 +194,7 @@ def input_options(fn: Any) -> Any:
     is_flag=True,
     help="With --like: also return the --like files themselves (left out by default: more like this).",
 )
+@ranking_options
 def query(targets: Sequence[str], as_json: bool, **params: Any) -> None:
     """Find the files nearest to a query made of any mix of text, images, audio and ingested files.
 
@@ -211,6 +237,8 @@ def query(targets: Sequence[str], as_json: bool, **params: Any) -> None:
             page = f", page {passage['page']}" if passage["page"] is not None else ""
             where = f" [characters {passage['char_start']}-{passage['char_end']}{page}]"
         meta = format_meta(hit.metadata)
+        similar = len(hit.to_dict().get("similar") or [])  # folded near-duplicates (a server's hit too)
+        where += f" (+{similar} similar)" if similar else ""
         say(f"{rank:4d}  {hit.score:7.4f}  {hit.modality:<8}  {hit.path}{where}  {meta}".rstrip())
         if passage is not None:
             say(f"{'':23}{shorten(' '.join(passage['text'].split()), 100)}")

@@ -2,7 +2,7 @@
 
 This package knows nothing of files or models; the ids are the store's vector ids and
 :mod:`ibsearch.index_sync` composes the two. Importing it sets FAISS's BLAS threshold (see
-``faiss_index.BLAS_THRESHOLD``). Exact or IVF (``faiss_index``), chosen by size and tuned to a recall
+``exact.BLAS_THRESHOLD``). Exact or IVF (``faiss_index``), chosen by size and tuned to a recall
 target (``policy``, ``builder``, ``tuner``), its candidates ranked by second codes (``refine``; the
 lists themselves in ``lists``), kept in step with the database between saves (``live``), saved with a
 sidecar and checksums (``persist``, ``digest``), checked row by row (``rows``); result arrays in ``results``;
@@ -11,7 +11,8 @@ how searches are run, passed with each search (``tuning``: ``SearchTuning``).
 """
 
 from ..idsets import IdSetSummary, summarize_ids
-from .faiss_index import BLAS_THRESHOLD, EXACT, FaissIndex, StaleIndexError
+from .exact import BLAS_THRESHOLD
+from .faiss_index import EXACT, FaissIndex, StaleIndexError
 from .live import LiveIndex
 from .persist import BuildRecord, IndexMeta, Tuning, refine_path, sidecar_path, stamp
 from .policy import IndexPolicy

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import LibraryError, UsageError
 from ..idsets import IdSetSummary, summarize_ids
+from .exact import product_search
 from .lists import (
     add_by_nearest_centroid,
     clear_block_tails,
@@ -52,14 +53,6 @@ from .selector import Selector, as_ids, search_gathered
 from .tuning import DEFAULT_TUNING, SearchTuning
 
 log = logging.getLogger(__name__)
-
-# FAISS uses BLAS for exact search only when n_queries * dim reaches this threshold (default 128000,
-# i.e. 125 queries at dim 1024); below it a scalar loop runs, ~20x slower for 100 queries against 1M
-# vectors. BLAS is the faster path from a couple of queries on, so make it the rule.
-BLAS_THRESHOLD = 20
-# Set once, at import: FAISS's process-wide settings are never changed by a search, which another
-# thread's search would see (a search's own settings travel with it, as SearchParameters).
-faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
 
 # faiss's bundled stubs lack the keyword constructors of SearchParameters*; those calls go through
 # this untyped alias.
@@ -165,7 +158,7 @@ class FaissIndex:
         if n == 0:
             return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
         xb = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
-        return self._held_ids(), xb
+        return faiss.rev_swig_ptr(self._index.id_map.data(), n), xb
 
     def _ivf(self) -> Any:
         return faiss.extract_index_ivf(self._index)
@@ -263,8 +256,9 @@ class FaissIndex:
         ``k' = min(k, candidates)``: asking for more than the index holds is fine, and an empty index or
         an empty filter gives ``k' = 0``. Only an approximate (IVF) index can leave gaps inside ``k'``;
         they hold id -1 and score -inf. ``nprobe`` overrides :attr:`nprobe` for this search (IVF only);
-        ``tuning`` chooses how a filtered exact batch is run. Both reach FAISS as this search's own
-        ``SearchParameters``: no FAISS setting that another search would see is changed.
+        ``tuning`` chooses how an exact search is run (a few queries: a BLAS product, :mod:`.exact`).
+        Both reach FAISS as this search's own ``SearchParameters``: no FAISS setting that another search
+        would see is changed.
         """
         q = as_matrix(queries, self.dim, "queries")
         if k < 1:
@@ -275,6 +269,8 @@ class FaissIndex:
         kk = min(int(k), held, held if sel is None else len(sel))
         if kk == 0 or nq == 0:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
+        if self.spec == EXACT and nq <= tuning.exact_product_most:  # numpy's BLAS, every core (.exact)
+            return product_search(*self.vectors_view(), q, kk, None if sel is None else sel.ids)
         probes = min(int(nprobe or self.nprobe), self.nlist) if self.approximate else 0
         if probes:  # fewer queries than threads: the threads share each query's lists instead (but a
             # fast-scan search of one query was faster on one thread, BENCHMARKS.md). FAISS 1.15 takes

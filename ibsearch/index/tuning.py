@@ -20,6 +20,9 @@ POST_FILTER_MOST = 4096
 #: a filtered exact search instead runs BLAS over gathered blocks of the allowed vectors (still exact,
 #: still only allowed vectors scored). Measured crossover on 1M x 1024: between 10 and 100 (BENCHMARKS.md).
 FILTERED_BLAS_MIN_QUERIES = 32
+#: Up to this many queries, an exact search is one BLAS product over the vectors on every core and a
+#: partial sort (``index.exact``), filtered or not; FAISS's flat search runs one query on one core.
+EXACT_PRODUCT_MOST = 64
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class SearchTuning:
     post_filter_most: int = POST_FILTER_MOST  # candidates at most for that
     full_scan_below: int | None = None  # filters allowing at most this many: exact; None: the library's
     filtered_blas_min_queries: int = FILTERED_BLAS_MIN_QUERIES  # gathered BLAS for filtered exact batches
+    exact_product_most: int = EXACT_PRODUCT_MOST  # exact searches of this many queries at most: .exact
 
 
 #: The tuning a search gets when none is given.
@@ -40,6 +44,7 @@ DEFAULT_TUNING = SearchTuning()
 
 __all__ = [
     "DEFAULT_TUNING",
+    "EXACT_PRODUCT_MOST",
     "FILTERED_BLAS_MIN_QUERIES",
     "POST_FILTER",
     "POST_FILTER_MOST",

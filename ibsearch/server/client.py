@@ -35,7 +35,8 @@ from .record import INSTANCE_HEADER, ServerRecord, remove_record
 HEALTH_TIMEOUT = 1.0  # seconds to wait for /healthz: a server that is slower is not used
 QUERY_TIMEOUT = 600.0  # the first query of a server may load a tower
 #: The fields of a hit as ``Hit.to_dict`` writes them, in its order.
-HIT_FIELDS = ("path", "path_bytes", "score", "modality", "metadata", "start", "end", "passage")
+HIT_FIELDS = ("path", "path_bytes", "score", "relevance", "level", "sources", "modality", "metadata", "taken",
+              "similar", "start", "end", "passage")  # fmt: skip
 #: Answers that mean "ask the library yourself" rather than "your query is wrong": no access, an upload
 #: too large, or outside the API's limits or unreadable (the in-process search says why, naming the file).
 FALL_BACK = {401, 403, 404, 413, 422}
@@ -191,10 +192,20 @@ def _option_fields(options: SearchOptions) -> list[tuple[str, str]]:
     for name in ("path_prefix", "path_glob"):
         if getattr(options, name) is not None:
             fields.append((name, getattr(options, name)))
-    for name in ("k", "min_duration", "max_duration"):
+    for name in (
+        "k",
+        "min_duration",
+        "max_duration",
+        "min_relevance",
+        "per_file",
+        "after",
+        "before",
+        "offset",
+    ):
         if getattr(options, name) is not None:
             fields.append((name, repr(getattr(options, name))))
-    for name in ("segments", "include_like"):
+    fields.append(("sort", options.sort))
+    for name in ("segments", "include_like", "keywords", "fold"):
         fields.append((name, "true" if getattr(options, name) else "false"))
     return fields
 
@@ -215,10 +226,21 @@ def _multipart(fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+#: The fields ``Hit.to_dict`` always writes (the others only when set).
+ALWAYS = frozenset({"path", "score", "relevance", "level", "sources", "modality", "metadata"})
+#: The fields of a folded hit as ``Hit.folded_dict`` writes them.
+FOLDED_FIELDS = ("path", "path_bytes", "score", "relevance", "start", "end")
+
+
 def _hit_fields(result: Mapping[str, Any]) -> dict[str, Any]:
-    """A result's fields as ``Hit.to_dict`` gives them: no ``path_bytes``, ``start``, ``end`` or ``passage``
-    when unset."""
-    return {name: result[name] for name in HIT_FIELDS if result.get(name) is not None}
+    """A result's fields as ``Hit.to_dict`` gives them: ``path_bytes``, ``start``, ``end``, ``passage``,
+    ``taken`` and ``similar`` only when set."""
+    fields = {
+        name: result.get(name) for name in HIT_FIELDS if name in ALWAYS or result.get(name) not in (None, [])
+    }
+    if "similar" in fields:  # the API adds each folded hit's id and URLs, which Hit.to_dict does not write
+        fields["similar"] = [{n: s[n] for n in FOLDED_FIELDS if n in s} for s in result["similar"]]
+    return fields
 
 
 __all__ = ["RemoteHit", "ServerBackend"]

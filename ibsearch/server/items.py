@@ -152,8 +152,12 @@ def item_model(record: FileRecord) -> Item:
 
 
 def result_model(record: FileRecord, hit: Hit) -> Result:
-    """The API's view of one hit (its fields as :meth:`Hit.to_dict`, plus the item's id, kind and URLs)."""
+    """The API's view of one hit (its fields as :meth:`Hit.to_dict`, plus the item's id, kind and URLs,
+    also of each near-duplicate folded into it)."""
     data: dict[str, Any] = {"start": None, "end": None, **printable(hit.to_dict()), **urls(record.id)}
+    if hit.similar:  # the folded near-duplicates, with what the page needs to show each
+        folded = zip(data["similar"], hit.similar, strict=True)
+        data["similar"] = [{**entry, "id": h.file_id, **urls(h.file_id or 0)} for entry, h in folded]
     return Result(id=record.id, kind=kind_of(record), **data)
 
 

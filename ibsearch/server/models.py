@@ -6,7 +6,7 @@ The query inputs of a request (its JSON fields and its upload fields) are the ro
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import UploadFile
 from pydantic import (
@@ -26,6 +26,8 @@ from ..terms import QUERY_INPUTS, Given, inputs_on
 MAX_TERMS = 32  # terms of one kind in one query
 MAX_TEXT = 10_000  # characters of one text term (the tower reads 77 tokens anyway)
 MAX_K = 1000  # hits per query
+MAX_OFFSET = 10_000  # hits skipped: the pages before this one
+MAX_MOMENTS = 100  # moments of one file
 MAX_ID = 2**63 - 1  # SQLite's largest integer
 WEIGHT_SUFFIX = "_weight"  # the field of an upload's weights: image_weight beside image
 
@@ -63,6 +65,28 @@ class SearchSettings(BaseModel):
     )
     min_duration: float | None = Field(None, description="Only media at least this many seconds long.")
     max_duration: float | None = Field(None, description="Only media at most this many seconds long.")
+    min_relevance: float | Literal["high", "medium", "low"] | None = Field(
+        None,
+        description="Leave out hits below this relevance: a number from 0 to 1 (0.99 lets about 1 in 100 "
+        "unrelated items of each modality through) or a level (high 0.99, medium 0.95, low 0.8).",
+    )
+    keywords: bool = Field(True, description="Text terms also find files by the words of names and texts.")
+    fold: bool = Field(True, description="Near-duplicates of a better hit are folded into it (its similar).")
+    per_file: int = Field(
+        1, ge=1, le=MAX_MOMENTS, description="With segments: up to this many moments of one file."
+    )
+    after: float | Text | None = Field(
+        None, description="Only files taken (else modified) at or after this: Unix seconds or an ISO date."
+    )
+    before: float | Text | None = Field(
+        None, description="Only files taken (else modified) at or before this: Unix seconds or an ISO date."
+    )
+    sort: Literal["relevance", "date"] = Field(
+        "relevance", description="Order of the hits (date: newest first)."
+    )
+    offset: int = Field(
+        0, ge=0, le=MAX_OFFSET, description="Skip this many hits (the next page: offset + k)."
+    )
 
 
 #: What one value of a JSON input field is, by how the input is given, and how it is described.
@@ -133,7 +157,20 @@ class Result(BaseModel):
     id: int = Field(description="The item id (stable for the file while it stays in the library).")
     path: str = Field(description="The file's path (odd bytes of non-UTF-8 names written as \\xNN).")
     path_bytes: str | None = Field(None, description="The name's exact bytes in base64, if not UTF-8.")
-    score: float = Field(description="Cosine similarity to the query.")
+    score: float = Field(description="Cosine similarity to the query (its scale differs between modalities).")
+    relevance: float | None = Field(
+        None,
+        description="The share of the library's items of this modality that score below this hit for the "
+        "query (0 to 1, the same scale for every modality; README 'Relevance').",
+    )
+    level: str | None = Field(None, description="The relevance level reached: high, medium, low (or None).")
+    sources: list[str] = Field(default_factory=list, description="What found it: meaning, keywords or both.")
+    similar: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Near-duplicates folded into this hit, best first: path, score, relevance, start/end of a"
+        " moment, and the item's id, thumbnail and media URLs (empty with fold false).",
+    )
+    taken: str | None = Field(None, description="When it was taken (else modified), ISO 8601.")
     modality: str = Field(description="The modality of the matching vector.")
     kind: str = Field(description="What the file holds: image, video, audio, text, depth, thermal, imu.")
     metadata: dict[str, Any] = Field(description="Media facts: width, height, duration, ...")

@@ -75,6 +75,14 @@ def search_options(request: SearchSettings) -> SearchOptions:
         max_duration=request.max_duration,
         segments=request.segments,
         include_like=request.include_like,
+        min_relevance=request.min_relevance,
+        keywords=request.keywords,
+        fold=request.fold,
+        per_file=request.per_file,
+        after=request.after,
+        before=request.before,
+        sort=request.sort,
+        offset=request.offset,
     )
 
 

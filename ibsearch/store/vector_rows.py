@@ -134,6 +134,30 @@ class VectorRows:
         found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         return found, decode_vectors([r[1] for r in rows], self.owner.dim or 0)
 
+    def id_range(self, modality: str) -> tuple[int, int] | None:
+        """The first and last vector id of ``modality`` (None: it has none), by two index seeks."""
+        first = self._conn.execute(
+            "SELECT id FROM vectors WHERE modality = ? ORDER BY id LIMIT 1", (modality,)
+        )
+        last = self._conn.execute(
+            "SELECT id FROM vectors WHERE modality = ? ORDER BY id DESC LIMIT 1", (modality,)
+        )
+        ends = first.fetchone(), last.fetchone()
+        return None if ends[0] is None or ends[1] is None else (int(ends[0][0]), int(ends[1][0]))
+
+    def sample(self, modality: str, size: int = 2048, runs: int = 8) -> np.ndarray:
+        """About ``size`` vectors ``(n, dim)`` float32 of ``modality``: ``runs`` runs of consecutive ids
+        spread over its id range (index seeks only, so a million vectors cost what a hundred do)."""
+        ends = self.id_range(modality)
+        blobs: dict[int, bytes] = {}
+        for start in np.linspace(*ends, runs).astype(np.int64).tolist() if ends else []:
+            rows = self._conn.execute(
+                "SELECT id, vector FROM vectors WHERE modality = ? AND id >= ? ORDER BY id LIMIT ?",
+                (modality, int(start), max(1, size // runs)),
+            )
+            blobs.update(rows.fetchall())
+        return decode_vectors(list(blobs.values()), self.owner.dim or 0)
+
     def ids(self, modality: str) -> np.ndarray:
         """All vector ids of ``modality``, sorted, as int64."""
         rows = self._conn.execute("SELECT id FROM vectors WHERE modality = ? ORDER BY id", (modality,))
