@@ -104,9 +104,14 @@ def tune(
         tried = Tuning(0, 0.0, k, target, len(queries), 0.0, candidates=per_hit * k)
         if twin is not None:
             twin.tuning = tried
-        nprobe, reached = smallest_nprobe(measure, target, top)
+        at_top = measure(top) if best is not None and best.recall < target else None
+        if at_top is not None and at_top < target:  # still short with every list allowed: no search for
+            nprobe, reached = top, at_top  # the smallest (on vectors IVF cannot split, e.g. uniform ones)
+        else:
+            nprobe, reached = smallest_nprobe(measure, target, top)
         index.nprobe = nprobe
-        latency = single_query_ms(index, queries[:_LATENCY_QUERIES])
+        timed = best is None or reached >= target  # a miss's speed decides nothing
+        latency = single_query_ms(index, queries[:_LATENCY_QUERIES]) if timed else 0.0
         tried = replace(tried, nprobe=nprobe, recall=round(reached, 4), latency_ms=round(latency, 3))
         log.debug("tuning: %d candidates, nprobe %d: recall %.4f, %.2f ms", tried.candidates, nprobe,
                   reached, latency)  # fmt: skip
@@ -121,6 +126,8 @@ def tune(
     index.nprobe = best.nprobe
     if twin is not None:
         twin.tuning = best
+    if not best.latency_ms:  # a miss that beat the first one: its speed, for the record
+        best = replace(best, latency_ms=round(single_query_ms(index, queries[:_LATENCY_QUERIES]), 3))
     return replace(best, seconds=round(time.perf_counter() - started, 2))
 
 
