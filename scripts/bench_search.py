@@ -54,8 +54,9 @@ def parse_args() -> argparse.Namespace:
         help="largest batch timed on FAISS's IDSelector path (its scalar loop is slow)",
     )  # fmt: skip
     ap.add_argument("--kinds", action="store_true", help="exact vs approximate on a library (issue #12)")
-    ap.add_argument("--data", choices=["mixture", "clustered", "uniform"], default="mixture",
-                    help="--kinds: vector distribution (see bench_kinds)")  # fmt: skip
+    ap.add_argument("--data", default="mixture",
+                    help="--kinds: vector distribution(s), comma-separated: mixture, clustered, tight, "
+                    "bursts, modalities, uniform (see bench_search_kinds.Distribution)")  # fmt: skip
     ap.add_argument("--workdir", default="/tmp/ibsearch-bench", help="--kinds: shard and library (kept)")
     ap.add_argument(
         "--exact-below", type=int, default=None, help="--kinds: the auto limit (default: ibsearch's)"

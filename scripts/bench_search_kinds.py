@@ -9,6 +9,11 @@ Steps (each timed; the shard and the library are kept in ``--workdir`` and reuse
      75 % of its norm in the latent directions). Neighbourhoods are continuous, not separate blobs.
    * ``clustered``: the older bench's 1,000 Gaussian centres with noise of the same norm (easy for IVF:
      each vector's neighbours sit in its own blob).
+   * ``tight``: 2,000 random unit centres, noise a third of the centre's norm (hundreds of near-equal
+     members per cluster at 1M, whose top 10 the 4-bit codes cannot tell apart).
+   * ``bursts``: near-duplicate bursts as photo libraries have: 30 % of the vectors in groups of 5-50
+     (a mixture vector plus noise of norm 0.12: within cosine 0.98 of each other), the rest mixture.
+   * ``modalities``: the mixture in four cones apart (as ImageBind's modalities are), 55/25/15/5 %.
    * ``uniform``: uniformly random directions, the worst case for IVF (no structure to partition).
 2. ``ibsearch import`` of the shard into a new library (the index kind forced exact while importing).
 3. Exact: ``reindex --index exact``; then ``reindex --index auto`` for the approximate index.
@@ -17,9 +22,8 @@ Steps (each timed; the shard and the library are kept in ``--workdir`` and reuse
    single-query p50/p95, a batch of 100, a 0.1 % filter and a 50 % filter, and recall@10 against the
    exact top 10 of the held-out queries; then the wall time and RSS of a cold query process.
 
-``--index-only`` skips the library: the approximate index is built and tuned in memory (what the
-library would build), its recall measured on the held-out queries, for distributions whose import is
-not worth the time (uniform).
+``--index-only`` skips the library: the approximate index ``auto`` builds and the kind it built before,
+in memory, side by side on each distribution of ``--data a,b,c`` (``bench_search_ann``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -40,9 +43,7 @@ import faiss
 import numpy as np
 
 from ibsearch.engine import Library
-from ibsearch.index import FaissIndex, IndexPolicy, refine_path
-from ibsearch.index.builder import build_approximate
-from ibsearch.index.policy import approximate_spec
+from ibsearch.index import IndexPolicy, refine_path
 from ibsearch.ingest.commit import PREPROCESS_VERSION
 from ibsearch.search import Searcher
 from ibsearch.shards import ShardRow, ShardWriter
@@ -50,34 +51,72 @@ from ibsearch.shards import ShardRow, ShardWriter
 K = 10
 CHUNK = 50_000
 MODEL = "bench-random"
+#: bursts: the share of vectors in near-duplicate groups, and their noise (norm, against a unit base):
+#: two members of a group lie within cosine 1 / (1 + 0.12 ** 2) = 0.986 of each other.
+BURST_SHARE = 0.3
+BURST_NOISE = 0.12
+#: modalities: four cones (as ImageBind's modalities sit apart: the "modality gap"), each the mixture
+#: moved along its own direction by its gap, in these shares (vision, text, audio, sensors).
+MODALITY_SHARES = np.array([0.55, 0.25, 0.15, 0.05])
+MODALITY_GAP = np.array([0.8, 1.2, 1.0, 1.5])
 
 
 # ------------------------------------------------------------------------------------------- data
 
 
 class Distribution:
-    """Draws unit vectors of one of the ``--data`` distributions (same parameters for every draw)."""
+    """Draws unit vectors of one of the ``--data`` distributions (same parameters for every draw).
 
-    def __init__(self, kind: str, dim: int) -> None:
+    ``n``: the library size the near-duplicate bursts are laid out for (their groups are fixed)."""
+
+    KINDS = ("mixture", "clustered", "tight", "bursts", "modalities", "uniform")
+
+    def __init__(self, kind: str, dim: int, n: int = 1_000_000) -> None:
         self.kind, self.dim = kind, dim
         rng = np.random.default_rng(2026)
-        if kind == "mixture":
-            self.basis = np.linalg.qr(rng.standard_normal((dim, 64)))[0].astype(np.float32).T  # (64, dim)
-            self.centres = rng.standard_normal((200, 64)).astype(np.float32)
-        elif kind == "clustered":
-            centres = rng.standard_normal((1000, dim)).astype(np.float32)
-            self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+        # Every kind but uniform builds on the mixture (bursts and modalities are variations of it).
+        self.basis = np.linalg.qr(rng.standard_normal((dim, 64)))[0].astype(np.float32).T  # (64, dim)
+        self.centres = rng.standard_normal((200, 64)).astype(np.float32)
+        if kind in ("clustered", "tight"):
+            count = 1000 if kind == "clustered" else 2000
+            centres = rng.standard_normal((count, dim)).astype(np.float32)
+            self.blobs = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+        elif kind == "bursts":
+            sizes = rng.integers(5, 51, size=int(BURST_SHARE * n / 27.5))  # groups of 5-50
+            self.bases = self.mixture(rng, len(sizes))
+            self.weights = sizes / sizes.sum()
+        elif kind == "modalities":
+            offsets = rng.standard_normal((len(MODALITY_SHARES), dim)).astype(np.float32)
+            self.offsets = offsets / np.linalg.norm(offsets, axis=1, keepdims=True)
+
+    def mixture(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` vectors of the mixture (not yet normalized)."""
+        z = self.centres[rng.integers(200, size=n)] * 0.7 + rng.standard_normal((n, 64), dtype=np.float32)
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        noise = rng.standard_normal((n, self.dim), dtype=np.float32) * np.float32(0.6 / np.sqrt(self.dim))
+        return z @ self.basis + noise
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         d = self.dim
-        if self.kind == "mixture":
-            z = self.centres[rng.integers(200, size=n)] * 0.7 + rng.standard_normal((n, 64), dtype=np.float32)
-            z /= np.linalg.norm(z, axis=1, keepdims=True)
-            x = z @ self.basis + rng.standard_normal((n, d), dtype=np.float32) * np.float32(0.6 / np.sqrt(d))
-        elif self.kind == "clustered":
-            x = self.centres[rng.integers(1000, size=n)] + rng.standard_normal(
-                (n, d), dtype=np.float32
-            ) / np.float32(np.sqrt(d))
+        if self.kind in ("clustered", "tight"):
+            spread = 1.0 if self.kind == "clustered" else 1 / 3  # noise of the centre's norm, or a third
+            noise = rng.standard_normal((n, d), dtype=np.float32) * np.float32(spread / np.sqrt(d))
+            x = self.blobs[rng.integers(len(self.blobs), size=n)] + noise
+        elif self.kind == "bursts":
+            x = self.mixture(rng, n)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            burst = rng.random(n) < BURST_SHARE
+            group = rng.choice(len(self.bases), size=int(burst.sum()), p=self.weights)
+            base = self.bases[group] / np.linalg.norm(self.bases[group], axis=1, keepdims=True)
+            noise = rng.standard_normal(base.shape, dtype=np.float32) * np.float32(BURST_NOISE / np.sqrt(d))
+            x[burst] = base + noise
+        elif self.kind == "modalities":
+            x = self.mixture(rng, n)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            which = rng.choice(len(MODALITY_SHARES), size=n, p=MODALITY_SHARES)
+            x += self.offsets[which] * np.float32(MODALITY_GAP)[which, None]
+        elif self.kind == "mixture":
+            x = self.mixture(rng, n)
         else:
             x = rng.standard_normal((n, d), dtype=np.float32)
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
@@ -136,8 +175,6 @@ def say(text: str) -> None:
 def bench_kinds(args: argparse.Namespace) -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    dist = Distribution(args.data, args.dim)
-    queries = dist.draw(np.random.default_rng(999), 1000)
     cpu = next(
         (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"
     )
@@ -145,8 +182,12 @@ def bench_kinds(args: argparse.Namespace) -> None:
     say(f"# {cpu}, {os.cpu_count()} CPUs, faiss {faiss.__version__} ({faiss.omp_get_max_threads()} threads), "
         f"numpy {np.__version__}, {platform.python_version()}, load average {load()}")  # fmt: skip
     if args.index_only:
-        index_only(dist, args, queries)
+        from bench_search_ann import index_only
+
+        index_only(args)
         return
+    dist = Distribution(args.data, args.dim, args.n)
+    queries = dist.draw(np.random.default_rng(999), 1000)
     lib_dir, card = build_library(work, dist, args)
     truth: dict[str, np.ndarray] = {}
     rows = []
@@ -286,34 +327,3 @@ def cold_query(lib_dir: Path, card: Path, query: np.ndarray) -> str:
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     wall, peak, file_backed, anon, hits = json.loads(out.strip().splitlines()[-1])
     return f"{wall:.2f} s, {peak:.2f} GB ({file_backed:.2f} file, {anon:.2f} anon), {hits} hits"
-
-
-def index_only(dist: Distribution, args: argparse.Namespace, queries: np.ndarray) -> None:
-    """Build and tune the approximate index ``auto`` would build, in memory; recall on held-out queries."""
-    spec = approximate_spec(args.n, args.dim)
-    exact = FaissIndex(args.dim)
-    for ids, vectors in dist.chunks(args.n):
-        exact.add(ids, vectors)
-    truth = exact.search(queries, K)[1]
-    xb = exact.vectors_view()[1]
-    pick = np.sort(
-        np.random.default_rng(1).choice(args.n, 40 * FaissIndex(args.dim, spec).nlist, replace=False)
-    )
-    started = time.perf_counter()
-    policy = IndexPolicy(max_scan=1.0)
-    index = build_approximate(
-        args.dim, spec, (pick, xb[pick]), dist.chunks(args.n), policy, model_id=None, reason=""
-    )
-    tuning = index.record.tuning
-    assert tuning is not None
-    share = tuning.nprobe / index.nlist
-    built = time.perf_counter() - started
-    say(f"{spec}: built in {built:.0f} s; tuned nprobe {tuning.nprobe} of {index.nlist} "
-        f"({share:.0%} of the lists) for recall {tuning.recall:.3f} on library vectors")  # fmt: skip
-    for nprobe in sorted({max(1, tuning.nprobe // 4), max(1, tuning.nprobe // 2), tuning.nprobe}):
-        found = index.search(queries, K, nprobe=nprobe)[1]
-        times = [best_of(lambda i=i, p=nprobe: index.search(queries[i], K, nprobe=p), 1) for i in range(100)]
-        one = statistics.median(times)
-        say(f"  nprobe {nprobe}: held-out recall@10 {recall(found, truth):.3f}, single query {one:.2f} ms")
-    one_exact = statistics.median(best_of(lambda i=i: exact.search(queries[i], K), 1) for i in range(20))
-    say(f"  exact: single query {one_exact:.2f} ms")

@@ -286,8 +286,8 @@ def recall_of(found: np.ndarray, truth: np.ndarray) -> float:
 def test_the_auto_kind_at_a_million_is_fast_scan_codes_refined_by_scalar_codes():
     from ibsearch.index.policy import approximate_spec
 
-    assert approximate_spec(1_000_000, 1024) == "IVF2048_HNSW32,PQ256x4fs,Refine(SQ8)"
-    assert approximate_spec(200_000, 1024) == "IVF1024,PQ256x4fs,Refine(SQ8)"
+    assert approximate_spec(1_000_000, 1024) == "IVF2048_HNSW32,PQ256x4fs,Refine(SQfp16)"
+    assert approximate_spec(200_000, 1024) == "IVF1024,PQ256x4fs,Refine(SQfp16)"
     assert approximate_spec(200_000, 30) == "IVF1024,SQ8"  # 4-bit codes cannot split 30 dimensions
 
 

@@ -59,7 +59,7 @@ def test_a_save_that_rebuilds_an_index_exact_writes_it_from_the_database_and_hol
         assert "vision" in lib.indexes.rebuilt and lib.indexes.held() == {}  # nothing kept in memory
         meta = FaissIndex.read_meta(lib.indexes.path("vision"))
         assert meta is not None and meta.spec == "Flat" and meta.count == 3000
-        assert meta.record.declined == "IVF64,PQ256x4fs,Refine(SQ8)" and meta.record.built_count == 3000
+        assert meta.record.declined == "IVF64,PQ256x4fs,Refine(SQfp16)" and meta.record.built_count == 3000
         assert "filled with a sample of 2,560 (all 3,000 only do worse)" in meta.record.reason
         index = lib.index("vision")  # loaded from the file, as a reader does
         assert not index.approximate and index.summary() == lib.store.vectors.id_summary("vision")

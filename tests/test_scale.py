@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_json
-from test_transfer import mixture, run, write_shard
+from test_transfer import DIM, mixture, run, write_shard
 
 from ibsearch.engine import Library
 from ibsearch.index import LiveIndex, SearchTuning
@@ -75,18 +75,50 @@ def test_crossing_the_exact_limit_switches_to_an_approximate_index_with_recall_0
     lib_args, vectors = big
     facts = run_json("info", *lib_args)["indexes"]["vision"]
     assert facts["kind"] == "approximate" and facts["spec"].startswith("IVF") and facts["recall"] >= 0.95
-    assert facts["spec"] == "IVF128,PQ256x4fs,Refine(SQ8)"  # fast-scan codes ranked by 8-bit ones
+    assert facts["spec"] == "IVF128,PQ256x4fs,Refine(SQfp16)"  # fast-scan codes ranked by 16-bit ones
     assert (Path(lib_args[1]) / "vision.faiss.refine").is_file()
     assert facts["built"] and "reached the exact limit" in facts["reason"]
     code, out = run("info", *lib_args)
     assert code == 0 and "index     vision" in out and "recall@10" in out and "built" in out
-    queries = mixture(200, seed=99)  # not in the library
+    recall = held_out_recall(lib_args, vectors, mixture(200, seed=99))  # queries not in the library
+    assert recall >= 0.95, recall
+    assert run_json("check", *lib_args)["ok"]
+
+
+def held_out_recall(lib_args: list[str], vectors: np.ndarray, queries: np.ndarray) -> float:
+    """Recall@K of the library's ``Searcher`` (its approximate index) against exact search of
+    ``vectors`` (the library's, in path order) for ``queries``."""
     truth = exact_top(vectors, queries, K)
-    paths = np.array(paths_for(0, N))
+    paths = np.array(paths_for(0, len(vectors)))
     with open_lib(lib_args) as lib, Searcher(lib) as searcher:
         assert isinstance(lib.index("vision"), LiveIndex) and lib.index("vision").approximate
         found = [{h.path for h in searcher.query(vector=q, k=K)} for q in queries]
-    recall = np.mean([len(f & set(paths[t])) / K for f, t in zip(found, truth, strict=True)])
+    return float(np.mean([len(f & set(paths[t])) / K for f, t in zip(found, truth, strict=True)]))
+
+
+def tight_clusters(n: int, seed: int, centres: int = 30) -> np.ndarray:
+    """``n`` unit vectors in tight clusters: a random unit centre plus noise a third of its norm (the
+    same centres for every seed). A cluster's members all lie within a narrow band of scores of a
+    query from it, so its top 10 are told apart by differences far finer than by its cluster."""
+    rng = np.random.default_rng(seed)
+    middle = np.random.default_rng(54321).standard_normal((centres, DIM)).astype(np.float32)
+    middle /= np.linalg.norm(middle, axis=1, keepdims=True)
+    noise = rng.standard_normal((n, DIM)).astype(np.float32) / np.float32(3 * np.sqrt(DIM))
+    x = middle[rng.integers(centres, size=n)] + noise
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_auto_keeps_an_approximate_index_on_tightly_clustered_vectors_at_the_recall_target(
+    lib_args, tmp_path
+):
+    """Clusters of ~200 near-equal members (as bursts of near-duplicate photos): ``auto`` must neither
+    decline its index for exact nor miss the target on held-out queries."""
+    vectors = tight_clusters(N, seed=20)
+    run_json("import", write_shard(tmp_path / "tight.parquet", paths_for(0, N), vectors), *lib_args)
+    assert run_json("reindex", "--exact-below", 4000, *lib_args) == {"vision": N}
+    facts = run_json("info", *lib_args)["indexes"]["vision"]
+    assert facts["kind"] == "approximate" and facts["recall"] >= 0.95, facts
+    recall = held_out_recall(lib_args, vectors, tight_clusters(200, seed=21))
     assert recall >= 0.95, recall
     assert run_json("check", *lib_args)["ok"]
 

@@ -47,7 +47,7 @@ from .persist import (
     same_file,
     write_pair,
 )
-from .refine import RefineCodes, candidates_for, split_spec
+from .refine import RefineCodes, split_spec
 from .results import as_matrix, trim_results
 from .selector import Selector, as_ids, search_gathered
 from .tuning import DEFAULT_TUNING, SearchTuning
@@ -281,7 +281,7 @@ class FaissIndex:
         graph = _faiss.SearchParametersHNSW(efSearch=max(16, 2 * probes)) if self._graph_quantizer() else None
         if self._refine is not None:
             coarse = coarse_lists(self._ivf(), q, probes, graph)  # one coarse search for both indexes
-            _, found = search_lists(self._ivf(), q, min(candidates_for(kk), held), coarse, sel and sel.sel)
+            _, found = search_lists(self._ivf(), q, self._refine.wanted(kk, held), coarse, sel and sel.sel)
             return self._refine.rank(q, found, kk, coarse)
         if sel is None:
             params = _faiss.SearchParametersIVF(nprobe=probes, quantizer_params=graph) if probes else None
@@ -352,7 +352,7 @@ class FaissIndex:
             index = read_index(target, meta, mmap=mmap)
             codes = split_spec(meta.spec)[1]
             refine = None if codes is None else RefineCodes(
-                read_index(refine_path(target), meta, mmap=mmap)
+                read_index(refine_path(target), meta, mmap=mmap), meta.record.tuning
             )  # fmt: skip
         except StaleIndexLoad:
             raise StaleIndexError(f"cannot read index file {target!r}: it is damaged or truncated") from None

@@ -55,6 +55,7 @@ class Tuning:
     queries: int  # how many library vectors were used as queries
     latency_ms: float  # median single-query search time at ``nprobe`` when it was built
     seconds: float = 0.0  # time the tuning took
+    candidates: int = 0  # refined kinds: candidates of k hits ranked by the finer codes (0: 16 per hit)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,19 @@
-"""Second, finer codes of an approximate index's vectors, to rank its candidates (``...,Refine(SQ8)``).
+"""Second, finer codes of an approximate index's vectors, to rank its candidates (``...,Refine(SQfp16)``).
 
 An IVF index with 4-bit product-quantizer codes scanned in SIMD registers (FAISS's fast scan,
 ``PQ256x4fs``: 128 bytes a vector at 1024 dimensions) finds a query's neighbourhood several times faster
 than one with 8-bit scalar codes (1 KB a vector), but it orders what it finds only roughly. So it is asked
-for :func:`candidates_for` candidates, and a second set of codes of every vector ranks those. The spec
-says so in FAISS's own factory syntax: ``IVF2048_HNSW32,PQ256x4fs,Refine(SQ8)``.
+for :func:`candidates_for` candidates (as many as the index was tuned to), and a second set of codes of
+every vector ranks those. The spec says so in FAISS's own factory syntax:
+``IVF2048_HNSW32,PQ256x4fs,Refine(SQfp16)``.
 
 FAISS's ``IndexRefine`` would do this, but it can neither take the store's ids nor remove a vector. The
 second codes are instead a twin IVF index (:class:`RefineCodes`): the same centroids (a copy of the
-quantizer), so every vector sits in the same list in both, and the codes of its residual (``SQ8`` of a
-residual is finer than of the vector itself). Ranking is a search of the twin over the same lists that
-admits only the candidates (an ``IDSelectorBatch``): FAISS scores just those, in C++, reading their codes
-where they lie. The twin is saved beside the index (``<index>.refine``) and memory-mapped for searching.
+quantizer), so every vector sits in the same list in both, and the codes of its residual (``SQ8`` or
+``SQfp16`` of a residual is finer than of the vector itself). Ranking is a search of the twin over the
+same lists that admits only the candidates (an ``IDSelectorBatch``): FAISS scores just those, in C++,
+reading their codes where they lie. The twin is saved beside the index (``<index>.refine``) and
+memory-mapped for searching.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ import numpy as np
 from ..errors import UsageError
 from ..idsets import IdSetSummary, summarize_ids
 from .lists import add_by_nearest_centroid, is_fast_scan, list_ids, search_lists
+from .persist import Tuning
 from .results import Result, trim_results
 
-#: Candidates asked of the fast index for each hit wanted: at 1M x 1024 and nprobe 36, recall@10 of
-#: held-out queries was 0.925 / 0.942 / 0.953 with 64 / 100 / 160 candidates for k = 10 (BENCHMARKS.md).
+#: Candidates asked of the fast index for each hit wanted, unless tuned otherwise: at 1M x 1024 and
+#: nprobe 36, recall@10 of held-out `mixture` queries was 0.925 / 0.942 / 0.953 with 64 / 100 / 160
+#: candidates for k = 10 (BENCHMARKS.md). The tuner may raise it for the k it tunes (:mod:`.tuner`): in a
+#: tight cluster the 4-bit codes order hundreds of near-equal members almost at random, so its true top
+#: 10 lie anywhere among them. Hits beyond that k get this many candidates each.
 CANDIDATES_PER_HIT = 16
 #: At least this many candidates, whatever ``k`` (a k=1 search still ranks a neighbourhood).
 MIN_CANDIDATES = 64
@@ -45,16 +51,28 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return (match["base"].strip(), match["codes"].strip()) if match else (spec, None)
 
 
-def candidates_for(k: int) -> int:
-    """How many candidates the fast index returns for a search of ``k`` hits."""
-    return max(MIN_CANDIDATES, CANDIDATES_PER_HIT * int(k))
+def candidates_for(k: int, tuning: Tuning | None = None) -> int:
+    """How many candidates the fast index returns for a search of ``k`` hits: what ``tuning`` (an
+    index's) chose for its ``k`` (pro rata for fewer hits), :data:`CANDIDATES_PER_HIT` for each hit more."""
+    k = int(k)
+    if tuning is None or not tuning.candidates:
+        return max(MIN_CANDIDATES, CANDIDATES_PER_HIT * k)
+    tuned = tuning.candidates * min(k, tuning.k) // tuning.k
+    return max(MIN_CANDIDATES, tuned + CANDIDATES_PER_HIT * max(0, k - tuning.k))
 
 
 class RefineCodes:
-    """The twin IVF index holding the second codes (a FAISS index; see the module docstring)."""
+    """The twin IVF index holding the second codes (a FAISS index; see the module docstring);
+    ``tuning``: the index's (how many candidates it ranks, :func:`candidates_for`)."""
 
-    def __init__(self, index: Any) -> None:
+    def __init__(self, index: Any, tuning: Tuning | None = None) -> None:
         self._index: Any = index  # as FAISS's factory and reader give it: the owning, downcast object
+        self.tuning = tuning
+
+    def wanted(self, k: int, most: int) -> int:
+        """How many candidates to rank for ``k`` hits (:func:`candidates_for` under :attr:`tuning`) of an
+        index holding ``most`` vectors."""
+        return min(candidates_for(k, self.tuning), most)
 
     @staticmethod
     def make(dim: int, nlist: int, codes: str) -> Any:
