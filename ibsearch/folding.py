@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import UsageError
 from .hits import Hit
+from .index.exact import inner_products
 from .library import LibraryResources
 from .options import SearchOptions
 
@@ -82,7 +83,7 @@ class Folding:
         modality = np.array([h.modality for h in hits])
         files = np.array([-1 if h.file_id is None else h.file_id for h in hits])
         limits = {m: self.closeness.limit(m) for m in set(modality[rows >= 0].tolist())}
-        distance = 1.0 - vectors @ vectors.T  # hits x hits is small: the page and the room kept for folding
+        distance = 1.0 - inner_products(vectors, vectors)  # hits x hits: the page and the room for folding
         leaders: list[int] = []
         folded: dict[int, list[Hit]] = {}
         for n, hit in enumerate(hits):

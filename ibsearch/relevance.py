@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .hits import Hit
+from .index.exact import inner_products
 from .library import LibraryResources
 from .modality import segments_key
 from .options import SearchOptions
@@ -145,7 +146,7 @@ class Calibration:
 
     def scale(self, query: np.ndarray, key: str) -> RelevanceScale:
         """The scale of ``query`` ``(dim,)`` on index ``key``: its scores against the key's sample."""
-        return RelevanceScale.of(self.sample(key) @ query)
+        return RelevanceScale.of(inner_products(self.sample(key), query[None])[0])
 
     def apply(self, query: np.ndarray, hits: list[Hit], opts: SearchOptions) -> list[Hit]:
         """``hits`` (of the search for ``query`` ``(dim,)``) with their relevance set, best first by

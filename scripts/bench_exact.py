@@ -110,6 +110,11 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(args.rounds):  # interleaved: each way meets the same load
         for name, way in ways.items():
+            # The previous way's threads (numpy's OpenBLAS, torch's and FAISS's OpenMP: three pools)
+            # spin for up to ~0.1 s after their last call, taking the cores from this way's: they are let
+            # go to sleep first (a query process runs one way, not three taking turns).
+            time.sleep(0.3)
+            way(queries[0])
             for q in queries:
                 started = time.perf_counter()
                 way(q)

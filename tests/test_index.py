@@ -111,7 +111,7 @@ def test_the_blas_product_path_equals_faiss_exact_search_mapped_or_not_filtered_
     path = tmp_path / "vision.faiss"
     exact.save(path)
     index = FaissIndex.load(path, mmap=mmap)
-    # FAISS's file puts the vectors at an odd offset: mapped, they are scored by threads, not numpy's BLAS
+    # FAISS's file puts the vectors at an odd offset: mapped, they are scored by torch's BLAS, not numpy's
     assert index.vectors_view()[1].flags.aligned is not mmap
     queries = unit(n_queries, seed=9)
     faiss_only = SearchTuning(exact_product_most=0)  # FAISS's own flat search, whatever the batch
@@ -123,7 +123,6 @@ def test_the_blas_product_path_equals_faiss_exact_search_mapped_or_not_filtered_
             assert_same_ranking(got, brute_force(ids, vectors, queries, k, filt))
     # its blocks of rows meet at the right places: a tiny block budget, many blocks
     monkeypatch.setattr(exact_search, "_BLOCK_BYTES", 4 * n_queries * 700)
-    monkeypatch.setattr(exact_search, "_SLICE_ROWS", 33)
     assert_same_hits(index.search(queries, 10), brute_force(ids, vectors, queries, 10))
     assert_same_hits(index.search(queries, 10, allowed), brute_force(ids, vectors, queries, 10, allowed))
 
