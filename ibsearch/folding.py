@@ -83,11 +83,11 @@ class Folding:
         modality = np.array([h.modality for h in hits])
         files = np.array([-1 if h.file_id is None else h.file_id for h in hits])
         limits = {m: self.closeness.limit(m) for m in set(modality[rows >= 0].tolist())}
-        distance = 1.0 - inner_products(vectors, vectors)  # hits x hits: the page and the room for folding
+        near = _near_pairs(inner_products(vectors, vectors), rows, modality, files, limits)
         leaders: list[int] = []
         folded: dict[int, list[Hit]] = {}
-        for n, hit in enumerate(hits):
-            into = self._leader(n, leaders, rows, modality, files, distance, limits)
+        for n, (hit, near_n) in enumerate(zip(hits, near.tolist(), strict=True)):
+            into = next((j for j in leaders if near_n[j]), None)  # the first better hit it is near
             if into is None:
                 leaders.append(n)
             else:
@@ -97,24 +97,21 @@ class Folding:
             for n in leaders
         ]
 
-    @staticmethod
-    def _leader(
-        n: int,
-        leaders: list[int],
-        rows: np.ndarray,
-        modality: np.ndarray,
-        files: np.ndarray,
-        distance: np.ndarray,
-        limits: dict[str, float],
-    ) -> int | None:
-        """The first better hit that hit ``n`` is a near-duplicate of, or None."""
-        if rows[n] < 0 or not leaders:
-            return None
-        better = np.array(leaders)
-        near = (rows[better] >= 0) & (modality[better] == modality[n]) & (files[better] != files[n])
-        near &= distance[rows[n], np.maximum(rows[better], 0)] <= limits[str(modality[n])]
-        first = np.flatnonzero(near)
-        return int(better[first[0]]) if len(first) else None
+
+def _near_pairs(
+    products: np.ndarray, rows: np.ndarray, modality: np.ndarray, files: np.ndarray, limits: dict[str, float]
+) -> np.ndarray:
+    """``near[i, j]``: hit ``i`` is a near-duplicate of hit ``j`` (both with a vector, of one modality,
+    of two files, within the limit of ``i``'s modality); ``products`` are the vectors' inner products,
+    the hits' vectors at ``rows`` (-1: none)."""
+    held = rows >= 0
+    at = np.maximum(rows, 0)
+    limit = np.array([limits[str(m)] if h else -np.inf for m, h in zip(modality, held, strict=True)])
+    near = 1.0 - products[np.ix_(at, at)] <= limit[:, None]
+    near &= held[:, None] & held[None, :]
+    near &= modality[:, None] == modality[None, :]
+    near &= files[:, None] != files[None, :]
+    return near
 
 
 __all__ = ["FOLD_THRESHOLD", "Closeness", "Folding"]
