@@ -8,7 +8,7 @@ memory (memory-mapped or not: no copy), and keeps the best by a partial sort. Th
 BLAS, on every core, over the vectors as they are: in memory, or in a memory-mapped index file, where
 FAISS's format puts them at byte 82, not aligned to 4 bytes (numpy then leaves BLAS for its own slow
 loops; torch takes a view of the mapped pages, no copy). On an Intel Xeon (AVX-512) at 100,000 and
-300,000 vectors it took 1.04x numpy's product over aligned vectors, where FAISS's SIMD inner products
+300,000 vectors it took 1.03-1.08x numpy's product over aligned vectors, where FAISS's SIMD inner products
 over slices of rows, on threads of our own, took 1.2-1.4x and FAISS's flat search 2.4x.
 
 The scores are computed over blocks of rows, so they never take more than :data:`_BLOCK_BYTES`
