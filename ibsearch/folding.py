@@ -24,6 +24,7 @@ from .errors import UsageError
 from .hits import Hit
 from .index.exact import inner_products
 from .library import LibraryResources
+from .modality import segments_key
 from .options import SearchOptions
 
 #: Likeness (a cosine rescaled to the library's spread, see above) from which a file is a near-duplicate.
@@ -73,11 +74,11 @@ class Folding:
 
     def fold_similar(self, hits: list[Hit], opts: SearchOptions) -> list[Hit]:
         """``hits`` (best first) with each one near a better hit of its modality (another file's)
-        folded into the first such hit, with ``opts.fold``; its vector is read with the others in one
-        store call. Hits found by keywords alone (no vector) neither fold nor take others in."""
+        folded into the first such hit, with ``opts.fold``. Hits found by keywords alone (no vector)
+        neither fold nor take others in."""
         if not opts.fold or sum(h.vector_id is not None for h in hits) < 2:
             return hits
-        ids, vectors = self.library.store.vectors.by_id(h.vector_id for h in hits if h.vector_id is not None)
+        ids, vectors = self._vectors(hits, opts)
         row_of = {int(i): n for n, i in enumerate(ids.tolist())}
         rows = np.array([row_of.get(h.vector_id, -1) if h.vector_id is not None else -1 for h in hits])
         modality = np.array([h.modality for h in hits])
@@ -96,6 +97,21 @@ class Folding:
             replace(hits[n], similar=hits[n].similar + tuple(folded[n])) if n in folded else hits[n]
             for n in leaders
         ]
+
+    def _vectors(self, hits: list[Hit], opts: SearchOptions) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of the hits' vectors: from the memory of the exact indexes they came from
+        (no database read: 11 us a vector), the rest (an approximate index's) in one store call."""
+        wanted: dict[str, list[int]] = {}
+        for hit in hits:
+            if hit.vector_id is not None:
+                key = segments_key(hit.modality) if opts.segments else hit.modality
+                wanted.setdefault(key, []).append(hit.vector_id)
+        found = [self.library.index(key).vectors_of(np.array(ids, np.int64)) for key, ids in wanted.items()]
+        held = np.concatenate([f[0] for f in found])
+        rest = set(v for ids in wanted.values() for v in ids) - set(held.tolist())
+        if rest:
+            found.append(self.library.store.vectors.by_id(sorted(rest)))
+        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
 
 def _near_pairs(

@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import UsageError
 from .hits import KEYWORDS, MEANING, Hit, assemble_hits, moments_per_file
+from .index.exact import ScoreSample
 from .library import LibraryResources
 from .modality import TEXT
 from .options import SearchOptions
@@ -151,11 +152,13 @@ class KeywordSearch:
         keys: list[str],
         excluded: set[int],
         depth: int,
+        sampled: dict[str, ScoreSample] | None = None,
     ) -> list[Hit]:
         """``hits`` (best first) with the files whose words match the text terms fused in
         (``opts.keywords``), each hit's ``sources`` saying what found it, and the files a ``-word``
         excludes left out. ``query`` is the query vector, ``keys`` the index keys searched,
-        ``excluded`` vector ids never returned, ``depth`` how many keyword matches are ranked."""
+        ``excluded`` vector ids never returned, ``depth`` how many keyword matches are ranked,
+        ``sampled`` the search's sampled scores for calibration."""
         if not opts.keywords:
             return hits
         asked = KeywordQuery()
@@ -173,7 +176,8 @@ class KeywordSearch:
             return hits
         ranked = store.words.match(expression, depth)
         found = {h.file_id for h in hits}
-        alone = self._found_alone(opts, [f for f, _ in ranked if f not in found], query, keys, excluded)
+        others = [f for f, _ in ranked if f not in found]
+        alone = self._found_alone(opts, others, query, keys, excluded, sampled)
         return fuse_rankings(hits, alone, ranked)
 
     def _found_alone(
@@ -183,6 +187,7 @@ class KeywordSearch:
         query: np.ndarray,
         keys: list[str],
         excluded: set[int],
+        sampled: dict[str, ScoreSample] | None,
     ) -> list[Hit]:
         """Hits of the files found by keywords alone: each file's best vector among ``keys`` that
         passes the search's filters, scored by its cosine with ``query``, its relevance calibrated."""
@@ -206,7 +211,7 @@ class KeywordSearch:
         found = assemble_hits(
             store, sorted(best.values(), reverse=True), None, per_file=moments_per_file(opts)
         )
-        return self.calibration.apply(query, [replace(h, sources=(KEYWORDS,)) for h in found], opts)
+        return self.calibration.apply(query, [h.changed(sources=(KEYWORDS,)) for h in found], opts, sampled)
 
 
 def fuse_rankings(meaning: list[Hit], alone: list[Hit], ranked: list[tuple[int, float]]) -> list[Hit]:
@@ -233,7 +238,7 @@ def fuse_rankings(meaning: list[Hit], alone: list[Hit], ranked: list[tuple[int, 
         extra = by_words(hit)
         if extra is not None:
             score += extra
-            hit = replace(hit, sources=(MEANING, KEYWORDS))
+            hit = hit.changed(sources=(MEANING, KEYWORDS))
         scored.append((score, hit))
     for hit in alone:
         extra = by_words(hit)

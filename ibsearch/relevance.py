@@ -7,29 +7,30 @@ so that hits of several modalities interleave and one threshold means one thing 
 item in a hundred of that modality scores as high. Most of a library is unrelated to any one query, so
 ``min_relevance r`` lets about ``1 - r`` of the unrelated items of each modality through.
 
-**How it is estimated** (chosen by measurement, BENCHMARKS.md "Calibrated relevance"): per query,
-from its scores against a fixed sample of each index's vectors (:data:`SAMPLE_SIZE`, kept in memory
-per index key and drawn again when the index changes). Up to the sample's top :data:`TAIL_SHARE` a
-score's share is read off the sample itself (the empirical distribution); beyond it, where a sample
-has few or no points, from an exponential tail fitted to those top scores (a generalized Pareto of
-shape 0, by its mean excess). The tail also orders the hits that beat every sampled item (true
-matches): by how far beyond the sample they lie, in that modality's own spread. A modality of fewer
-than :data:`EMPIRICAL_FROM` vectors is scored with a normal fitted to them. Because the sample is
-scored with the query vector itself, a weighted mix of inputs is calibrated the same way as a single
-one (nothing depends on which tower made the query).
+**How it is estimated** (chosen by measurement, BENCHMARKS.md "Calibrated relevance"): per query, from its
+scores against a fixed sample of each index's vectors (:data:`SAMPLE_SIZE`, kept in memory per index key and
+drawn again when the index changes). An exact index's search scores every vector anyway: its scores at a fixed
+sample of the rows are taken from that product instead (:class:`~ibsearch.index.exact.ScoreSample`), so only
+an approximate index's sample is scored apart. Up to the sample's top :data:`TAIL_SHARE` a score's share is
+read off the sample itself (the empirical distribution); beyond it, where a sample has few or no points, from
+an exponential tail fitted to those top scores (a generalized Pareto of shape 0, by its mean excess). The tail
+also orders the hits that beat every sampled item (true matches): by how far beyond the sample they lie, in
+that modality's own spread. A modality of fewer than :data:`EMPIRICAL_FROM` vectors is scored with a normal
+fitted to them. Because the sample is scored with the query vector itself, a weighted mix of inputs is
+calibrated the same way as a single one (nothing depends on which tower made the query).
 """
 
 from __future__ import annotations
 
 import math
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .hits import Hit
-from .index.exact import inner_products
+from .index.exact import ScoreSample, hashed_first, inner_products
 from .library import LibraryResources
 from .modality import segments_key
 from .options import SearchOptions
@@ -45,7 +46,6 @@ MIN_SPREAD = 0.01
 #: A score from here up is the query's own vector (``--like`` of a file, a copy of it): nothing can be
 #: more relevant, whatever a small modality's fit says, so its share above is nil.
 SAME_VECTOR = 0.9999
-_MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: a fixed, well-spread order of the ids
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,9 @@ class _Sample:
 
     index: weakref.ref[Any]
     size: int
-    vectors: np.ndarray  # (n, dim) float32
+    vectors: np.ndarray  # (n, dim) float32, in id order
+    ids: np.ndarray  # their ids, in the order of the index's ids
+    rows: np.ndarray  # where they are among the index's ids (sorted): an exact index's rows
 
 
 class Calibration:
@@ -132,34 +134,51 @@ class Calibration:
         """Up to ``sample_size`` vectors ``(n, dim)`` of index ``key``, the same ones while the index
         is unchanged; a changed index (added to, removed from, rebuilt or reloaded) is sampled again,
         and since the sample is the ids first in a fixed hashed order, mostly the same ones."""
+        return self._sample(key).vectors
+
+    def _sample(self, key: str) -> _Sample:
         index = self.library.index(key)
         kept = self._samples.get(key)
         if kept is not None and kept.index() is index and kept.size == index.ntotal:
-            return kept.vectors
+            return kept
         ids = index.ids()
-        if len(ids) > self.sample_size:
-            order = ids.astype(np.uint64) * _MIX  # wraps around: a hash of each id
-            ids = ids[np.argpartition(order, self.sample_size)[: self.sample_size]]
-        _, vectors = self.library.store.vectors.by_id(ids)
-        self._samples[key] = _Sample(weakref.ref(index), index.ntotal, vectors)
-        return vectors
+        at = hashed_first(ids, self.sample_size)
+        found, vectors = self.library.store.vectors.by_id(ids[at])
+        at = at[np.isin(ids[at], found)]  # (a vector removed from the store since: left out)
+        kept = self._samples[key] = _Sample(weakref.ref(index), index.ntotal, vectors, ids[at], at)
+        return kept
 
-    def scale(self, query: np.ndarray, key: str) -> RelevanceScale:
-        """The scale of ``query`` ``(dim,)`` on index ``key``: its scores against the key's sample."""
+    def asking(self, keys: list[str]) -> dict[str, ScoreSample]:
+        """What a search of the indexes ``keys`` fills with the query's scores at each one's sample,
+        where it scores every vector anyway (an exact index), for :meth:`apply`."""
+        return {key: ScoreSample(self._sample(key).ids, self._sample(key).rows) for key in keys}
+
+    def scale(self, query: np.ndarray, key: str, given: ScoreSample | None = None) -> RelevanceScale:
+        """The scale of ``query`` ``(dim,)`` on index ``key``: its scores against a sample of the index,
+        those its search ``given`` when it has them, else against the key's sample of vectors."""
+        if given is not None and given.scores is not None and len(given.scores) == 1:
+            return RelevanceScale.of(given.scores[0])
         return RelevanceScale.of(inner_products(self.sample(key), query[None])[0])
 
-    def apply(self, query: np.ndarray, hits: list[Hit], opts: SearchOptions) -> list[Hit]:
+    def apply(
+        self,
+        query: np.ndarray,
+        hits: list[Hit],
+        opts: SearchOptions,
+        sampled: dict[str, ScoreSample] | None = None,
+    ) -> list[Hit]:
         """``hits`` (of the search for ``query`` ``(dim,)``) with their relevance set, best first by
-        relevance across modalities, those below ``opts.min_relevance`` left out."""
+        relevance across modalities, those below ``opts.min_relevance`` left out; ``sampled`` is what
+        the search filled (:meth:`asking`), if any."""
         ranked: list[tuple[float, int, Hit]] = []
         least = None if opts.min_relevance is None else float(opts.min_relevance)  # validated: a number
         for key, members in _by_key(hits, opts).items():
-            scale = self.scale(query, key)
+            scale = self.scale(query, key, None if sampled is None else sampled.get(key))
             log_above = scale.log_share_above(np.array([hits[i].score for i in members]))
             for i, log_share in zip(members, log_above.tolist(), strict=True):
                 relevance = -math.expm1(log_share)
                 if least is None or relevance >= least:
-                    ranked.append((log_share, i, replace(hits[i], relevance=relevance)))
+                    ranked.append((log_share, i, hits[i].changed(relevance=relevance)))
         ranked.sort(key=lambda item: item[:2])  # the rarest score first; ties keep the search's order
         return [hit for _, _, hit in ranked]
 

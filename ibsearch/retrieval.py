@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import UsageError
 from .hits import assemble_hits, moments_per_file
+from .index.exact import ScoreSample
 from .index.tuning import SearchTuning
 from .library import LibraryResources
 from .modality import INDEX_KEYS, MODALITIES, canonical, segments_key
@@ -67,12 +68,15 @@ class Retrieval:
         opts: SearchOptions,
         excluded: set[int],
         tuning: SearchTuning,
+        samples: dict[str, ScoreSample] | None = None,
     ) -> Found:
         """The best matches of ``query`` in the indexes ``keys``, best first across them, searched as
-        ``tuning`` says."""
+        ``tuning`` says; ``samples`` (by key), when given, receive the query's scores at a sample of
+        the index's vectors where the search scored them all (:class:`~.index.exact.ScoreSample`)."""
         found: Found = []
         for key in keys:
-            found += _IndexSearch(self.library, key, tuning).best(query, opts, excluded)
+            sample = None if samples is None else samples.get(key)
+            found += _IndexSearch(self.library, key, tuning, sample).best(query, opts, excluded)
         found.sort(key=lambda item: -item[0])
         return found
 
@@ -80,8 +84,10 @@ class Retrieval:
 class _IndexSearch:
     """One index's search for one query, as ``tuning`` says."""
 
-    def __init__(self, library: LibraryResources, key: str, tuning: SearchTuning) -> None:
-        self.library, self.key, self.tuning = library, key, tuning
+    def __init__(
+        self, library: LibraryResources, key: str, tuning: SearchTuning, sample: ScoreSample | None = None
+    ) -> None:
+        self.library, self.key, self.tuning, self.sample = library, key, tuning, sample
         self.index = library.index(key)
 
     def best(self, query: np.ndarray, opts: SearchOptions, excluded: set[int]) -> Found:
@@ -135,7 +141,12 @@ class _IndexSearch:
         want = k + len(excluded)
         while True:
             scores, ids = self.index.search(
-                query[None, :], want, allowed_ids=allowed, nprobe=nprobe, tuning=self.tuning
+                query[None, :],
+                want,
+                allowed_ids=allowed,
+                nprobe=nprobe,
+                tuning=self.tuning,
+                sample=self.sample,
             )
             held = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
             found = [(s, i) for s, i in held if i not in excluded]

@@ -139,29 +139,53 @@ class Searcher(Closing):
         keys = self.retrieval.keys(opts)
         query = self.embed(meaning_terms(terms, opts))
         excluded = self.retrieval.excluded(terms, opts)
-        depth = candidate_depth(opts)
-        found = self.retrieval.search(query, keys, replace(opts, k=depth), excluded, self.tuning)
-        hits = assemble_hits(self.library.store, found, None, per_file=moments_per_file(opts))
-        hits = self.calibration.apply(query, hits, opts)
-        hits = self.keywords.fuse(terms, opts, hits, query=query, keys=keys, excluded=excluded, depth=depth)
-        hits = self.folding.fold_similar(hits, opts)
+        depth, held = candidate_depth(opts), sum(self.library.index(key).ntotal for key in keys)
+        for deeper in range(DEEPER_AT_MOST + 1):
+            ranked, hits = self._ranked(terms, opts, query, keys, excluded, depth)
+            short = len(hits) < opts.offset + opts.k <= len(ranked)  # folding took up some of the page
+            if not short or depth >= held or deeper == DEEPER_AT_MOST:
+                break
+            depth *= 4
         hits = sort_hits(hits, opts)
         return hits[opts.offset : opts.offset + opts.k]
+
+    def _ranked(
+        self,
+        terms: list[Term],
+        opts: SearchOptions,
+        query: np.ndarray,
+        keys: list[str],
+        excluded: set[int],
+        depth: int,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """The best ``depth`` candidates of each index, as hits ranked by relevance with keywords fused in,
+        and those hits with near-duplicates folded."""
+        sampled = self.calibration.asking(keys)
+        found = self.retrieval.search(query, keys, replace(opts, k=depth), excluded, self.tuning, sampled)
+        hits = assemble_hits(self.library.store, found, None, per_file=moments_per_file(opts))
+        hits = self.calibration.apply(query, hits, opts, sampled)
+        hits = self.keywords.fuse(
+            terms, opts, hits, query=query, keys=keys, excluded=excluded, depth=depth, sampled=sampled
+        )
+        return hits, self.folding.fold_similar(hits, opts)
 
     def embed(self, terms: list[Term]) -> np.ndarray:
         """The combined, L2-normalized query vector ``(dim,)`` float32 of ``terms``."""
         return self.embedder.embed(terms)
 
 
+#: How many times a search ranks 4 times more candidates when folding leaves its page short (64x).
+DEEPER_AT_MOST = 3
+
+
 def candidate_depth(opts: SearchOptions) -> int:
-    """How many of each index's best vectors a search with ``opts`` ranks: the page asked for and the
-    hits before it, with room for the hits that folding takes up (with segments, retrieval counts the
-    moments that one file gives, adjacent ones merged, as assembly will; sorted by date,
-    :data:`~ibsearch.dates.DATE_DEPTH` at least)."""
-    depth = opts.k + opts.offset
-    if opts.fold:
-        depth *= 2
-    return search_depth(opts, depth)
+    """How many of each index's best vectors a search with ``opts`` ranks first: the page asked for and
+    the hits before it (with segments, retrieval counts the moments that one file gives, adjacent ones
+    merged, as assembly will; sorted by date, :data:`~ibsearch.dates.DATE_DEPTH` at least). When
+    folding leaves fewer hits than that, the search ranks 4 times as many, up to
+    :data:`DEEPER_AT_MOST` times: ranking twice as many every time cost a 100,000-item search 1.8 ms
+    (BENCHMARKS.md "The added cost of ranking"), for a page that near-duplicates rarely empty."""
+    return search_depth(opts, opts.k + opts.offset)
 
 
-__all__ = ["Hit", "SearchOptions", "Searcher", "candidate_depth"]
+__all__ = ["DEEPER_AT_MOST", "Hit", "SearchOptions", "Searcher", "candidate_depth"]

@@ -221,3 +221,22 @@ def test_the_threshold_means_the_same_at_imagebinds_spread(lib_args, tmp_path):
         ["/elsewhere/0000.jpg", "/elsewhere/burst.jpg", "/elsewhere/reencode.jpg"]
     ]
     assert groups[0]["bytes"] == sizes[0] + sizes[300] + sizes[301] and not groups[0]["copies"]
+
+
+def test_a_burst_larger_than_the_page_folds_into_one_hit_and_the_page_is_still_full(lib_args, tmp_path):
+    """Folding takes up hits of the page: the search ranks more candidates until the page is full."""
+    rng = np.random.default_rng(8)
+    vectors = imagebind_like(300, rng)
+    burst = np.stack([at_cosine(vectors[0], 0.99, rng) for _ in range(30)])
+    paths = [f"/others/{i:04d}.jpg" for i in range(300)] + [f"/burst/{i:02d}.jpg" for i in range(30)]
+    write_shard(tmp_path / "s.parquet", paths, np.concatenate([vectors, burst]))
+    run_json("import", tmp_path / "s.parquet", *lib_args)
+    with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
+        hits = Searcher(lib).query(vector=vectors[0], k=5)
+        unfolded = Searcher(lib).query(vector=vectors[0], k=5, fold=False)
+    assert len(hits) == 5 and hits[0].path == paths[0]
+    assert sorted(h.path for h in hits[0].similar) == paths[300:]
+    assert not any(h.path.startswith("/burst/") for h in hits[1:])
+    assert [h.path for h in unfolded][0] == paths[0] and all(
+        h.path.startswith("/burst/") for h in unfolded[1:]
+    )

@@ -13,6 +13,7 @@ from ibsearch.errors import LibraryError, UsageError
 from ibsearch.index import (
     BLAS_THRESHOLD,
     FaissIndex,
+    LiveIndex,
     SearchTuning,
     StaleIndexError,
     TorchExactIndex,
@@ -125,6 +126,41 @@ def test_the_blas_product_path_equals_faiss_exact_search_mapped_or_not_filtered_
     monkeypatch.setattr(exact_search, "_BLOCK_BYTES", 4 * n_queries * 700)
     assert_same_hits(index.search(queries, 10), brute_force(ids, vectors, queries, 10))
     assert_same_hits(index.search(queries, 10, allowed), brute_force(ids, vectors, queries, 10, allowed))
+
+
+def test_an_exact_search_hands_back_its_scores_at_a_sample_of_rows_only_where_the_rows_hold_the_sample(
+    data, exact, monkeypatch
+):
+    ids, vectors, queries = data
+    rows = np.sort(np.random.default_rng(6).choice(len(ids), 700, replace=False))
+    monkeypatch.setattr(exact_search, "_BLOCK_BYTES", 4 * 900)  # a sample spread over many blocks
+    for filt in (None, ids[::3]):  # a filter leaves the sample's scores whole
+        sample = exact_search.ScoreSample(ids[rows], rows)
+        assert_same_hits(
+            exact.search(queries[0], 10, filt, sample=sample),
+            brute_force(ids, vectors, queries[:1], 10, filt),
+        )
+        assert sample.scores is not None
+        np.testing.assert_allclose(sample.scores, queries[:1] @ vectors[rows].T, atol=1e-5)
+    ScoreSample = exact_search.ScoreSample
+    for elsewhere in (ScoreSample(ids[rows] + 1, rows), ScoreSample(ids[:2], np.array([0, len(ids)]))):
+        exact.search(queries[0], 10, sample=elsewhere)
+        assert elsewhere.scores is None  # ids that are not at those rows: nothing is made up
+
+
+def test_an_index_reads_the_vectors_it_holds_as_they_are_from_its_own_memory(data, exact):
+    ids, vectors, _ = data
+    live = LiveIndex(exact)
+    wanted = np.array([ids[5], 3, ids[0], ids[2999], ids[7]])  # 3 is not held
+    got, found = live.vectors_of(wanted)
+    np.testing.assert_array_equal(got, wanted[[0, 2, 3, 4]])
+    np.testing.assert_array_equal(found, vectors[[5, 0, 2999, 7]])
+    live.remove(ids[:6])  # rows move: the index's own order of ids is found again
+    live.add(np.array([10**6]), vectors[:1])
+    got, found = live.vectors_of(wanted)
+    np.testing.assert_array_equal(got, wanted[[3, 4]])
+    np.testing.assert_array_equal(found, vectors[[2999, 7]])
+    np.testing.assert_array_equal(live.vectors_of(np.array([10**6]))[1], vectors[:1])
 
 
 def test_a_sparse_filter_over_huge_ids_uses_a_hash_selector_and_stays_exact():

@@ -17,8 +17,10 @@ import pytest
 from conftest import run_json
 
 from ibsearch.engine import Library
+from ibsearch.hits import assemble_hits
 from ibsearch.ingest.commit import PREPROCESS_VERSION
-from ibsearch.relevance import RelevanceScale
+from ibsearch.options import SearchOptions
+from ibsearch.relevance import Calibration, RelevanceScale
 from ibsearch.search import Searcher
 from ibsearch.shards import ShardRow, ShardWriter
 
@@ -111,6 +113,29 @@ def test_a_picture_that_truly_matches_comes_before_notes_that_merely_share_the_t
     relevances = [h.relevance for h in hits]
     assert all(r is not None for r in relevances) and relevances == sorted(relevances, reverse=True)
     assert len({h.modality for h in hits}) > 2  # the others interleave across modalities, not only notes
+
+
+def test_an_exact_index_s_sampled_scores_come_from_its_search_and_give_the_same_relevance(scaled_library):
+    """The search of an exact index hands calibration its scores at the sampled vectors (no second
+    product over them): the same relevance as scoring the sample apart."""
+    lib_args, query = scaled_library["lib_args"], scaled_library["query"]
+    with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
+        searcher = Searcher(lib)
+        calibration = Calibration(lib, sample_size=500)  # fewer than each index holds: a true sample
+        opts = SearchOptions(k=40)
+        keys = searcher.retrieval.keys(opts)
+        sampled = calibration.asking(keys)
+        found = searcher.retrieval.search(query, keys, opts, set(), searcher.tuning, sampled)
+        for key in keys:
+            given = sampled[key]
+            assert lib.index(key).spec == "Flat" and given.scores is not None and len(given.ids) == 500
+            _, vectors = lib.store.vectors.by_id(given.ids)
+            np.testing.assert_allclose(np.sort(given.scores[0]), np.sort(vectors @ query), atol=1e-5)
+        hits = assemble_hits(lib.store, found, None, per_file=0)
+        from_search = calibration.apply(query, hits, opts, sampled)
+        apart = calibration.apply(query, hits, opts)
+    assert [h.path for h in from_search] == [h.path for h in apart] and len(apart) == 40 * len(keys)
+    np.testing.assert_allclose([h.relevance for h in from_search], [h.relevance for h in apart], rtol=1e-5)
 
 
 def _queries() -> list[tuple[str, np.ndarray]]:

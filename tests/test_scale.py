@@ -159,6 +159,9 @@ def test_a_memory_mapped_index_follows_a_database_it_was_not_saved_with(big):
         index = lib.index("vision")
         assert index.read_only and index.delta is not None and len(index.tombstones) == 50
         assert index.summary() == lib.store.vectors.id_summary("vision")
+        got, found = index.vectors_of(np.array([*added, index.base.ids()[0]], dtype=np.int64))
+        np.testing.assert_array_equal(got, added)  # the approximate file holds codes: left to the store
+        np.testing.assert_array_equal(found, extra)
         for i, v in enumerate(extra):
             hit = searcher.query(vector=v, k=1)[0]
             assert hit.path == f"/late/{i}.jpg" and added[i] in index.delta.ids()

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import LibraryError, UsageError
 from ..idsets import IdSetSummary, summarize_ids
-from .exact import product_search
+from .exact import ScoreSample, product_search
 from .lists import (
     add_by_nearest_centroid,
     clear_block_tails,
@@ -247,6 +247,7 @@ class FaissIndex:
         *,
         nprobe: int | None = None,
         tuning: SearchTuning = DEFAULT_TUNING,
+        sample: ScoreSample | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by inner product for each query.
 
@@ -258,7 +259,8 @@ class FaissIndex:
         they hold id -1 and score -inf. ``nprobe`` overrides :attr:`nprobe` for this search (IVF only);
         ``tuning`` chooses how an exact search is run (a few queries: a BLAS product, :mod:`.exact`).
         Both reach FAISS as this search's own ``SearchParameters``: no FAISS setting that another search
-        would see is changed.
+        would see is changed. ``sample`` receives the queries' scores at a sample of the rows where the
+        search scores every row itself (:class:`~.exact.ScoreSample`).
         """
         q = as_matrix(queries, self.dim, "queries")
         if k < 1:
@@ -270,7 +272,7 @@ class FaissIndex:
         if kk == 0 or nq == 0:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
         if self.spec == EXACT and nq <= tuning.exact_product_most:  # numpy's BLAS, every core (.exact)
-            return product_search(*self.vectors_view(), q, kk, None if sel is None else sel.ids)
+            return product_search(*self.vectors_view(), q, kk, None if sel is None else sel.ids, sample)
         probes = min(int(nprobe or self.nprobe), self.nlist) if self.approximate else 0
         if probes:  # fewer queries than threads: the threads share each query's lists instead (but a
             # fast-scan search of one query was faster on one thread, BENCHMARKS.md). FAISS 1.15 takes

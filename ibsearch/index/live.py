@@ -28,6 +28,7 @@ import numpy as np
 from ..devices import cuda_available
 from ..errors import UsageError
 from ..idsets import IdSetSummary, summarize_ids
+from .exact import RowsById, ScoreSample
 from .faiss_index import FaissIndex
 from .persist import BuildRecord, IndexMeta
 from .policy import DEFAULT_FULL_SCAN_BELOW
@@ -79,6 +80,7 @@ class LiveIndex:
         self.tombstones: np.ndarray = _EMPTY  # sorted ids the index holds that were removed since
         self._device = device  # None: FAISS on the CPU; "auto"/"cuda"/"cpu": torch (or faiss-gpu)
         self._mirror: Any = None  # the index on the search device, made on first use
+        self._rows = (RowsById(), RowsById())  # where the ids of the base and of the delta lie
 
     # ------------------------------------------------------------------ what it is (its base's)
 
@@ -125,6 +127,18 @@ class LiveIndex:
         if len(self.tombstones):
             held = held[~np.isin(held, self.tombstones)]
         return held if self.delta is None else np.concatenate([held, self.delta.ids()])
+
+    def vectors_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors (n, dim))`` of those of ``ids`` (int64) whose vectors the index holds as they
+        are (an exact index's rows; the delta's), read from its memory: no database read. The rows of an
+        approximate index are codes, not vectors: its ids are left out (read them from the store)."""
+        parts = [(self.base, self._rows[0])] if not self.base.approximate else []
+        if self.delta is not None:
+            parts.append((self.delta, self._rows[1]))
+        found = [rows.vectors(*part.vectors_view(), ids, part.record) for part, rows in parts]
+        if not found:
+            return ids[:0], np.zeros((0, self.dim), np.float32)
+        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def summary(self) -> IdSetSummary:
         """Count, max id and checksum of the ids it holds now (compare with ``Store.id_summary``)."""
@@ -185,9 +199,11 @@ class LiveIndex:
         *,
         nprobe: int | None = None,
         tuning: SearchTuning | None = None,
+        sample: ScoreSample | None = None,
     ) -> Result:
         """As :meth:`FaissIndex.search`, over what the database holds now (delta and tombstones
-        included); hits of quantized codes rescored with their stored vectors."""
+        included); hits of quantized codes rescored with their stored vectors. ``sample`` is filled
+        only while the index is its file alone (its rows are then what the database holds)."""
         tuning = tuning or DEFAULT_TUNING
         allowed = None if allowed_ids is None else sorted_distinct(as_ids(allowed_ids))
         if allowed is not None and len(self.tombstones):
@@ -198,7 +214,7 @@ class LiveIndex:
         if self.approximate and allowed is not None and len(allowed):
             share = len(allowed) / max(self.ntotal, 1)  # probe more lists to meet as many allowed vectors
             nprobe = math.ceil((nprobe or self.nprobe) / min(share, 1.0))
-        result = self._search_parts(queries, k, allowed, nprobe, tuning)
+        result = self._search_parts(queries, k, allowed, nprobe, tuning, None if self.pending else sample)
         if self.approximate and allowed is not None and self.fetch is not None:
             if (result[1] >= 0).sum(axis=1).min(initial=k) < min(k, len(allowed)):
                 return self._full_scan(queries, k, allowed)  # the filter's vectors lie in unprobed lists
@@ -220,12 +236,18 @@ class LiveIndex:
         )
 
     def _search_parts(
-        self, queries: Any, k: int, allowed: np.ndarray | None, nprobe: int | None, tuning: SearchTuning
+        self,
+        queries: Any,
+        k: int,
+        allowed: np.ndarray | None,
+        nprobe: int | None,
+        tuning: SearchTuning,
+        sample: ScoreSample | None = None,
     ) -> Result:
         if len(self.tombstones) > _TOMBSTONES_BY_WIDTH and allowed is None:
             allowed = self.ids()  # many removals since the save: a filter of the living ids instead
         widen = len(self.tombstones) if allowed is None else 0
-        main = self._search_main(queries, k + widen, allowed, nprobe, tuning)
+        main = self._search_main(queries, k + widen, allowed, nprobe, tuning, sample)
         if not len(self.tombstones) and self.delta is None:
             return main
         scores, ids = main
@@ -237,12 +259,18 @@ class LiveIndex:
         return best_k(scores, ids, k)
 
     def _search_main(
-        self, queries: Any, k: int, allowed: np.ndarray | None, nprobe: int | None, tuning: SearchTuning
+        self,
+        queries: Any,
+        k: int,
+        allowed: np.ndarray | None,
+        nprobe: int | None,
+        tuning: SearchTuning,
+        sample: ScoreSample | None,
     ) -> Result:
         mirror = self._device_index()
         if mirror is None or (allowed is not None and not isinstance(mirror, TorchExactIndex)):
             # (faiss-gpu takes no selector: a filtered search of an IVF index runs on the CPU)
-            return self.base.search(queries, k, allowed, nprobe=nprobe, tuning=tuning)
+            return self.base.search(queries, k, allowed, nprobe=nprobe, tuning=tuning, sample=sample)
         if isinstance(mirror, TorchExactIndex):
             return mirror.search(queries, k, allowed)
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32).reshape(-1, self.dim))

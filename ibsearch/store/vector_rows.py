@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -196,7 +195,7 @@ class VectorRows:
             " LEFT JOIN passages p ON p.vector_id = v.id WHERE v.id IN (SELECT value FROM json_each(?))",
             (wanted,),
         )
-        return {r[0]: replace(_vector_row(r), passage=_passage(r[10:])) for r in rows}
+        return {r[0]: _vector_row(r, _passage(r[10:])) for r in rows}
 
     def select_ids(
         self,
@@ -357,9 +356,11 @@ def _passage(r: Sequence[Any]) -> PassageSpan | None:
     return None if r[0] is None else PassageSpan(int(r[0]), int(r[1]), str(r[2]), r[3])
 
 
-def _vector_row(r: Sequence[Any]) -> VectorRow:
+def _vector_row(r: Sequence[Any], passage: PassageSpan | None = None) -> VectorRow:
     """A :class:`VectorRow` from the first ten columns selected by :meth:`VectorRows.rows`."""
-    return VectorRow(r[0], r[1], key_to_path(r[2]), r[3], load_info(r[4]), r[5], r[6], r[7], r[8], r[9])
+    return VectorRow(
+        r[0], r[1], key_to_path(r[2]), r[3], load_info(r[4]), r[5], r[6], r[7], r[8], r[9], passage
+    )
 
 
 guard_methods(VectorRows)
