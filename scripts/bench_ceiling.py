@@ -10,13 +10,14 @@ precision (``--precisions fp32,int8``), in one process with one loaded model:
 * **decode only**: ``preprocess.load`` of each picture in this process (what the model waits for
   unless decoding overlaps it).
 
-The two are interleaved batch by batch (a folder of ``--batch`` pictures is ingested right after the
-tower-only run of the same pictures), so the load of a shared machine weighs on both alike. Printed:
-images/s of each, end-to-end / tower-only (target >= 90 %), and the decode share. ``--audio N`` adds
-the audio tower end to end on N generated 8 s WAVs (files/s; no tower-only column).
+The two are interleaved folder by folder (a folder of ``--per-folder`` pictures, default ``--batch``, is
+ingested right after the tower-only run of the same pictures in batches of ``--batch``), so the load
+of a shared machine weighs on both alike. Printed: images/s of each, end-to-end / tower-only (target >= 90 %),
+and the decode share. ``--audio N`` adds the audio tower end to end on N generated 8 s WAVs
+(files/s; no tower-only column).
 
-Usage:  .venv/bin/python scripts/bench_ceiling.py [--images 16] [--batch 4] [--precisions fp32,int8]
-        [--device cpu|cuda] [--jpegs DIR] [--work DIR] [--json-out FILE]
+Usage:  .venv/bin/python scripts/bench_ceiling.py [--images 16] [--batch 4] [--per-folder 0]
+        [--precisions fp32,int8] [--device cpu|cuda] [--jpegs DIR] [--work DIR] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def make_card(work: Path, modalities: list[str], config: str = "imagebind_huge")
 
 
 def batch_folders(work: Path, jpegs: list[Path], batch: int) -> list[list[Path]]:
-    """The pictures copied into one folder per batch (distinct names: a copy would reuse vectors)."""
+    """The pictures copied into folders of ``batch`` (distinct names: a copy would reuse vectors)."""
     folders = []
     for start in range(0, len(jpegs), batch):
         folder = work / "pictures" / f"batch{start // batch:03d}"
@@ -106,7 +107,8 @@ def ceiling_row(args: argparse.Namespace, card: Path, folders: list[list[Path]],
             pictures = torch.stack([preprocess.load("vision", str(p)) for p in files])
             decode_s += time.perf_counter() - start
             start = time.perf_counter()
-            encoder.encode("vision", pictures)
+            for first in range(0, len(pictures), args.batch):  # the batches an ingest of the folder makes
+                encoder.encode("vision", pictures[first : first + args.batch])
             tower_s += time.perf_counter() - start
             start = time.perf_counter()
             summary = lib.ingest([str(files[0].parent)], batch_size=args.batch)
@@ -173,7 +175,10 @@ def say(message: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=16, help="pictures per precision")
-    ap.add_argument("--batch", type=int, default=4, help="pictures per model call and per ingested folder")
+    ap.add_argument("--batch", type=int, default=4, help="pictures per model call")
+    ap.add_argument(
+        "--per-folder", type=int, default=0, help="pictures per ingested folder (default: --batch)"
+    )
     ap.add_argument("--precisions", default="fp32,int8", help="comma-separated, e.g. fp32,int8 or bf16,fp32")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--audio", type=int, default=0, help="also ingest this many WAVs with the audio tower")
@@ -187,7 +192,7 @@ def main() -> None:
     import torch
 
     jpegs = real_jpegs(args.work, args.jpegs, args.images)
-    folders = batch_folders(args.work, jpegs, args.batch)
+    folders = batch_folders(args.work, jpegs, args.per_folder or args.batch)
     card = make_card(args.work / "models", ["vision"], args.config)
     with open("/proc/cpuinfo", encoding="utf-8") as fh:
         cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "?")
