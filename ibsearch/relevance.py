@@ -112,13 +112,13 @@ def _log_normal_above(x: np.ndarray, mean: float, spread: float) -> np.ndarray:
 
 @dataclass
 class _Sample:
-    """The sampled vectors of one index key, and the state of the index they were drawn from."""
+    """The sample of one index key, and the state of the index it was drawn from."""
 
     index: weakref.ref[Any]
     size: int
-    vectors: np.ndarray  # (n, dim) float32, in id order
-    ids: np.ndarray  # their ids, in the order of the index's ids
+    ids: np.ndarray  # the sampled ids, in the order of the index's ids
     rows: np.ndarray  # where they are among the index's ids (sorted): an exact index's rows
+    vectors: np.ndarray | None = None  # (n, dim) float32, read when first needed
 
 
 class Calibration:
@@ -134,7 +134,16 @@ class Calibration:
         """Up to ``sample_size`` vectors ``(n, dim)`` of index ``key``, the same ones while the index
         is unchanged; a changed index (added to, removed from, rebuilt or reloaded) is sampled again,
         and since the sample is the ids first in a fixed hashed order, mostly the same ones."""
-        return self._sample(key).vectors
+        kept = self._sample(key)
+        if kept.vectors is None:  # read when first scored apart: an exact index's search never needs them
+            index = self.library.index(key)
+            found, vectors = index.vectors_of(kept.ids)  # from its memory, where it holds them as they are
+            rest = np.setdiff1d(kept.ids, found)
+            if len(rest):  # (an approximate index holds codes; a vector gone from the store is left out)
+                found, more = self.library.store.vectors.by_id(rest)
+                vectors = np.concatenate([vectors, more])
+            kept.vectors = vectors
+        return kept.vectors
 
     def _sample(self, key: str) -> _Sample:
         index = self.library.index(key)
@@ -143,9 +152,7 @@ class Calibration:
             return kept
         ids = index.ids()
         at = hashed_first(ids, self.sample_size)
-        found, vectors = self.library.store.vectors.by_id(ids[at])
-        at = at[np.isin(ids[at], found)]  # (a vector removed from the store since: left out)
-        kept = self._samples[key] = _Sample(weakref.ref(index), index.ntotal, vectors, ids[at], at)
+        kept = self._samples[key] = _Sample(weakref.ref(index), index.ntotal, ids[at], at)
         return kept
 
     def asking(self, keys: list[str]) -> dict[str, ScoreSample]:

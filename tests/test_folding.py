@@ -234,9 +234,11 @@ def test_a_burst_larger_than_the_page_folds_into_one_hit_and_the_page_is_still_f
     with Library.open(lib_args[1], model=lib_args[3], device="cpu") as lib:
         hits = Searcher(lib).query(vector=vectors[0], k=5)
         unfolded = Searcher(lib).query(vector=vectors[0], k=5, fold=False)
+        later = Searcher(lib).query(vector=vectors[0], k=5, offset=5)
     assert len(hits) == 5 and hits[0].path == paths[0]
     assert sorted(h.path for h in hits[0].similar) == paths[300:]
-    assert not any(h.path.startswith("/burst/") for h in hits[1:])
+    assert not any(h.path.startswith("/burst/") for h in hits[1:] + later)  # nor listed again on page 2
+    assert not {h.path for h in hits} & {h.path for h in later}
     assert [h.path for h in unfolded][0] == paths[0] and all(
         h.path.startswith("/burst/") for h in unfolded[1:]
     )
