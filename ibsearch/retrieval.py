@@ -132,7 +132,12 @@ class _IndexSearch:
             passing |= set(store.vectors.select_ids(self.key, among=among, **filters).tolist())
             looked = upto
             kept = [(s, i) for s, i in found[:upto] if i in passing]
-            if len(assemble_hits(store, kept, None, moments_per_file(opts))) >= opts.k:
+            if not moments_per_file(opts) and len(kept) >= opts.k:
+                return kept[: opts.k]  # whole files: the best k that pass (no more to assemble)
+            if (
+                moments_per_file(opts)
+                and len(assemble_hits(store, kept, None, moments_per_file(opts))) >= opts.k
+            ):
                 return kept
         return None
 
