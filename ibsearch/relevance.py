@@ -158,7 +158,8 @@ class Calibration:
     def asking(self, keys: list[str]) -> dict[str, ScoreSample]:
         """What a search of the indexes ``keys`` fills with the query's scores at each one's sample,
         where it scores every vector anyway (an exact index), for :meth:`apply`."""
-        return {key: ScoreSample(self._sample(key).ids, self._sample(key).rows) for key in keys}
+        drawn = {key: self._sample(key) for key in keys}
+        return {key: ScoreSample(sample.ids, sample.rows) for key, sample in drawn.items()}
 
     def scale(self, query: np.ndarray, key: str, given: ScoreSample | None = None) -> RelevanceScale:
         """The scale of ``query`` ``(dim,)`` on index ``key``: its scores against a sample of the index,

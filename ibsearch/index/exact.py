@@ -7,13 +7,14 @@ search of up to :data:`~.tuning.EXACT_PRODUCT_MOST` queries scores every row its
 memory (memory-mapped or not: no copy), and keeps the best by a partial sort. The product is torch's
 BLAS, on every core, over the vectors as they are: in memory, or in a memory-mapped index file, where
 FAISS's format puts them at byte 82, not aligned to 4 bytes (numpy then leaves BLAS for its own slow
-loops; torch takes a view of the mapped pages, no copy). On an Intel Xeon (AVX-512) at 100,000 and
-300,000 vectors it took 1.03-1.08x numpy's product over aligned vectors, where FAISS's SIMD inner products
-over slices of rows, on threads of our own, took 1.2-1.4x and FAISS's flat search 2.4x.
+loops; torch takes a view of the mapped pages, no copy). On an Intel Xeon (AVX-512) it took 0.99-1.07x
+the time of numpy's product and partial sort over aligned vectors at 100,000 and 300,000 vectors and
+1.13-1.14x at 10,000, where FAISS's SIMD inner products over slices of rows, on threads of our own, took
+1.2-1.4x and FAISS's flat search 2.3-2.5x.
 
-The same product scores the index's own vectors for calibrated relevance (:class:`ScoreSample`): the
-query's scores at a fixed random sample of the rows, kept as they pass, where scoring a sample of
-vectors apart would read 8 MB more per index and query (0.46 ms of a 100,000-vector search's 18 ms).
+The same product scores calibrated relevance's sample of the index (:class:`ScoreSample`): the query's
+scores at the sampled vectors' rows, kept as they pass, where scoring those vectors apart would read 8 MB
+more per index and query (0.46 ms of a 100,000-vector search's 18 ms).
 
 The scores are computed over blocks of rows, so they never take more than :data:`_BLOCK_BYTES`
 whatever the library's size. A filter is a mask over the rows (allowed ids looked up in a bitmap),
