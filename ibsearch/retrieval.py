@@ -123,21 +123,17 @@ class _IndexSearch:
         # An exact search ranks every vector whatever the depth: its candidates are read once, as deep
         # as a second look may need (a narrower filter), and looked up a stretch at a time.
         deep = want if self.index.approximate else want * self.tuning.post_filter_deeper
-        found = self._top(
-            query, deep, None, per_file=moments_per_file(opts), excluded=excluded, nprobe=nprobe
-        )
+        per_file = moments_per_file(opts)
+        found = self._top(query, deep, None, per_file=per_file, excluded=excluded, nprobe=nprobe)
         store, passing, looked = self.library.store, set[int](), 0
         for upto in dict.fromkeys((want, deep)):
             among = np.array([i for _, i in found[looked:upto]], dtype=np.int64)
             passing |= set(store.vectors.select_ids(self.key, among=among, **filters).tolist())
             looked = upto
             kept = [(s, i) for s, i in found[:upto] if i in passing]
-            if not moments_per_file(opts) and len(kept) >= opts.k:
+            if not per_file and len(kept) >= opts.k:
                 return kept[: opts.k]  # whole files: the best k that pass (no more to assemble)
-            if (
-                moments_per_file(opts)
-                and len(assemble_hits(store, kept, None, moments_per_file(opts))) >= opts.k
-            ):
+            if per_file and len(assemble_hits(store, kept, None, per_file)) >= opts.k:
                 return kept
         return None
 
