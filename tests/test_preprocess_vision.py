@@ -61,6 +61,20 @@ def test_exif_orientation_is_applied_unlike_the_reference(reference: dict[str, n
     assert np.abs(got.numpy() - reference[path.name]).max() > 0.5
 
 
+def test_a_caller_s_own_picture_is_turned_and_read_without_being_changed() -> None:
+    # A picture opened here is turned in place and not copied; one the caller hands over is
+    # left exactly as it was, and both give the same tensor.
+    path = DATA / "images" / "exif_orient6_320x240.jpg"
+    given = Image.open(path)
+    given.load()
+    before = (given.size, given.mode, given.tobytes(), given.getexif().get(0x0112))
+    assert before[0] == (320, 240) and before[3] == 6  # stored sideways, turned by its EXIF
+    assert torch.equal(preprocess.load_vision(given), preprocess.load("vision", path))
+    assert (given.size, given.mode, given.tobytes(), given.getexif().get(0x0112)) == before
+    rgb = Image.open(DATA / "images" / "photo_640x480.jpg").convert("RGB")
+    assert images.load_image(rgb) is not rgb  # the caller's image is never handed back to be changed
+
+
 def test_16_bit_grey_is_scaled_not_clipped_to_white(reference: dict[str, np.ndarray]) -> None:
     path = DATA / "images" / "gray16_256x200.png"
     sixteen = np.asarray(Image.open(path))

@@ -78,12 +78,18 @@ def load_image(src: ImageSource, *, name: str | None = None) -> Image.Image:
         img.load()
     except Exception as exc:  # Pillow plugins raise many types for damaged data
         raise MediaError(name, f"image data is truncated or corrupt ({exc})") from exc
+    # A picture opened here is turned in place and kept when already RGB: each copy of a
+    # full-size photo costs milliseconds. A caller's own image is never changed.
     try:
-        img = ImageOps.exif_transpose(img)
+        if img is src:
+            img = ImageOps.exif_transpose(img)
+        else:
+            ImageOps.exif_transpose(img, in_place=True)
     except Exception as exc:  # a damaged EXIF block should not cost the picture
         log.debug("ignoring unreadable EXIF orientation in %s: %s", name, exc)
     try:
-        return _to_eight_bit(img).convert("RGB")
+        eight = _to_eight_bit(img)
+        return eight if eight.mode == "RGB" and eight is not src else eight.convert("RGB")
     except Exception as exc:
         raise MediaError(name, f"cannot convert {img.mode} image to RGB ({exc})") from exc
 
@@ -152,7 +158,8 @@ def resize_and_crop(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
 
 def image_tensor(img: Image.Image) -> torch.Tensor:
     """ImageBind's vision input for an RGB image: ``(3, 224, 224)`` float32, CLIP-normalized."""
-    pixels = np.asarray(resize_and_crop(img.convert("RGB")), dtype=np.uint8)
+    rgb = img if img.mode == "RGB" else img.convert("RGB")  # convert() would copy an RGB picture whole
+    pixels = np.asarray(resize_and_crop(rgb), dtype=np.uint8)
     x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).to(torch.float32).div(255)
     mean = torch.tensor(CLIP_MEAN, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(CLIP_STD, dtype=torch.float32).view(3, 1, 1)
