@@ -11,7 +11,11 @@ parity fixtures' peaked init too (cosine only), a harder case for int8's roundin
 The int8 model is built and quantized first, then the fp32 one (same seed, same weights), so that
 peak memory stays near one fp32 tower (2.5 GB for the huge vision tower).
 
+``--isa avx2`` runs it with torch, MKL, oneDNN and FBGEMM capped at AVX2 (``scripts/isa.py``): the AVX2 code
+paths on an AVX-512 machine.
+
 Usage:  python scripts/bench_precision.py [--towers vision,audio] [--batch 4] [--iters 2] [--sharp]
+        [--isa avx2]
 """
 
 from __future__ import annotations
@@ -21,20 +25,31 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from isa import add_isa_option, limit_isa  # noqa: E402  (shared; no torch)
+
+limit_isa()  # with --isa avx2: starts this script again, capped at AVX2, before torch loads
+
+import torch  # noqa: E402
 from bench_encoder import build, environment, make_inputs, say, table, timed  # noqa: E402  (shared)
 
 from ibsearch.encoder.model.config import get_config  # noqa: E402
-from ibsearch.encoder.runtime import Encoder, cpu_has_fast_bf16  # noqa: E402
+from ibsearch.encoder.runtime import ENV_INT8_ENGINE, Encoder, cpu_has_fast_bf16  # noqa: E402
 
 
 def encoder(config: str, modality: str, seed: int, kind: str, precision: str, batch: int) -> Encoder:
-    """An Encoder over a freshly built random tower (the same weights for the same seed and kind)."""
+    """An Encoder over a freshly built random tower (the same weights for the same seed and kind).
+
+    ``precision`` may name the int8 engine too, ``int8:fbgemm`` or ``int8:onednn`` (else the one
+    ``int8_engine`` picks for this CPU)."""
     torch.manual_seed(seed)  # the parts ``build`` leaves at their default init (heads) too
     model = build(get_config(config), modality, seed, kind)
-    return Encoder.from_model(model, device="cpu", precision=precision, batch_size=batch)
+    precision, _, engine = precision.partition(":")
+    os.environ[ENV_INT8_ENGINE] = engine or "auto"  # read when the layers are quantized, below
+    try:
+        return Encoder.from_model(model, device="cpu", precision=precision, batch_size=batch)
+    finally:
+        del os.environ[ENV_INT8_ENGINE]
 
 
 def tower_rows(modality: str, args: argparse.Namespace) -> list[dict]:
@@ -79,12 +94,16 @@ COLUMNS = [("tower", "tower", "{}"), ("precision", "precision", "{}"), ("batch",
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--towers", default="vision,audio", help="comma-separated towers")
-    ap.add_argument("--precisions", default=None, help="default: int8 and fp32, and bf16 with bf16 units")
+    ap.add_argument(
+        "--precisions", default=None,
+        help="default: int8, fp32 (bf16 too with bf16 units); int8:fbgemm or int8:onednn names the engine",
+    )  # fmt: skip
     ap.add_argument("--batch", type=int, default=4, help="items per timed call")
     ap.add_argument("--iters", type=int, default=2, help="timed calls per precision (best is kept)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sharp", action="store_true", help="also the cosine with sharp random weights")
     ap.add_argument("--config", default="imagebind_huge", help="model config (imagebind_tiny: smoke run)")
+    add_isa_option(ap)
     args = ap.parse_args()
     default = ["int8", "fp32"] + (["bf16"] if cpu_has_fast_bf16() else [])
     args.precisions = [p.strip() for p in (args.precisions or ",".join(default)).split(",") if p.strip()]
@@ -95,6 +114,7 @@ def main() -> None:
     print("## Environment")
     for key, value in env.items():
         print(f"- {key}: {value}")
+    print(f"- kernels: {args.isa} (torch's CPU capability: {torch.backends.cpu.get_cpu_capability()})")
     print(f"- load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"\n## Precisions against fp32 ({args.config}, random weights, best of {args.iters})\n")
     print(table(rows, COLUMNS))

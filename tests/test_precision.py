@@ -7,13 +7,16 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import run_json
 
 from ibsearch.encoder.model.config import get_config
+from ibsearch.encoder.model.kernels import cpu_flags
 from ibsearch.encoder.model.model import ImageBindModel
-from ibsearch.encoder.runtime import Encoder
+from ibsearch.encoder.runtime import ENV_INT8_ENGINE, Encoder, int8_engine
 from ibsearch.engine import Library
+from ibsearch.errors import UsageError
 from ibsearch.ingest.commit import PREPROCESS_VERSION
 
 INT8_VERSION = PREPROCESS_VERSION + "+int8"
@@ -35,6 +38,54 @@ def test_int8_vision_and_audio_towers_stay_within_cosine_0_99_of_fp32() -> None:
         assert type(fc1).__module__.startswith("torch.ao.nn.quantized"), (modality, type(fc1))
         cosine = (fp32.encode(modality, batch) * int8.encode(modality, batch)).sum(axis=1)
         assert cosine.min() >= 0.99, (modality, cosine)
+
+
+def test_the_int8_engine_follows_the_tower_and_the_cpu_s_integer_dot_products() -> None:
+    vnni = {"avx2", "fma", "avx512f", "avx512_vnni"}
+    assert int8_engine("vision", vnni) == int8_engine("audio", {"avx2", "amx_int8"}) == "onednn"
+    assert int8_engine("thermal", {"avx2", "avx_vnni"}) == "onednn"
+    assert int8_engine("text", vnni) == "fbgemm"  # a query is a few rows, where FBGEMM is the faster
+    assert int8_engine("vision", {"avx2", "fma"}) == "fbgemm"  # no VNNI: 7-bit inputs, no 16-bit overflow
+    assert int8_engine("vision", {"avx2"}, "onednn") == int8_engine("text", vnni, "onednn") == "onednn"
+    with pytest.raises(UsageError, match="IBSEARCH_INT8_ENGINE='mkl' is not one of auto, fbgemm, onednn"):
+        int8_engine("vision", vnni, "mkl")
+
+
+def _token_ids(n: int, g: torch.Generator) -> torch.Tensor:
+    """``n`` texts of random tokens between a start and an end token, of different lengths."""
+    ids = torch.randint(1, 49406, (n, 77), generator=g)
+    ids[:, 0] = 49406
+    ids[torch.arange(n), torch.arange(n) * 20 + 5] = 49407
+    return ids
+
+
+def test_each_int8_engine_stays_close_to_fp32_and_auto_prepacks_each_tower_with_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    model = ImageBindModel(get_config("imagebind_tiny"), ["vision", "text"]).eval()
+    g = torch.Generator().manual_seed(5)
+    inputs = {
+        "vision": torch.randn(3, 3, 224, 224, generator=g),
+        "text": _token_ids(3, g),
+    }
+    exact = Encoder.from_model(copy.deepcopy(model), device="cpu", precision="fp32")
+    vectors = {}
+    for choice in ("fbgemm", "onednn", "auto"):
+        monkeypatch.setenv(ENV_INT8_ENGINE, choice)
+        encoder = Encoder.from_model(copy.deepcopy(model), device="cpu", precision="int8")
+        vectors[choice] = {m: encoder.encode(m, batch) for m, batch in inputs.items()}
+    for choice in ("fbgemm", "onednn"):
+        for modality, batch in inputs.items():
+            cosine = (exact.encode(modality, batch) * vectors[choice][modality]).sum(axis=1)
+            assert cosine.min() >= 0.99, (choice, modality, cosine)
+    assert not np.array_equal(vectors["fbgemm"]["vision"], vectors["onednn"]["vision"])  # the variable took
+    for modality in inputs:  # auto: each tower exactly as its chosen engine computes it
+        chosen = int8_engine(modality, cpu_flags())
+        assert np.array_equal(vectors["auto"][modality], vectors[chosen][modality]), (modality, chosen)
+    monkeypatch.setenv(ENV_INT8_ENGINE, "mkl")
+    with pytest.raises(UsageError, match="IBSEARCH_INT8_ENGINE"):
+        Encoder.from_model(copy.deepcopy(model), device="cpu", precision="int8")
 
 
 def _versions(lib_args: list[str]) -> dict[str, set[str]]:
