@@ -22,6 +22,10 @@ OWN = {"self", "cls"}
 SET_AT_IMPORT = {
     # BLAS from a couple of queries on (index/exact.py: BLAS_THRESHOLD), never changed by a search
     ("index/exact.py", "faiss.cvar.distance_compute_blas_threshold"),
+    # Torch reads its quantized engine only when a layer is prepacked (a prepacked layer runs its own
+    # engine's kernels whatever is set later): int8 towers switch it under a lock for their prepacking
+    # and put it back (tests/test_precision.py checks that it is back).
+    ("encoder/runtime.py", "torch.backends.quantized.engine"),
 }
 #: FAISS calls that change a process-wide setting.
 FAISS_SETTERS = ("omp_set_num_threads", "set_index_parameter", "set_index_parameters")

@@ -70,6 +70,7 @@ def test_each_int8_engine_stays_close_to_fp32_and_auto_prepacks_each_tower_with_
         "text": _token_ids(3, g),
     }
     exact = Encoder.from_model(copy.deepcopy(model), device="cpu", precision="fp32")
+    engine_before = torch.backends.quantized.engine
     vectors = {}
     for choice in ("fbgemm", "onednn", "auto"):
         monkeypatch.setenv(ENV_INT8_ENGINE, choice)
@@ -79,6 +80,7 @@ def test_each_int8_engine_stays_close_to_fp32_and_auto_prepacks_each_tower_with_
         for modality, batch in inputs.items():
             cosine = (exact.encode(modality, batch) * vectors[choice][modality]).sum(axis=1)
             assert cosine.min() >= 0.99, (choice, modality, cosine)
+    assert torch.backends.quantized.engine == engine_before  # switched for the prepacking only
     assert not np.array_equal(vectors["fbgemm"]["vision"], vectors["onednn"]["vision"])  # the variable took
     for modality in inputs:  # auto: each tower exactly as its chosen engine computes it
         chosen = int8_engine(modality, cpu_flags())
