@@ -16,7 +16,10 @@ of a shared machine weighs on both alike. Printed: images/s of each, end-to-end 
 and the decode share. ``--audio N`` adds the audio tower end to end on N generated 8 s WAVs
 (files/s; no tower-only column).
 
-Usage:  .venv/bin/python scripts/bench_ceiling.py [--images 16] [--batch 4] [--per-folder 0]
+``--ab-workers N`` ingests every second folder with ``workers=N`` and reports those folders in a row
+of their own (``--ab-workers 0``: decoding on one thread, against the automatic choice).
+
+Usage:  .venv/bin/python scripts/bench_ceiling.py [--images 16] [--batch 4] [--per-folder 0] [--ab-workers N]
         [--precisions fp32,int8] [--device cpu|cuda] [--jpegs DIR] [--work DIR] [--json-out FILE]
 """
 
@@ -89,8 +92,11 @@ def batch_folders(work: Path, jpegs: list[Path], batch: int) -> list[list[Path]]
     return folders
 
 
-def ceiling_row(args: argparse.Namespace, card: Path, folders: list[list[Path]], precision: str) -> dict:
-    """Tower-only and end-to-end seconds on the same pictures, batch by batch, one loaded model."""
+def ceiling_row(
+    args: argparse.Namespace, card: Path, folders: list[list[Path]], precision: str
+) -> list[dict]:
+    """Tower-only and end-to-end seconds on the same pictures, batch by batch, one loaded model: one row,
+    or with ``--ab-workers N`` two, every second folder ingested with ``workers=N``."""
     import torch
 
     from ibsearch.encoder import preprocess
@@ -98,37 +104,46 @@ def ceiling_row(args: argparse.Namespace, card: Path, folders: list[list[Path]],
 
     lib_dir = args.work / f"lib-{precision}"
     shutil.rmtree(lib_dir, ignore_errors=True)
-    tower_s = ingest_s = decode_s = 0.0
+    ways = ["auto"] if args.ab_workers is None else ["auto", f"workers {args.ab_workers}"]
+    seconds = {way: {"tower": 0.0, "ingest": 0.0, "decode": 0.0, "images": 0} for way in ways}
     with Library.open(lib_dir, model=str(card), device=args.device, precision=precision, create=True) as lib:
         encoder = lib.encoder(args.batch)
         encoder.encode("vision", preprocess.load("vision", str(folders[0][0]))[None])  # load + warm up
-        for files in folders:
+        for number, files in enumerate(folders):
+            way = ways[number % len(ways)]
+            spent = seconds[way]
             start = time.perf_counter()
             pictures = torch.stack([preprocess.load("vision", str(p)) for p in files])
-            decode_s += time.perf_counter() - start
+            spent["decode"] += time.perf_counter() - start
             start = time.perf_counter()
             for first in range(0, len(pictures), args.batch):  # the batches an ingest of the folder makes
                 encoder.encode("vision", pictures[first : first + args.batch])
-            tower_s += time.perf_counter() - start
+            spent["tower"] += time.perf_counter() - start
+            workers = None if way == "auto" else args.ab_workers
             start = time.perf_counter()
-            summary = lib.ingest([str(files[0].parent)], batch_size=args.batch)
-            ingest_s += time.perf_counter() - start
+            summary = lib.ingest([str(files[0].parent)], batch_size=args.batch, workers=workers)
+            spent["ingest"] += time.perf_counter() - start
+            spent["images"] += len(files)
             if summary.added != len(files):
                 raise SystemExit(
                     f"ingest of {files[0].parent} added {summary.added} of {len(files)}: {summary}"
                 )
         resolved = encoder.precision
-    n = sum(len(f) for f in folders)
-    say(f"[{precision}] tower {n / tower_s:.3f} img/s, end to end {n / ingest_s:.3f} img/s")
-    return {
-        "precision": resolved,
-        "images": n,
-        "tower_images_s": n / tower_s,
-        "ingest_images_s": n / ingest_s,
-        "ratio": tower_s / ingest_s,
-        "decode_images_s": n / decode_s,
-        "decode_share": decode_s / ingest_s,
-    }
+    rows = []
+    for way, spent in seconds.items():
+        n = spent["images"]
+        name = resolved if way == "auto" else f"{resolved} ({way})"
+        say(f"[{name}] tower {n / spent['tower']:.3f} img/s, end to end {n / spent['ingest']:.3f} img/s")
+        rows.append({
+            "precision": name,
+            "images": n,
+            "tower_images_s": n / spent["tower"],
+            "ingest_images_s": n / spent["ingest"],
+            "ratio": spent["tower"] / spent["ingest"],
+            "decode_images_s": n / spent["decode"],
+            "decode_share": spent["decode"] / spent["ingest"],
+        })  # fmt: skip
+    return rows
 
 
 def audio_row(args: argparse.Namespace, precision: str) -> dict:
@@ -186,6 +201,10 @@ def main() -> None:
     ap.add_argument("--jpegs", type=Path, default=None, help="a folder of JPEGs instead of Debian's")
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--json-out", type=Path, default=None, help="also write the rows as JSON here")
+    ap.add_argument(
+        "--ab-workers", type=int, default=None,
+        help="ingest every second folder with this many workers (0: one decoding thread) for an A/B",
+    )  # fmt: skip
     args = ap.parse_args()
     args.work = args.work or Path(tempfile.mkdtemp(prefix="ibsearch-ceiling-"))
     os.environ.setdefault("IBSEARCH_CACHE", str(args.work / "cache"))
@@ -197,7 +216,12 @@ def main() -> None:
     with open("/proc/cpuinfo", encoding="utf-8") as fh:
         cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "?")
     load_before = os.getloadavg()
-    rows = [ceiling_row(args, card, folders, p.strip()) for p in args.precisions.split(",") if p.strip()]
+    rows = [
+        row
+        for p in args.precisions.split(",")
+        if p.strip()
+        for row in ceiling_row(args, card, folders, p.strip())
+    ]
     audio = (
         [audio_row(args, p.strip()) for p in args.precisions.split(",") if p.strip()] if args.audio else []
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,55 @@ def test_worker_processes_give_the_same_tensors_as_in_process_loading() -> None:
         preprocess.load_parallel("audio", [DATA / "audio" / "mix_48000_mono_s16_1p5s.wav"], workers=1)
     )
     assert torch.equal(audio[0], preprocess.load("audio", DATA / "audio" / "mix_48000_mono_s16_1p5s.wav"))
+
+
+def test_threads_decode_a_round_at_a_time_never_beside_the_caller_and_give_the_same_tensors() -> None:
+    items = [
+        DATA / "images" / "photo_640x480.jpg",
+        DATA / "bad" / "random_bytes.jpg",
+        DATA / "images" / "palette_256x192.gif",
+        DATA / "images" / "gray_L_300x400.png",
+        DATA / "images" / "exif_orient6_320x240.jpg",
+    ]
+    decoding: list[tuple[float, float, int]] = []
+
+    def timed_load(modality: str, item: Any) -> torch.Tensor:
+        start = time.monotonic()
+        try:
+            return preprocess.load(modality, item)
+        finally:
+            decoding.append((start, time.monotonic(), threading.get_ident()))
+
+    results, caller = {}, []
+    for index, tensor in pool.load_parallel("vision", items, 0, loader=timed_load, threads=2):
+        start = time.monotonic()
+        time.sleep(0.05)  # the caller's own work between results (the model, in an ingest)
+        results[index] = tensor
+        caller.append((start, time.monotonic()))
+    assert sorted(results) == [0, 1, 2, 3, 4] and len(decoding) == 5
+    assert isinstance(results[1], MediaError) and "not a recognised image" in results[1].reason
+    for i in (0, 2, 3, 4):
+        assert torch.equal(results[i], preprocess.load("vision", items[i]))
+    assert threading.get_ident() not in {thread for *_, thread in decoding}
+    assert len({thread for *_, thread in decoding}) == 2
+    for start, end, _ in decoding:  # no item decoded while the caller held a result
+        assert all(end <= began or start >= ended for began, ended in caller), (start, end, caller)
+
+
+def test_pictures_refused_as_bombs_on_threads_are_refused_alike_and_leave_the_warning_filters_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)  # 640 x 480: within 2x, Pillow only warns
+    before = list(warnings.filters)
+    photo = DATA / "images" / "photo_640x480.jpg"
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        results = dict(pool.load_parallel("vision", [photo] * 6, 0, loader=preprocess.load, threads=3))
+    assert all(isinstance(r, MediaError) and "307,200 pixels" in r.reason for r in results.values())
+    assert len(results) == 6 and not [w for w in said if w.category is Image.DecompressionBombWarning]
+    assert warnings.filters == before
 
 
 def test_a_crashing_worker_costs_only_its_own_item() -> None:

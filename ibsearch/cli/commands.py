@@ -44,8 +44,9 @@ from .screen import warnings_counted
     "--workers",
     type=click.IntRange(min=0),
     default=None,
-    help="Decoding worker processes; 0 decodes in this process (default: automatic, workers only with a "
-    "GPU or from 4 CPU cores, and for 24 files or more).",
+    help="Decoding worker processes; 0 decodes in this process on one thread (default: automatic, workers "
+    "only with a GPU or from 4 CPU cores, and for 24 files or more; else pictures decode on every core "
+    "between the model's calls).",
 )
 @click.option(
     "--timeout",

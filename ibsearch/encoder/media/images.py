@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import warnings
 from typing import BinaryIO
 
@@ -94,6 +95,12 @@ def load_image(src: ImageSource, *, name: str | None = None) -> Image.Image:
         raise MediaError(name, f"cannot convert {img.mode} image to RGB ({exc})") from exc
 
 
+#: Pillow formats whose plugins check a picture's pixel count when it is opened, never as it loads
+#: (GIF, ICO, ICNS and others check frames and sizes as they load, so they load under the filter too).
+_SIZE_CHECKED_ON_OPENING = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "PPM", "MPO"})
+_WARNING_FILTERS = threading.Lock()
+
+
 def open_image(src: Source, name: str) -> Image.Image:
     """Open and load an image file as it is stored (mode unchanged), refusing decompression bombs.
 
@@ -112,11 +119,15 @@ def open_image(src: Source, name: str) -> Image.Image:
         decoded = None if fmt is None else decode_picture(fmt, fh, name)
         if decoded is not None:
             return decoded
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its pixel limit; treat both the same.
+        # Pillow only warns between 1x and 2x its pixel limit; both are refused alike. Warning
+        # filters are process-wide, and pictures may decode on several threads: one at a time in
+        # here. Most formats check their size when opened only; those are decoded outside.
+        with _WARNING_FILTERS, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fh)
-            img.load()
+            if img.format not in _SIZE_CHECKED_ON_OPENING:
+                img.load()
+        img.load()
     except MediaError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -10,6 +10,7 @@ comes back as a transient :class:`MediaError` while the others run again.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import multiprocessing
@@ -20,7 +21,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -157,6 +158,7 @@ def load_parallel(
     max_in_flight: int | None = None,
     loader: Loader,
     timeout: float | None = None,
+    threads: int = 1,
 ) -> Iterator[tuple[int, torch.Tensor | MediaError]]:
     """Prepare ``items`` in ``workers`` processes; yield ``(index, tensor or MediaError)``.
 
@@ -174,10 +176,19 @@ def load_parallel(
     run again. With ``workers=0`` no limit can be enforced (a hung decoder cannot be stopped in
     this process) and ``timeout`` is ignored. Raises :class:`UsageError` for a ``timeout`` that is
     not a positive, finite number of seconds.
+
+    ``threads`` (with ``workers=0``): up to that many items decode at once on threads of this
+    process, a round at a time. A round starts when the caller asks for the next result and all its
+    results are handed over before another starts, so decoding never runs beside whatever the
+    caller does between results (the model, which has every core). Only for loaders that are safe
+    on threads (PDFium, for one, is not).
     """
     modality = canonical(modality)
     if timeout is not None and not 0 < timeout < math.inf:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r} (None for no limit)")
+    if workers <= 0 and threads > 1:
+        yield from _in_rounds(loader, modality, items, threads)
+        return
     if workers <= 0:
         for index, item in enumerate(items):
             yield index, _result(_work(loader, modality, item))
@@ -187,6 +198,19 @@ def load_parallel(
         yield from run.results()
     finally:
         run.close()
+
+
+def _in_rounds(
+    loader: Loader, modality: str, items: Iterable[Any], threads: int
+) -> Iterator[tuple[int, torch.Tensor | MediaError]]:
+    """``load_parallel`` on ``threads`` threads of this process, ``threads`` items per round."""
+    numbered = enumerate(items)
+    with ThreadPoolExecutor(threads, thread_name_prefix="ibsearch-decode") as decoders:
+        while batch := list(itertools.islice(numbered, threads)):
+            futures = [(index, decoders.submit(_work, loader, modality, item)) for index, item in batch]
+            outcomes = [(index, future.result()) for index, future in futures]  # the whole round first
+            for index, outcome in outcomes:
+                yield index, _result(outcome)
 
 
 _CRASHED = "the decoder crashed (its worker process died); the file is probably damaged"
