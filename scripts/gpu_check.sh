@@ -3,7 +3,8 @@
 # benchmarks in under 8 minutes and print one table (images/s, audio files/s, search p50 at 1M, bf16
 # cosine). Installs nothing beyond the project: torch with CUDA must already be there (or come from
 # PyPI, whose Linux wheels are CUDA builds). See DEVELOPERS.md.
-# Usage: bash scripts/gpu_check.sh        (PYTHON=... picks the interpreter; default .venv, else python3)
+# Usage: bash scripts/gpu_check.sh        (PYTHON=... picks the interpreter; default .venv, else python3;
+#        JPEGS=folder uses those JPEGs instead of downloading Debian's: see scripts/gpu_carry.sh)
 # Exit codes: 0 all passed, 1 a step failed, 2 no usable NVIDIA GPU here.
 set -uo pipefail
 # Checked before anything else, with shell builtins only: without a GPU there is nothing to check.
@@ -35,8 +36,10 @@ timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_devices_here.py te
   > "$WORK/tests.txt" 2>&1 || status=1
 tail -n 3 "$WORK/tests.txt" >&2
 # Ingest: real JPEGs end to end against the tower alone (bf16 and fp32), and generated WAVs.
+# JPEGS=folder: pictures brought along (a machine without network cannot download Debian's).
 timeout 240 "$PY" scripts/bench_ceiling.py --device cuda --precisions bf16,fp32 --images 128 --batch 32 \
-  --audio 64 --work "$WORK/ingest" --json-out "$WORK/ingest.json" > "$WORK/ingest.txt" 2>&1 || status=1
+  --audio 64 ${JPEGS:+--jpegs "$JPEGS"} --work "$WORK/ingest" --json-out "$WORK/ingest.json" \
+  > "$WORK/ingest.txt" 2>&1 || status=1
 # Search at 1M x 1024 on the GPU, the bf16 cosine, and the table.
 timeout 60 "$PY" scripts/gpu_check.py --ingest "$WORK/ingest.json" --tests "$WORK/tests.txt" || status=1
 echo "gpu_check: $((SECONDS - start)) s; logs in $WORK" >&2
