@@ -30,6 +30,7 @@ from .. import devices
 from ..errors import UsageError
 from ..modality import canonical, resolve_modalities
 from ..progress import Progress
+from .filters import WARNING_FILTERS
 from .malloc import retain_freed_memory
 from .model.kernels import cpu_flags
 from .model.model import ImageBindModel
@@ -131,7 +132,8 @@ def _quantize_linear_layers(model: ImageBindModel) -> None:
 
     choice = os.environ.get(ENV_INT8_ENGINE, "auto").strip() or "auto"
     for modality, tower in model.towers.items():
-        with _quantized_engine(int8_engine(modality, cpu_flags(), choice)), warnings.catch_warnings():
+        engine = _quantized_engine(int8_engine(modality, cpu_flags(), choice))
+        with engine, WARNING_FILTERS, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch marks torch.ao.quantization as deprecated for torchao
             torch.ao.quantization.quantize_dynamic(tower, {nn.Linear}, dtype=torch.qint8, inplace=True)
         if isinstance(tower, Tower):

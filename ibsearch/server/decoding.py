@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
+from ..encoder.filters import WARNING_FILTERS
 from ..library import LibraryResources
 from ..modality import DEPTH, QUERY_KINDS, THERMAL, VISION
 from ..terms import VECTOR, Term
@@ -59,7 +60,7 @@ def picture_pixels(path: str) -> tuple[int, str] | None:
                 return None
             return int(np.prod(shape, dtype=np.int64)), f"{' x '.join(map(str, shape))} values"
     try:
-        with warnings.catch_warnings():
+        with WARNING_FILTERS, warnings.catch_warnings():  # filters are process-wide: one thread at a time
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 return image.width * image.height, f"{image.width} x {image.height} pixels"

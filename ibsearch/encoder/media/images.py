@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import warnings
 from typing import BinaryIO
 
@@ -19,6 +18,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ...errors import MediaError
+from ..filters import WARNING_FILTERS
 from ..inputs import IMAGE_SIZE
 from .decode import Source, checked_source, source_name
 from .detect import HEAD_BYTES
@@ -98,7 +98,6 @@ def load_image(src: ImageSource, *, name: str | None = None) -> Image.Image:
 #: Pillow formats whose plugins check a picture's pixel count when it is opened, never as it loads
 #: (GIF, ICO, ICNS and others check frames and sizes as they load, so they load under the filter too).
 _SIZE_CHECKED_ON_OPENING = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "PPM", "MPO"})
-_WARNING_FILTERS = threading.Lock()
 
 
 def open_image(src: Source, name: str) -> Image.Image:
@@ -120,9 +119,9 @@ def open_image(src: Source, name: str) -> Image.Image:
         if decoded is not None:
             return decoded
         # Pillow only warns between 1x and 2x its pixel limit; both are refused alike. Warning
-        # filters are process-wide, and pictures may decode on several threads: one at a time in
-        # here. Most formats check their size when opened only; those are decoded outside.
-        with _WARNING_FILTERS, warnings.catch_warnings():
+        # filters are process-wide (..filters): one picture at a time in here. Most formats check
+        # their size when opened only; those are decoded outside.
+        with WARNING_FILTERS, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fh)
             if img.format not in _SIZE_CHECKED_ON_OPENING:
