@@ -6,6 +6,9 @@ the ranking computed directly from vectors (model outputs and stored vectors), n
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +142,30 @@ def test_like_reuses_the_stored_vector(ingested, media_dir, lib_args):
     png = media_dir / "photos" / "rgba_alpha_320x240.png"
     hits = run_json("query", "--like", png, "--include-like", "--target", "vision", *lib_args)
     assert hits[0]["path"] == str(png) and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_query_by_a_stored_file_runs_without_loading_torch_and_finds_the_same_hits(
+    ingested, media_dir, lib_args
+):
+    # No model is needed to search by stored vectors, and loading torch for the products would cost a
+    # CLI process more than a second: a fresh process searches without it (FAISS's own exact search
+    # over the mapped index, numpy's BLAS for the rest) and finds what a process with torch finds.
+    jpg = media_dir / "photos" / "photo_640x480.jpg"
+    args = ["query", "--like", str(jpg), "--k", "6", *map(str, lib_args), "--json"]
+    expected = run_json(*args[:-1])
+    script = (
+        "import sys; from ibsearch.cli import cli\n"
+        "try:\n    cli(sys.argv[1:])\nexcept SystemExit as end:\n    code = end.code\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch', file=sys.stderr); sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().endswith("no torch"), done.stderr
+    got = json.loads(done.stdout)
+    assert [h["path"] for h in got] == [h["path"] for h in expected] and len(got) == 6
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine["score"] == pytest.approx(theirs["score"], abs=1e-5)
+        assert mine["relevance"] == pytest.approx(theirs["relevance"], abs=1e-4)
 
 
 def test_filters_restrict_results_inside_the_search(ingested, media_dir, lib_args):

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import LibraryError, UsageError
 from ..idsets import IdSetSummary, summarize_ids
-from .exact import ScoreSample, product_search
+from .exact import ScoreSample, blas_takes, product_search
 from .lists import (
     add_by_nearest_centroid,
     clear_block_tails,
@@ -271,7 +271,7 @@ class FaissIndex:
         kk = min(int(k), held, held if sel is None else len(sel))
         if kk == 0 or nq == 0:
             return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
-        if self.spec == EXACT and nq <= tuning.exact_product_most:  # numpy's BLAS, every core (.exact)
+        if self.spec == EXACT and nq <= tuning.exact_product_most and blas_takes(self.vectors_view()[1]):
             return product_search(*self.vectors_view(), q, kk, None if sel is None else sel.ids, sample)
         probes = min(int(nprobe or self.nprobe), self.nlist) if self.approximate else 0
         if probes:  # fewer queries than threads: the threads share each query's lists instead (but a
