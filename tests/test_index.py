@@ -108,12 +108,16 @@ def test_filters_give_exactly_the_brute_force_filtered_top_k(data, exact, n_quer
 def test_the_blas_product_path_equals_faiss_exact_search_mapped_or_not_filtered_or_not(
     tmp_path, data, exact, n_queries, mmap, monkeypatch
 ):
+    import torch  # noqa: F401  (a process with torch loaded scores mapped rows by the product path)
+
     ids, vectors, _ = data
     path = tmp_path / "vision.faiss"
     exact.save(path)
     index = FaissIndex.load(path, mmap=mmap)
     # FAISS's file puts the vectors at an odd offset: mapped, they are scored by torch's BLAS, not numpy's
-    assert index.vectors_view()[1].flags.aligned is not mmap
+    assert index.vectors_view()[1].flags.aligned is not mmap and exact_search.blas_takes(
+        index.vectors_view()[1]
+    )
     queries = unit(n_queries, seed=9)
     faiss_only = SearchTuning(exact_product_most=0)  # FAISS's own flat search, whatever the batch
     allowed = ids[np.random.default_rng(4).random(len(ids)) < 0.4]
