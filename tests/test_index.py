@@ -115,9 +115,8 @@ def test_the_blas_product_path_equals_faiss_exact_search_mapped_or_not_filtered_
     exact.save(path)
     index = FaissIndex.load(path, mmap=mmap)
     # FAISS's file puts the vectors at an odd offset: mapped, they are scored by torch's BLAS, not numpy's
-    assert index.vectors_view()[1].flags.aligned is not mmap and exact_search.blas_takes(
-        index.vectors_view()[1]
-    )
+    rows = index.vectors_view()[1]
+    assert rows.flags.aligned is not mmap and exact_search.blas_takes(rows)
     queries = unit(n_queries, seed=9)
     faiss_only = SearchTuning(exact_product_most=0)  # FAISS's own flat search, whatever the batch
     allowed = ids[np.random.default_rng(4).random(len(ids)) < 0.4]
