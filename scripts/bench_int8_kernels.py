@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from isa import add_isa_option, limit_isa  # noqa: E402  (shared; no torch)
+from isa import add_isa_option, limit_isa, print_environment  # noqa: E402  (shared; no torch)
 
 limit_isa()  # with --isa avx2: starts this script again, capped at AVX2, before torch loads
 
@@ -123,11 +123,7 @@ def main() -> None:
     args = ap.parse_args()
     env, load_before = environment(), os.getloadavg()[0]
     rows = [shape_row(*shape, args.iters) for shape in shapes(args.batch)]
-    print("## Environment")
-    for key, value in env.items():
-        print(f"- {key}: {value}")
-    print(f"- kernels: {args.isa} (torch's CPU capability: {torch.backends.cpu.get_cpu_capability()})")
-    print(f"- load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print_environment(env, args.isa, torch.backends.cpu.get_cpu_capability(), load_before)
     print(f"\n## int8 against fp32 per linear layer (speed of each over fp32's, best of {args.iters})\n")
     print(table(rows, COLUMNS))
 

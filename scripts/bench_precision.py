@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from isa import add_isa_option, limit_isa  # noqa: E402  (shared; no torch)
+from isa import add_isa_option, limit_isa, print_environment  # noqa: E402  (shared; no torch)
 
 limit_isa()  # with --isa avx2: starts this script again, capped at AVX2, before torch loads
 
@@ -111,11 +111,7 @@ def main() -> None:
         args.precisions.append("fp32")
     env, load_before = environment(), os.getloadavg()[0]
     rows = [row for m in args.towers.split(",") if m.strip() for row in tower_rows(m.strip(), args)]
-    print("## Environment")
-    for key, value in env.items():
-        print(f"- {key}: {value}")
-    print(f"- kernels: {args.isa} (torch's CPU capability: {torch.backends.cpu.get_cpu_capability()})")
-    print(f"- load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print_environment(env, args.isa, torch.backends.cpu.get_cpu_capability(), load_before)
     print(f"\n## Precisions against fp32 ({args.config}, random weights, best of {args.iters})\n")
     print(table(rows, COLUMNS))
 

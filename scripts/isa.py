@@ -37,3 +37,13 @@ def limit_isa() -> None:
         return
     os.environ.update(AVX2_ONLY)
     os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+def print_environment(env: dict, isa: str, capability: str, load_before: float) -> None:
+    """The benchmark's environment section: ``env`` (``bench_encoder.environment()``), the kernels'
+    cap (``--isa``) and torch's CPU capability under it, and the load average before and now."""
+    print("## Environment")
+    for key, value in env.items():
+        print(f"- {key}: {value}")
+    print(f"- kernels: {isa} (torch's CPU capability: {capability})")
+    print(f"- load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
