@@ -56,13 +56,17 @@ def test_in_process_loading_yields_every_index_with_errors_in_place() -> None:
     assert torch.equal(results[0], preprocess.load("vision", items[0]))
 
 
+#: Pictures of three formats and one file that is no picture (index 1), for the parallel ways to agree on.
+MIXED = [
+    DATA / "images" / "photo_640x480.jpg",
+    DATA / "bad" / "random_bytes.jpg",
+    DATA / "images" / "palette_256x192.gif",
+    DATA / "images" / "gray_L_300x400.png",
+]
+
+
 def test_worker_processes_give_the_same_tensors_as_in_process_loading() -> None:
-    items = [
-        DATA / "images" / "photo_640x480.jpg",
-        DATA / "bad" / "random_bytes.jpg",
-        DATA / "images" / "palette_256x192.gif",
-        DATA / "images" / "gray_L_300x400.png",
-    ]
+    items = MIXED
     results = dict(preprocess.load_parallel("vision", items, workers=2))
     assert sorted(results) == [0, 1, 2, 3]
     assert isinstance(results[1], MediaError) and "not a recognised image" in results[1].reason
@@ -75,13 +79,7 @@ def test_worker_processes_give_the_same_tensors_as_in_process_loading() -> None:
 
 
 def test_threads_decode_a_round_at_a_time_never_beside_the_caller_and_give_the_same_tensors() -> None:
-    items = [
-        DATA / "images" / "photo_640x480.jpg",
-        DATA / "bad" / "random_bytes.jpg",
-        DATA / "images" / "palette_256x192.gif",
-        DATA / "images" / "gray_L_300x400.png",
-        DATA / "images" / "exif_orient6_320x240.jpg",
-    ]
+    items = [*MIXED, DATA / "images" / "exif_orient6_320x240.jpg"]
     decoding: list[tuple[float, float, int]] = []
 
     def timed_load(modality: str, item: Any) -> torch.Tensor:
